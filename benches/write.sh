@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# The Write benchmark: Atelier and llama.cpp side by side, in the same run, on the same token ids.
+#
+#   benches/write.sh [--repeats N] [--inner N] [--model PATH]... [--prompt-tokens N] [--decode-tokens N]
+#
+# Builds atelier in release, makes sure the llama.cpp peer (llama-cpp-python built with native
+# CPU flags) is installed in a venv outside the repo, then for N repetitions runs, per model,
+# one fresh Atelier process and one fresh llama.cpp process (order alternating A,L / L,A between
+# repetitions so drift in machine load hits both alike). Each process loads the model once and
+# times --inner generations. Raw JSON lines go to bench-out/write.jsonl; a markdown table of
+# medians over the repetitions and Atelier/llama.cpp ratios is printed at the end (and written
+# to bench-out/write.md).
+#
+# Environment: ATELIER_BENCH_VENV (default ~/.cache/atelier-bench/venv),
+# LLAMA_CPP_PYTHON_VERSION (default 0.3.36), BENCH_THREADS (llama.cpp threads, default nproc).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+
+REPEATS=5
+INNER=3
+PROMPT_TOKENS=256
+DECODE_TOKENS=128
+MODELS=()
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --repeats) REPEATS=$2; shift 2 ;;
+    --inner) INNER=$2; shift 2 ;;
+    --model) MODELS+=("$2"); shift 2 ;;
+    --prompt-tokens) PROMPT_TOKENS=$2; shift 2 ;;
+    --decode-tokens) DECODE_TOKENS=$2; shift 2 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+if [[ ${#MODELS[@]} -eq 0 ]]; then
+  MODELS=("$ROOT/models/SmolLM2-135M-Instruct.Q4_1.gguf" "$ROOT/models/gemma-3-270m-q4_k_m.gguf")
+fi
+for m in "${MODELS[@]}"; do
+  [[ -f "$m" ]] || { echo "error: model $m is missing (run models/fetch.sh)" >&2; exit 1; }
+done
+command -v jq >/dev/null || { echo "error: jq is needed (apt-get install jq)" >&2; exit 1; }
+
+THREADS=${BENCH_THREADS:-$(nproc)}
+VENV=${ATELIER_BENCH_VENV:-$HOME/.cache/atelier-bench/venv}
+LLAMA_VERSION=${LLAMA_CPP_PYTHON_VERSION:-0.3.36}
+OUT=bench-out
+JSONL=$OUT/write.jsonl
+mkdir -p "$OUT"
+
+# --- Atelier, release build --------------------------------------------------------------------
+echo "== building atelier (release)" >&2
+cargo build --release
+ATELIER=(target/release/atelier bench write)
+if ! target/release/atelier bench write --help >/dev/null 2>&1; then
+  echo "== 'atelier bench write' is not wired in this build: using the bench_write example" >&2
+  cargo build --release --example bench_write
+  ATELIER=(target/release/examples/bench_write)
+fi
+
+# --- llama.cpp peer, in a venv outside the repo ------------------------------------------------
+if ! "$VENV/bin/python" -c "import llama_cpp, numpy" >/dev/null 2>&1; then
+  echo "== installing llama-cpp-python $LLAMA_VERSION into $VENV (compiles llama.cpp; minutes)" >&2
+  python3 -m venv "$VENV"
+  CMAKE_ARGS="-DGGML_NATIVE=ON" CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) \
+    "$VENV/bin/pip" install --no-cache-dir "llama-cpp-python==$LLAMA_VERSION"
+fi
+PEER=("$VENV/bin/python" benches/llamacpp_peer.py)
+
+# --- run ---------------------------------------------------------------------------------------
+cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
+jq -nc --arg cpu "$cpu" --argjson nproc "$(nproc)" --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" \
+  --arg date "$(date -u +%FT%TZ)" --arg rev "$(git rev-parse --short HEAD 2>/dev/null || echo none)" \
+  --argjson repeats "$REPEATS" --argjson inner "$INNER" --argjson threads "$THREADS" \
+  --arg atelier "${ATELIER[*]}" --arg peer "$("$VENV/bin/python" -c 'import llama_cpp; print(llama_cpp.__version__)')" \
+  '{meta: true, date: $date, git: $rev, cpu: $cpu, nproc: $nproc, loadavg_start: $load,
+    repeats: $repeats, inner: $inner, llama_threads: $threads, atelier_cmd: $atelier,
+    llama_cpp_python: $peer}' > "$JSONL"
+echo "== load average before: $(cut -d' ' -f1-3 /proc/loadavg) (other builds running skew every number)" >&2
+
+run_atelier() { # model rep
+  "${ATELIER[@]}" --model "$1" --prompt-tokens "$PROMPT_TOKENS" --decode-tokens "$DECODE_TOKENS" \
+    --repeats "$INNER" --json | jq -c --argjson rep "$2" --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" \
+    '.results[] + {rep: $rep, loadavg: $load}' >> "$JSONL"
+  local ids="$OUT/prompt-ids-$(basename "$1").json"
+  [[ -f "$ids" ]] || tail -n1 "$JSONL" | jq -c '.prompt_ids' > "$ids"
+}
+run_peer() { # model rep
+  "${PEER[@]}" --model "$1" --prompt-ids "$OUT/prompt-ids-$(basename "$1").json" \
+    --decode-tokens "$DECODE_TOKENS" --repeats "$INNER" --threads "$THREADS" \
+    | jq -c --argjson rep "$2" --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" '. + {rep: $rep, loadavg: $load}' >> "$JSONL"
+}
+
+rm -f "$OUT"/prompt-ids-*.json
+for rep in $(seq 1 "$REPEATS"); do
+  for m in "${MODELS[@]}"; do
+    if (( rep % 2 == 1 )); then order=(atelier peer); else order=(peer atelier); fi
+    for who in "${order[@]}"; do
+      echo "== rep $rep/$REPEATS $(basename "$m"): $who" >&2
+      "run_$who" "$m" "$rep"
+    done
+  done
+done
+jq -c --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" 'if .meta then . + {loadavg_end: $load} else . end' \
+  "$JSONL" > "$JSONL.tmp" && mv "$JSONL.tmp" "$JSONL"
+
+# --- table -------------------------------------------------------------------------------------
+python3 - "$JSONL" <<'PY' | tee "$OUT/write.md"
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+meta = next(r for r in rows if r.get("meta"))
+res = [r for r in rows if not r.get("meta")]
+models = list(dict.fromkeys(r["model"] for r in res))
+def med(model, engine, key):
+    xs = [r[key] for r in res if r["model"] == model and r["engine"] == engine and r.get(key) is not None]
+    return statistics.median(xs) if xs else float("nan")
+metrics = [
+    ("load time (s)", "load_s", "{:.3f}", "lower"),
+    ("prompt, 256 tok (tok/s)", "pp_tok_s", "{:.1f}", "higher"),
+    ("decode, 128 tok (tok/s)", "tg_tok_s", "{:.1f}", "higher"),
+    ("time to first token (ms)", "ttft_ms", "{:.0f}", "lower"),
+    ("prompt, first run after load (tok/s)", "pp_tok_s_first", "{:.1f}", "higher"),
+    ("decode, first run after load (tok/s)", "tg_tok_s_first", "{:.1f}", "higher"),
+    ("peak RSS (MB)", "peak_rss_mb", "{:.1f}", "lower"),
+]
+print(f"Machine: {meta['cpu']}, {meta['nproc']} cores; load average {meta['loadavg_start']} -> {meta.get('loadavg_end', '?')}; "
+      f"{meta['repeats']} repetitions x {meta['inner']} generations per process; llama-cpp-python {meta['llama_cpp_python']}, "
+      f"{meta['llama_threads']} threads; {meta['date']}")
+print()
+for m in models:
+    a_ids = next((r["generated_ids"] for r in res if r["model"] == m and r["engine"] == "atelier"), [])
+    l_ids = next((r["generated_ids"] for r in res if r["model"] == m and r["engine"] == "llama.cpp"), [])
+    same = next((i for i, (x, y) in enumerate(zip(a_ids, l_ids)) if x != y), min(len(a_ids), len(l_ids)))
+    n = sum(1 for r in res if r["model"] == m and r["engine"] == "atelier")
+    print(f"**{m}** (medians of {n} runs each; greedy tokens identical for the first {same} of {len(a_ids)})")
+    print()
+    print("| metric | Atelier | llama.cpp | Atelier / llama.cpp |")
+    print("|---|---:|---:|---:|")
+    for label, key, fmt, better in metrics:
+        a, l = med(m, "atelier", key), med(m, "llama.cpp", key)
+        ratio = a / l if l else float("nan")
+        print(f"| {label} | {fmt.format(a)} | {fmt.format(l)} | {ratio:.2f} ({better} is better) |")
+    print()
+PY
+echo "raw results: $JSONL" >&2

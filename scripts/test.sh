@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Runs the whole test suite on a fresh machine: system packages, models, then cargo test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/system-deps.sh test
+models/fetch.sh all
+cargo fmt --all -- --check
+cargo clippy --all-targets --quiet -- -D warnings
+cargo test --all-targets --no-fail-fast 2>&1

@@ -1,0 +1,416 @@
+//! The headless command line: the same engine as the GUI, driven from a terminal or a script.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::engine::{Engine, Event, ScorePrompt, ScoreRequest, WriteRequest};
+use crate::models::llm::context::WriteTask;
+use crate::models::llm::{GenerateParams, GenerationResult, SamplingParams, gguf};
+use crate::paths;
+
+/// Atelier: a creative studio that runs generative models locally.
+#[derive(Debug, Parser)]
+#[command(name = "atelier", version, about, long_about = None, after_help = bundled_models_help())]
+pub struct Cli {
+    /// With no command, the studio window opens.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Model the Write panel starts with (GUI only).
+    #[arg(long, global = false)]
+    pub model: Option<PathBuf>,
+    /// Log filter (e.g. "info", "atelier=debug"); also read from RUST_LOG.
+    #[arg(long, default_value = "warn")]
+    pub log: String,
+}
+
+/// Headless commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate text with a local LLM; streams text to stdout and speed to stderr.
+    Write(WriteArgs),
+    /// Score a given continuation teacher-forced (log-probabilities per token).
+    Score(ScoreArgs),
+    /// Print the token ids of a text as a JSON array.
+    Tokenize(TokenizeArgs),
+    /// List the models Atelier knows about (bundled and discovered), or fetch the defaults.
+    Models(ModelsArgs),
+}
+
+/// Prompt mode of `atelier write`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// Raw completion of the prompt (works with base models).
+    Continue,
+    /// The prompt is an instruction, wrapped in the model's chat template.
+    Instruct,
+}
+
+/// `atelier write`
+#[derive(Debug, Args)]
+pub struct WriteArgs {
+    /// The prompt text.
+    #[arg(long, conflicts_with = "prompt_file")]
+    pub prompt: Option<String>,
+    /// Read the prompt from a file.
+    #[arg(long)]
+    pub prompt_file: Option<PathBuf>,
+    /// continue: raw completion; instruct: chat template.
+    #[arg(long, value_enum, default_value_t = Mode::Continue)]
+    pub mode: Mode,
+    /// A GGUF file, or `smollm2` / `gemma3` for the defaults.
+    #[arg(long, default_value = "smollm2")]
+    pub model: String,
+    /// Random seed (same seed + settings + model = same text).
+    #[arg(long, default_value_t = SamplingParams::default().seed)]
+    pub seed: u64,
+    /// Temperature; 0 is greedy.
+    #[arg(long, default_value_t = SamplingParams::default().temperature)]
+    pub temperature: f32,
+    /// Top-k (0 disables).
+    #[arg(long, default_value_t = SamplingParams::default().top_k)]
+    pub top_k: usize,
+    /// Top-p (1 disables).
+    #[arg(long, default_value_t = SamplingParams::default().top_p)]
+    pub top_p: f32,
+    /// Min-p (0 disables).
+    #[arg(long, default_value_t = SamplingParams::default().min_p)]
+    pub min_p: f32,
+    /// Repetition penalty (1 disables).
+    #[arg(long, default_value_t = SamplingParams::default().repeat_penalty)]
+    pub repeat_penalty: f32,
+    /// Window of the repetition penalty, in tokens.
+    #[arg(long, default_value_t = SamplingParams::default().repeat_last_n)]
+    pub repeat_last_n: usize,
+    /// Maximum new tokens.
+    #[arg(long, default_value_t = GenerateParams::default().max_new_tokens)]
+    pub max_tokens: usize,
+    /// Number of alternative candidates (1–4).
+    #[arg(long, default_value_t = 1)]
+    pub n: usize,
+    /// Print one JSON object (token ids, text, timings) instead of streaming text.
+    #[arg(long)]
+    pub json: bool,
+    /// Add each token's log-probability and the top-K alternatives to the JSON.
+    #[arg(long, default_value_t = 0)]
+    pub logprobs: usize,
+}
+
+/// `atelier score`
+#[derive(Debug, Args)]
+pub struct ScoreArgs {
+    /// A GGUF file, or `smollm2` / `gemma3`.
+    #[arg(long)]
+    pub model: String,
+    /// The prompt text (tokenized with BOS where the model wants it).
+    #[arg(long, required_unless_present = "prompt_ids")]
+    pub prompt: Option<String>,
+    /// The prompt as a JSON array of token ids (exact; no BOS added).
+    #[arg(long)]
+    pub prompt_ids: Option<String>,
+    /// The continuation to score, as a JSON array of token ids.
+    #[arg(long)]
+    pub continuation_ids: String,
+    /// Alternatives to report per position.
+    #[arg(long, default_value_t = 5)]
+    pub logprobs: usize,
+    /// Print JSON (the only output format; accepted for symmetry with `write`).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `atelier tokenize`
+#[derive(Debug, Args)]
+pub struct TokenizeArgs {
+    /// A GGUF file, or `smollm2` / `gemma3`.
+    #[arg(long)]
+    pub model: String,
+    /// Recognise special-token text such as `<|im_start|>`.
+    #[arg(long)]
+    pub special: bool,
+    /// Add BOS where the model wants it.
+    #[arg(long)]
+    pub bos: bool,
+    /// The text.
+    pub text: String,
+}
+
+/// `atelier models`
+#[derive(Debug, Args)]
+pub struct ModelsArgs {
+    /// `list` (default) or `fetch`.
+    #[arg(default_value = "list")]
+    pub action: String,
+}
+
+fn bundled_models_help() -> String {
+    format!(
+        "Bundled models (fetched into {} by {}):\n  Write: {} (default, instruct), {} (completion)",
+        paths::models_dir().display(),
+        paths::FETCH_COMMAND,
+        paths::SMOLLM2_FILE,
+        paths::GEMMA3_FILE
+    )
+}
+
+/// Resolves `smollm2` / `gemma3` to the bundled files, anything else to a path; a missing
+/// bundled model names the command that fetches it.
+pub fn resolve_model(name: &str) -> anyhow::Result<PathBuf> {
+    let path = match name {
+        "smollm2" | "default" => paths::default_model(paths::SMOLLM2_FILE),
+        "gemma3" => paths::default_model(paths::GEMMA3_FILE),
+        other => PathBuf::from(other),
+    };
+    if !path.exists() {
+        if matches!(name, "smollm2" | "default" | "gemma3") {
+            bail!(
+                "the default model {} is missing: run {} to fetch it",
+                path.display(),
+                paths::FETCH_COMMAND
+            );
+        }
+        bail!("model file {} does not exist", path.display());
+    }
+    Ok(path)
+}
+
+/// Runs a headless command.
+pub fn run(cmd: Command) -> anyhow::Result<()> {
+    match cmd {
+        Command::Write(a) => write(a),
+        Command::Score(a) => score(a),
+        Command::Tokenize(a) => tokenize(a),
+        Command::Models(a) => models(a),
+    }
+}
+
+fn write(a: WriteArgs) -> anyhow::Result<()> {
+    let prompt = match (&a.prompt, &a.prompt_file) {
+        (Some(p), _) => p.clone(),
+        (None, Some(f)) => std::fs::read_to_string(f)
+            .with_context(|| format!("cannot read prompt file {}", f.display()))?,
+        (None, None) => bail!("give a prompt with --prompt TEXT or --prompt-file FILE"),
+    };
+    let task = match a.mode {
+        Mode::Continue => WriteTask::Continue { text: prompt },
+        Mode::Instruct => WriteTask::Instruct {
+            instruction: prompt,
+            document: String::new(),
+        },
+    };
+    let params = GenerateParams {
+        sampling: SamplingParams {
+            temperature: a.temperature,
+            top_k: a.top_k,
+            top_p: a.top_p,
+            min_p: a.min_p,
+            repeat_penalty: a.repeat_penalty,
+            repeat_last_n: a.repeat_last_n,
+            seed: a.seed,
+        },
+        max_new_tokens: a.max_tokens,
+        logprobs: a.logprobs,
+    };
+    let model = resolve_model(&a.model)?;
+    let engine = Engine::spawn(None, None)?;
+    let job = engine.write(WriteRequest {
+        model,
+        task,
+        params,
+        candidates: a.n,
+        forced: Vec::new(),
+    });
+    let mut results: Vec<GenerationResult> = Vec::new();
+    let mut load_seconds = None;
+    let mut model_name = String::new();
+    let mut trimmed = None;
+    let stdout = std::io::stdout();
+    loop {
+        let Some(ev) = engine.recv_timeout(Duration::from_secs(600)) else {
+            bail!("the engine stopped answering");
+        };
+        if ev.job() != job.id() {
+            continue;
+        }
+        match ev {
+            Event::ModelLoaded { info, .. } => {
+                load_seconds = Some(info.load_seconds);
+                model_name = info.name.clone();
+            }
+            Event::PromptReady { trimmed: t, .. } => {
+                if let Some(t) = &t {
+                    eprintln!(
+                        "note: the first {} characters of the prompt were left out to fit the {}-token context",
+                        t.dropped_chars, t.context_tokens
+                    );
+                }
+                trimmed = t;
+            }
+            Event::Token {
+                candidate, token, ..
+            } if !a.json => {
+                let mut out = stdout.lock();
+                if a.n > 1 && token.text.is_empty() {
+                    continue;
+                }
+                let _ = write!(out, "{}", token.text);
+                let _ = out.flush();
+                let _ = candidate;
+            }
+            Event::CandidateDone {
+                candidate, result, ..
+            } => {
+                if !a.json {
+                    println!();
+                    eprintln!(
+                        "[{}] {} tokens, first token {:.0} ms, {:.1} tok/s decode, {:.1} tok/s prompt ({} tokens), stop: {:?}",
+                        candidate + 1,
+                        result.stats.generated_tokens,
+                        result.stats.time_to_first_token_ms,
+                        result.stats.decode_tokens_per_s,
+                        result.stats.prompt_tokens_per_s,
+                        result.stats.prompt_tokens,
+                        result.stop
+                    );
+                    if a.n > 1 && candidate + 1 < a.n {
+                        println!("---");
+                    }
+                }
+                results.push(*result);
+            }
+            Event::Failed { error, .. } => return Err(error.into()),
+            Event::Cancelled { .. } | Event::Finished { .. } => break,
+            _ => {}
+        }
+    }
+    if a.json {
+        let cand = |r: &GenerationResult| {
+            let mut o = serde_json::json!({
+                "token_ids": r.tokens.iter().map(|t| t.id).collect::<Vec<_>>(),
+                "text": r.text,
+                "stop": r.stop,
+                "timings": r.stats,
+            });
+            if a.logprobs > 0 {
+                o["logprobs"] = serde_json::to_value(&r.tokens).unwrap_or_default();
+            }
+            o
+        };
+        let mut out = match results.first() {
+            Some(r) => cand(r),
+            None => serde_json::json!({}),
+        };
+        out["model"] = model_name.into();
+        out["load_seconds"] = load_seconds.into();
+        out["trimmed"] = serde_json::to_value(&trimmed).unwrap_or_default();
+        if a.n > 1 {
+            out["candidates"] = results.iter().map(cand).collect();
+        }
+        println!("{}", serde_json::to_string(&out)?);
+    }
+    Ok(())
+}
+
+fn parse_ids(what: &str, json: &str) -> anyhow::Result<Vec<u32>> {
+    serde_json::from_str::<Vec<u32>>(json)
+        .with_context(|| format!("{what} must be a JSON array of token ids, e.g. [28, 260]"))
+}
+
+fn score(a: ScoreArgs) -> anyhow::Result<()> {
+    let model = resolve_model(&a.model)?;
+    let prompt = match (&a.prompt_ids, &a.prompt) {
+        (Some(ids), _) => ScorePrompt::Ids(parse_ids("--prompt-ids", ids)?),
+        (None, Some(t)) => ScorePrompt::Text(t.clone()),
+        (None, None) => bail!("give --prompt TEXT or --prompt-ids JSON"),
+    };
+    let continuation = parse_ids("--continuation-ids", &a.continuation_ids)?;
+    if continuation.is_empty() {
+        bail!("--continuation-ids is empty: nothing to score");
+    }
+    let engine = Engine::spawn(None, None)?;
+    let job = engine.score(ScoreRequest {
+        model,
+        prompt,
+        continuation,
+        top_k: a.logprobs,
+    });
+    loop {
+        let Some(ev) = engine.recv_timeout(Duration::from_secs(600)) else {
+            bail!("the engine stopped answering");
+        };
+        if ev.job() != job.id() {
+            continue;
+        }
+        match ev {
+            Event::Scored { scores, .. } => {
+                let total: f64 = scores.iter().map(|s| s.logprob as f64).sum();
+                println!(
+                    "{}",
+                    serde_json::to_string(&serde_json::json!({
+                        "tokens": scores,
+                        "total_logprob": total,
+                    }))?
+                );
+            }
+            Event::Failed { error, .. } => return Err(error.into()),
+            Event::Finished { .. } | Event::Cancelled { .. } => return Ok(()),
+            _ => {}
+        }
+    }
+}
+
+fn tokenize(a: TokenizeArgs) -> anyhow::Result<()> {
+    let path = resolve_model(&a.model)?;
+    let (content, _file, _) = gguf::open(&path)?;
+    let tok = crate::models::llm::GgufTokenizer::from_gguf(&content)?;
+    let mut ids = match (a.bos && tok.add_bos(), tok.bos_id()) {
+        (true, Some(b)) => vec![b],
+        _ => Vec::new(),
+    };
+    ids.extend(tok.encode(&a.text, a.special)?);
+    println!("{}", serde_json::to_string(&ids)?);
+    Ok(())
+}
+
+fn models(a: ModelsArgs) -> anyhow::Result<()> {
+    match a.action.as_str() {
+        "list" => {
+            for (label, file) in [
+                ("Write (default)", paths::SMOLLM2_FILE),
+                ("Write (completion)", paths::GEMMA3_FILE),
+            ] {
+                let p = paths::default_model(file);
+                let state = if p.exists() { "ok" } else { "missing" };
+                println!("{label:20} {state:8} {}", p.display());
+            }
+            for m in crate::models::llm::discover::find_models() {
+                if m.source == crate::models::llm::discover::ModelSource::Bundled {
+                    continue;
+                }
+                println!(
+                    "{:20} {:>6} MB {} ({})",
+                    m.source.label(),
+                    m.size / 1_000_000,
+                    m.name,
+                    m.path.display()
+                );
+            }
+            Ok(())
+        }
+        "fetch" => {
+            let script = paths::models_dir().join("fetch.sh");
+            let status = std::process::Command::new("bash")
+                .arg(&script)
+                .status()
+                .with_context(|| format!("cannot run {}", script.display()))?;
+            if !status.success() {
+                bail!("{} failed", script.display());
+            }
+            Ok(())
+        }
+        other => bail!("unknown action '{other}': use `atelier models list` or `atelier models fetch`"),
+    }
+}

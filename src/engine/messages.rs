@@ -1,0 +1,151 @@
+//! What the UI and the CLI send to the worker, and what comes back.
+
+use std::path::PathBuf;
+
+use super::job::{JobHandle, JobId};
+use crate::models::llm::context::{TrimReport, WriteTask};
+use crate::models::llm::{
+    GenerateParams, GeneratedToken, GenerationResult, LlmError, ModelInfo, TokenScore,
+};
+
+/// A text generation job.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct WriteRequest {
+    /// The GGUF model to run (loaded on first use, then kept).
+    pub model: PathBuf,
+    /// What to write.
+    pub task: WriteTask,
+    /// Sampling and limits.
+    pub params: GenerateParams,
+    /// How many alternative candidates to generate (1–4); candidate i uses seed + i.
+    pub candidates: usize,
+    /// Tokens already accepted after the prompt (e.g. up to a swapped-in alternative):
+    /// the generation continues after them.
+    pub forced: Vec<u32>,
+}
+
+/// The prompt of a scoring job.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ScorePrompt {
+    /// Text, tokenized as the model expects (BOS where the GGUF says so).
+    Text(String),
+    /// Exact token ids.
+    Ids(Vec<u32>),
+}
+
+/// A teacher-forced scoring job.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScoreRequest {
+    /// The GGUF model.
+    pub model: PathBuf,
+    /// What comes before the continuation.
+    pub prompt: ScorePrompt,
+    /// The tokens to score.
+    pub continuation: Vec<u32>,
+    /// Alternatives to report per position.
+    pub top_k: usize,
+}
+
+/// Requests to the worker thread.
+pub(crate) enum Request {
+    /// Load (or switch to) a language model.
+    LoadLlm { job: JobHandle, path: PathBuf },
+    /// Generate text.
+    Write {
+        job: JobHandle,
+        request: Box<WriteRequest>,
+    },
+    /// Score a continuation teacher-forced.
+    Score {
+        job: JobHandle,
+        request: Box<ScoreRequest>,
+    },
+    /// Finish the current job's cleanup and exit the thread.
+    Shutdown,
+}
+
+/// Errors reported by the engine; every one arrives as [`Event::Failed`], never as a crash.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The model failed (bad file, bad prompt, inference error).
+    #[error(transparent)]
+    Llm(#[from] LlmError),
+    /// A request's parameters were out of range.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// The job panicked inside the worker; the worker survived and dropped its models.
+    #[error("internal error while running the job ({0}); the model will be reloaded")]
+    Panicked(String),
+    /// The worker thread is gone.
+    #[error("the inference worker has stopped")]
+    WorkerGone,
+    /// The worker thread could not be started.
+    #[error("cannot start the inference worker: {0}")]
+    Spawn(std::io::Error),
+}
+
+/// Events from the engine, in the order they happen for each job.
+#[derive(Debug)]
+pub enum Event {
+    /// The request was accepted; `ahead` jobs run before it (0: it starts now).
+    Queued { job: JobId, ahead: usize },
+    /// The job began running on the worker.
+    Started { job: JobId },
+    /// A model file is being loaded for this job.
+    ModelLoading { job: JobId, path: PathBuf },
+    /// A model finished loading and is now the active one.
+    ModelLoaded { job: JobId, info: Box<ModelInfo> },
+    /// The prompt is built; `trimmed` says what was left out to fit the context.
+    PromptReady {
+        job: JobId,
+        prompt_tokens: usize,
+        trimmed: Option<TrimReport>,
+    },
+    /// One generated token of candidate `candidate`.
+    Token {
+        job: JobId,
+        candidate: usize,
+        token: GeneratedToken,
+    },
+    /// Candidate `candidate` finished (its result holds timings and why it stopped).
+    CandidateDone {
+        job: JobId,
+        candidate: usize,
+        result: Box<GenerationResult>,
+    },
+    /// Teacher-forced scores, one per continuation token.
+    Scored { job: JobId, scores: Vec<TokenScore> },
+    /// The job finished normally.
+    Finished { job: JobId },
+    /// The job was stopped by its cancel flag (partial output was already delivered).
+    Cancelled { job: JobId },
+    /// The job failed; the message is for the user and was logged once by the engine.
+    Failed { job: JobId, error: EngineError },
+}
+
+impl Event {
+    /// The job this event belongs to.
+    pub fn job(&self) -> JobId {
+        match self {
+            Event::Queued { job, .. }
+            | Event::Started { job }
+            | Event::ModelLoading { job, .. }
+            | Event::ModelLoaded { job, .. }
+            | Event::PromptReady { job, .. }
+            | Event::Token { job, .. }
+            | Event::CandidateDone { job, .. }
+            | Event::Scored { job, .. }
+            | Event::Finished { job }
+            | Event::Cancelled { job }
+            | Event::Failed { job, .. } => *job,
+        }
+    }
+
+    /// Whether this is the last event of its job.
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            Event::Finished { .. } | Event::Cancelled { .. } | Event::Failed { .. }
+        )
+    }
+}

@@ -1,0 +1,170 @@
+//! The inference engine: one named worker thread that owns the loaded models (and, when the
+//! GUI runs, clones of the renderer's wgpu device), fed by a request channel. The GUI, the CLI,
+//! the tests and the benchmarks all go through it.
+//!
+//! Jobs run one at a time in submission order; a request sent while another runs gets
+//! [`Event::Queued`] with how many jobs are ahead of it. Every job ends with exactly one of
+//! [`Event::Finished`], [`Event::Cancelled`] or [`Event::Failed`].
+
+mod job;
+mod messages;
+mod worker;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
+use std::time::Duration;
+
+pub use job::{JobHandle, JobId};
+pub use messages::{EngineError, Event, ScorePrompt, ScoreRequest, WriteRequest};
+use messages::Request;
+
+use crate::gpu::GpuContext;
+
+/// Called after every event so a sleeping UI wakes up (`egui::Context::request_repaint`).
+pub type Waker = Arc<dyn Fn() + Send + Sync>;
+
+/// The submitting side of the engine. Dropping it stops the worker.
+pub struct Engine {
+    requests: Sender<Request>,
+    events: Receiver<Event>,
+    outbox: Outbox,
+    next_id: AtomicU64,
+    gpu: Option<GpuContext>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Where events go: the channel, the pending-job count, and the waker.
+#[derive(Clone)]
+pub(crate) struct Outbox {
+    tx: Sender<Event>,
+    pending: Arc<AtomicUsize>,
+    waker: Option<Waker>,
+    /// Jobs not yet finished, so dropping the engine can cancel them.
+    live: Arc<Mutex<HashMap<JobId, JobHandle>>>,
+}
+
+impl Outbox {
+    pub(crate) fn send(&self, event: Event) {
+        // The receiver only disappears when the engine is being dropped; nothing to do then.
+        let _ = self.tx.send(event);
+        if let Some(w) = &self.waker {
+            w();
+        }
+    }
+
+    /// Marks a job finished: it no longer counts as pending.
+    pub(crate) fn done(&self, job: JobId) {
+        self.pending.fetch_sub(1, Ordering::SeqCst);
+        if let Ok(mut live) = self.live.lock() {
+            live.remove(&job);
+        }
+    }
+}
+
+impl Engine {
+    /// Starts the worker thread ("atelier-inference"). `gpu` is the renderer's device when a
+    /// window exists; `None` in the CLI and tests.
+    pub fn spawn(gpu: Option<GpuContext>, waker: Option<Waker>) -> Result<Self, EngineError> {
+        let (req_tx, req_rx) = channel();
+        let (ev_tx, ev_rx) = channel();
+        let outbox = Outbox {
+            tx: ev_tx,
+            pending: Arc::new(AtomicUsize::new(0)),
+            waker,
+            live: Arc::default(),
+        };
+        let worker = worker::Worker::new(outbox.clone(), gpu.clone());
+        let thread = std::thread::Builder::new()
+            .name("atelier-inference".into())
+            .spawn(move || worker.run(req_rx))
+            .map_err(EngineError::Spawn)?;
+        Ok(Self {
+            requests: req_tx,
+            events: ev_rx,
+            outbox,
+            next_id: AtomicU64::new(1),
+            gpu,
+            thread: Some(thread),
+        })
+    }
+
+    /// Loads (or switches to) a language model.
+    pub fn load_llm(&self, path: PathBuf) -> JobHandle {
+        self.submit(|job| Request::LoadLlm { job, path })
+    }
+
+    /// Starts a text generation.
+    pub fn write(&self, request: WriteRequest) -> JobHandle {
+        self.submit(|job| Request::Write {
+            job,
+            request: Box::new(request),
+        })
+    }
+
+    /// Scores a continuation teacher-forced.
+    pub fn score(&self, request: ScoreRequest) -> JobHandle {
+        self.submit(|job| Request::Score {
+            job,
+            request: Box::new(request),
+        })
+    }
+
+    /// The next event, if one is waiting (for the UI's frame loop).
+    pub fn try_recv(&self) -> Option<Event> {
+        self.events.try_recv().ok()
+    }
+
+    /// Waits up to `timeout` for the next event (for the CLI and tests).
+    pub fn recv_timeout(&self, timeout: Duration) -> Option<Event> {
+        match self.events.recv_timeout(timeout) {
+            Ok(e) => Some(e),
+            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
+        }
+    }
+
+    /// Jobs submitted and not yet finished.
+    pub fn pending(&self) -> usize {
+        self.outbox.pending.load(Ordering::SeqCst)
+    }
+
+    /// The GPU context the worker holds, if any (for the status bar).
+    pub fn gpu(&self) -> Option<&GpuContext> {
+        self.gpu.as_ref()
+    }
+
+    fn submit(&self, make: impl FnOnce(JobHandle) -> Request) -> JobHandle {
+        let job = JobHandle::new(JobId(self.next_id.fetch_add(1, Ordering::Relaxed)));
+        if let Ok(mut live) = self.outbox.live.lock() {
+            live.insert(job.id(), job.clone());
+        }
+        let ahead = self.outbox.pending.fetch_add(1, Ordering::SeqCst);
+        self.outbox.send(Event::Queued {
+            job: job.id(),
+            ahead,
+        });
+        if self.requests.send(make(job.clone())).is_err() {
+            self.outbox.done(job.id());
+            self.outbox.send(Event::Failed {
+                job: job.id(),
+                error: EngineError::WorkerGone,
+            });
+        }
+        job
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        // Cancel everything first so the join waits one token at most, not a whole job.
+        if let Ok(live) = self.outbox.live.lock() {
+            live.values().for_each(JobHandle::cancel);
+        }
+        let _ = self.requests.send(Request::Shutdown);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

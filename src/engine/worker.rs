@@ -1,0 +1,211 @@
+//! The worker thread's loop: owns the models, runs one job at a time, turns every outcome —
+//! including a panic — into events.
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::Receiver;
+
+use super::messages::{EngineError, Event, Request, ScorePrompt, ScoreRequest, WriteRequest};
+use super::{JobHandle, Outbox};
+use crate::gpu::GpuContext;
+use crate::models::llm::context::build_prompt;
+use crate::models::llm::{GenerateParams, Llm, LlmError, generate};
+
+/// State owned by the inference thread.
+pub(crate) struct Worker {
+    outbox: Outbox,
+    /// Held for image models that write previews straight into the UI's textures.
+    #[allow(dead_code)]
+    gpu: Option<GpuContext>,
+    llm: Option<Llm>,
+}
+
+/// How a job ended, before it becomes a terminal event.
+enum Outcome {
+    Done,
+    Cancelled,
+}
+
+impl Worker {
+    pub(crate) fn new(outbox: Outbox, gpu: Option<GpuContext>) -> Self {
+        Self {
+            outbox,
+            gpu,
+            llm: None,
+        }
+    }
+
+    pub(crate) fn run(mut self, requests: Receiver<Request>) {
+        while let Ok(req) = requests.recv() {
+            let job = match &req {
+                Request::Shutdown => break,
+                Request::LoadLlm { job, .. }
+                | Request::Write { job, .. }
+                | Request::Score { job, .. } => job.clone(),
+            };
+            let id = job.id();
+            let result = if job.is_cancelled() {
+                // Cancelled while queued: skip it without loading anything.
+                Ok(Outcome::Cancelled)
+            } else {
+                self.outbox.send(Event::Started { job: id });
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.handle(req)))
+                    .unwrap_or_else(|panic| {
+                        // The model may be half-updated (KV cache): drop it; the next job reloads.
+                        self.llm = None;
+                        Err(EngineError::Panicked(panic_message(&panic)))
+                    })
+            };
+            self.outbox.done(id);
+            let event = match result {
+                Ok(Outcome::Done) => Event::Finished { job: id },
+                Ok(Outcome::Cancelled) => Event::Cancelled { job: id },
+                Err(error) => {
+                    tracing::error!(job = %id, "{error}");
+                    Event::Failed { job: id, error }
+                }
+            };
+            self.outbox.send(event);
+        }
+    }
+
+    fn handle(&mut self, req: Request) -> Result<Outcome, EngineError> {
+        match req {
+            Request::Shutdown => Ok(Outcome::Done),
+            Request::LoadLlm { job, path } => {
+                self.ensure_llm(&job, &path)?;
+                Ok(Outcome::Done)
+            }
+            Request::Write { job, request } => self.write(&job, &request),
+            Request::Score { job, request } => self.score(&job, &request),
+        }
+    }
+
+    /// Makes `path` the loaded model, loading it if another (or none) is loaded.
+    fn ensure_llm(&mut self, job: &JobHandle, path: &Path) -> Result<&mut Llm, EngineError> {
+        let loaded = self.llm.as_ref().is_some_and(|l| l.info.path == path);
+        if !loaded {
+            self.llm = None; // free the old weights before reading the new ones
+            self.outbox.send(Event::ModelLoading {
+                job: job.id(),
+                path: path.to_path_buf(),
+            });
+            let llm = Llm::load(path)?;
+            tracing::info!(
+                "loaded {} ({:?}) in {:.2}s",
+                llm.info.name,
+                llm.info.architecture,
+                llm.info.load_seconds
+            );
+            self.outbox.send(Event::ModelLoaded {
+                job: job.id(),
+                info: Box::new(llm.info.clone()),
+            });
+            self.llm = Some(llm);
+        }
+        self.llm.as_mut().ok_or(EngineError::WorkerGone)
+    }
+
+    fn write(&mut self, job: &JobHandle, req: &WriteRequest) -> Result<Outcome, EngineError> {
+        if !(1..=4).contains(&req.candidates) {
+            return Err(EngineError::InvalidRequest(format!(
+                "alternatives must be between 1 and 4 (got {})",
+                req.candidates
+            )));
+        }
+        req.params
+            .sampling
+            .validate()
+            .map_err(EngineError::InvalidRequest)?;
+        if req.params.max_new_tokens == 0 {
+            return Err(EngineError::InvalidRequest(
+                "max new tokens must be at least 1".into(),
+            ));
+        }
+        let outbox = self.outbox.clone();
+        let llm = self.ensure_llm(job, &req.model)?;
+        let built = build_prompt(llm, &req.task, req.params.max_new_tokens)?;
+        let mut prompt = built.ids;
+        prompt.extend_from_slice(&req.forced);
+        if prompt.len() >= llm.model.context_length() {
+            return Err(LlmError::PromptTooLong {
+                needed: prompt.len(),
+                available: llm.model.context_length(),
+            }
+            .into());
+        }
+        outbox.send(Event::PromptReady {
+            job: job.id(),
+            prompt_tokens: prompt.len(),
+            trimmed: built.trimmed,
+        });
+        for candidate in 0..req.candidates {
+            let mut params: GenerateParams = req.params.clone();
+            params.sampling.seed = params.sampling.seed.wrapping_add(candidate as u64);
+            let id = job.id();
+            let result = generate(llm, &prompt, &params, job.flag(), &mut |token| {
+                outbox.send(Event::Token {
+                    job: id,
+                    candidate,
+                    token: token.clone(),
+                })
+            })?;
+            outbox.send(Event::CandidateDone {
+                job: id,
+                candidate,
+                result: Box::new(result),
+            });
+            if job.flag().load(Ordering::Relaxed) {
+                return Ok(Outcome::Cancelled);
+            }
+        }
+        Ok(Outcome::Done)
+    }
+
+    fn score(&mut self, job: &JobHandle, req: &ScoreRequest) -> Result<Outcome, EngineError> {
+        let llm = self.ensure_llm(job, &req.model)?;
+        let prompt = match &req.prompt {
+            ScorePrompt::Ids(ids) => ids.clone(),
+            ScorePrompt::Text(text) => {
+                let mut ids = match (llm.tokenizer.add_bos(), llm.tokenizer.bos_id()) {
+                    (true, Some(b)) => vec![b],
+                    _ => Vec::new(),
+                };
+                ids.extend(llm.tokenizer.encode(text, false)?);
+                ids
+            }
+        };
+        if prompt.len() + req.continuation.len() > llm.model.context_length() {
+            return Err(LlmError::PromptTooLong {
+                needed: prompt.len() + req.continuation.len(),
+                available: llm.model.context_length(),
+            }
+            .into());
+        }
+        let scores = crate::models::llm::generate::score(
+            llm,
+            &prompt,
+            &req.continuation,
+            req.top_k,
+            job.flag(),
+        )?;
+        if job.is_cancelled() {
+            return Ok(Outcome::Cancelled);
+        }
+        self.outbox.send(Event::Scored {
+            job: job.id(),
+            scores,
+        });
+        Ok(Outcome::Done)
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".into()
+    }
+}

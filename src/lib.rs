@@ -1,0 +1,16 @@
+//! Atelier: a desktop creative studio that runs generative models locally.
+//!
+//! The library holds everything the GUI, the headless CLI, the tests and the benchmarks share:
+//! one inference engine (a named worker thread), the model families, and the stores that keep
+//! the user's work.
+
+pub mod app;
+pub mod cli;
+pub mod engine;
+pub mod fsutil;
+pub mod gpu;
+pub mod models;
+pub mod panels;
+pub mod paths;
+pub mod store;
+pub mod theme;

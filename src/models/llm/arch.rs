@@ -1,0 +1,219 @@
+//! The architectures Atelier runs, behind one small interface: feed tokens at a position, get
+//! the next-token logits. Llama, Qwen 2 and Qwen 3 use candle's quantized models as shipped;
+//! Gemma 3 uses the project's own port ([`super::gemma3`]), which fixes candle's.
+
+use std::fs::File;
+use std::path::Path;
+
+use candle_core::quantized::gguf_file::Content;
+use candle_core::{Device, Tensor};
+use candle_transformers::models::{quantized_llama, quantized_qwen2, quantized_qwen3};
+
+use super::{LlmError, gemma3, gguf};
+
+/// A language-model architecture Atelier can run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Architecture {
+    /// Llama and its descendants (SmolLM2, Mistral-style GGUFs tagged `llama`).
+    Llama,
+    /// Qwen 2 / 2.5.
+    Qwen2,
+    /// Qwen 3 (dense).
+    Qwen3,
+    /// Gemma 3 (text).
+    Gemma3,
+}
+
+impl Architecture {
+    /// The list shown when a file's architecture is not supported.
+    pub const SUPPORTED: &'static str = "llama, qwen2, qwen3 and gemma3";
+
+    /// Maps GGUF's `general.architecture` to an architecture.
+    pub fn from_gguf_name(name: &str) -> Option<Self> {
+        match name {
+            "llama" => Some(Self::Llama),
+            "qwen2" => Some(Self::Qwen2),
+            "qwen3" => Some(Self::Qwen3),
+            "gemma3" => Some(Self::Gemma3),
+            _ => None,
+        }
+    }
+
+    /// The GGUF metadata prefix of this architecture.
+    pub fn gguf_name(self) -> &'static str {
+        match self {
+            Self::Llama => "llama",
+            Self::Qwen2 => "qwen2",
+            Self::Qwen3 => "qwen3",
+            Self::Gemma3 => "gemma3",
+        }
+    }
+}
+
+/// Reads `general.architecture` and checks that Atelier runs it — before anything else is
+/// loaded, so an unsupported model fails with that message rather than a missing-tensor one.
+pub fn detect(path: &Path, content: &Content) -> Result<Architecture, LlmError> {
+    let found = gguf::metadata_string(content, "general.architecture").ok_or_else(|| {
+        LlmError::Metadata {
+            path: path.to_path_buf(),
+            key: "general.architecture".into(),
+        }
+    })?;
+    Architecture::from_gguf_name(&found).ok_or(LlmError::UnsupportedArchitecture {
+        path: path.to_path_buf(),
+        found,
+    })
+}
+
+enum Weights {
+    Llama(quantized_llama::ModelWeights),
+    Qwen2(quantized_qwen2::ModelWeights),
+    Qwen3(quantized_qwen3::ModelWeights),
+    Gemma3(gemma3::ModelWeights),
+}
+
+/// A causal language model with its key/value cache.
+pub struct CausalLm {
+    weights: Weights,
+    arch: Architecture,
+    context_length: usize,
+    device: Device,
+}
+
+impl CausalLm {
+    /// Loads the network described by `content` from `file`.
+    pub fn load(
+        path: &Path,
+        content: &Content,
+        file: &mut File,
+        device: &Device,
+    ) -> Result<Self, LlmError> {
+        let arch = detect(path, content)?;
+        let trained_ctx =
+            gguf::metadata_u64(content, &format!("{}.context_length", arch.gguf_name()))
+                .unwrap_or(2048) as usize;
+        // candle's readers take the content by value; the header is small to clone.
+        let ct = clone_content(content);
+        let corrupt = |e: candle_core::Error| LlmError::Corrupt {
+            path: path.to_path_buf(),
+            detail: e.to_string().lines().next().unwrap_or_default().to_string(),
+        };
+        let guarded = |f: &mut dyn FnMut() -> candle_core::Result<Weights>| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+                .map_err(|_| LlmError::Corrupt {
+                    path: path.to_path_buf(),
+                    detail: "the tensors do not match the architecture's layout".into(),
+                })?
+                .map_err(corrupt)
+        };
+        let (weights, context_length) = match arch {
+            Architecture::Llama => (
+                guarded(&mut || {
+                    quantized_llama::ModelWeights::from_gguf(clone_content(&ct), file, device)
+                        .map(Weights::Llama)
+                })?,
+                // candle's llama precomputes rotary tables for MAX_SEQ_LEN positions.
+                trained_ctx.min(quantized_llama::MAX_SEQ_LEN),
+            ),
+            Architecture::Qwen2 => (
+                guarded(&mut || {
+                    quantized_qwen2::ModelWeights::from_gguf(clone_content(&ct), file, device)
+                        .map(Weights::Qwen2)
+                })?,
+                trained_ctx,
+            ),
+            Architecture::Qwen3 => (
+                guarded(&mut || {
+                    quantized_qwen3::ModelWeights::from_gguf(clone_content(&ct), file, device)
+                        .map(Weights::Qwen3)
+                })?,
+                trained_ctx,
+            ),
+            Architecture::Gemma3 => (
+                guarded(&mut || {
+                    gemma3::ModelWeights::from_gguf(clone_content(&ct), file, device)
+                        .map(Weights::Gemma3)
+                })?,
+                trained_ctx.min(gemma3::MAX_SEQ_LEN),
+            ),
+        };
+        Ok(Self {
+            weights,
+            arch,
+            context_length,
+            device: device.clone(),
+        })
+    }
+
+    /// The architecture this model runs as.
+    pub fn architecture(&self) -> Architecture {
+        self.arch
+    }
+
+    /// How many tokens (prompt + generated) fit in one sequence.
+    pub fn context_length(&self) -> usize {
+        self.context_length
+    }
+
+    /// Runs `tokens` at positions `pos..pos + tokens.len()` and returns the logits that
+    /// predict the token after the last one. `pos == 0` starts a new sequence (the cache of
+    /// the previous one is dropped).
+    pub fn forward(&mut self, tokens: &[u32], pos: usize) -> Result<Vec<f32>, LlmError> {
+        if tokens.is_empty() {
+            return Err(LlmError::EmptyPrompt);
+        }
+        if pos + tokens.len() > self.context_length {
+            return Err(LlmError::PromptTooLong {
+                needed: pos + tokens.len(),
+                available: self.context_length,
+            });
+        }
+        if pos == 0 {
+            self.clear_cache();
+        }
+        let input = Tensor::new(tokens, &self.device)?.unsqueeze(0)?;
+        let logits = match &mut self.weights {
+            Weights::Llama(m) => m.forward(&input, pos)?,
+            Weights::Qwen2(m) => m.forward(&input, pos)?,
+            Weights::Qwen3(m) => m.forward(&input, pos)?,
+            Weights::Gemma3(m) => m.forward(&input, pos)?,
+        };
+        // Some models return [1, vocab], others [1, seq, vocab] for the last position.
+        let logits = logits.flatten_all()?;
+        let v = logits.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?;
+        Ok(v)
+    }
+
+    fn clear_cache(&mut self) {
+        match &mut self.weights {
+            Weights::Llama(m) => m.clear_kv_cache(),
+            Weights::Qwen2(m) => m.clear_kv_cache(),
+            Weights::Qwen3(m) => m.clear_kv_cache(),
+            Weights::Gemma3(m) => m.clear_kv_cache(),
+        }
+    }
+}
+
+fn clone_content(c: &Content) -> Content {
+    use candle_core::quantized::gguf_file::TensorInfo;
+    Content {
+        magic: c.magic,
+        metadata: c.metadata.clone(),
+        tensor_infos: c
+            .tensor_infos
+            .iter()
+            .map(|(k, t)| {
+                (
+                    k.clone(),
+                    TensorInfo {
+                        ggml_dtype: t.ggml_dtype,
+                        shape: t.shape.clone(),
+                        offset: t.offset,
+                    },
+                )
+            })
+            .collect(),
+        tensor_data_offset: c.tensor_data_offset,
+    }
+}

@@ -1,0 +1,197 @@
+//! Turning what the writer asked for into prompt tokens that fit the model's context.
+//!
+//! When document + instruction exceed the window, the instruction is always kept whole and the
+//! document is cut from its start, keeping the end nearest the cursor; the cut is reported (never
+//! silent) so the UI can show what the model did not see.
+
+use super::{ChatMessage, Llm, LlmError};
+
+/// What the writer asked for.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum WriteTask {
+    /// Raw completion of `text` (the document up to the cursor). Works with base models.
+    Continue {
+        /// The text to continue.
+        text: String,
+    },
+    /// A free instruction about the document, answered by an instruct model.
+    Instruct {
+        /// What to do.
+        instruction: String,
+        /// The document it is about (may be empty).
+        document: String,
+    },
+    /// Continue the document in its own style, via the chat template.
+    ContinueInStyle {
+        /// The document up to the cursor.
+        document: String,
+    },
+    /// Rewrite a selected passage.
+    Rewrite {
+        /// The passage to rewrite.
+        selection: String,
+        /// How to rewrite it (empty: improve clarity and flow).
+        instruction: String,
+    },
+}
+
+impl WriteTask {
+    /// Whether the task needs a chat template (an instruct model).
+    pub fn needs_chat(&self) -> bool {
+        !matches!(self, Self::Continue { .. })
+    }
+
+    /// (fixed instruction part, document part that may be trimmed from its start)
+    fn parts(&self) -> (String, String) {
+        match self {
+            Self::Continue { text } => (String::new(), text.clone()),
+            Self::Instruct {
+                instruction,
+                document,
+            } => (instruction.trim().to_string(), document.clone()),
+            Self::ContinueInStyle { document } => (
+                "Continue the text above in the same style and voice. Reply with the continuation only."
+                    .into(),
+                document.clone(),
+            ),
+            Self::Rewrite {
+                selection,
+                instruction,
+            } => {
+                let how = if instruction.trim().is_empty() {
+                    "Keep its meaning; improve clarity and flow."
+                } else {
+                    instruction.trim()
+                };
+                (
+                    format!("Rewrite the passage above. {how} Reply with the rewritten passage only."),
+                    selection.clone(),
+                )
+            }
+        }
+    }
+}
+
+/// What was left out to fit the context.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct TrimReport {
+    /// Characters cut from the start of the document.
+    pub dropped_chars: usize,
+    /// Characters of the document the model saw.
+    pub kept_chars: usize,
+    /// The model's context window in tokens.
+    pub context_tokens: usize,
+}
+
+/// A prompt ready for [`super::generate::generate`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct BuiltPrompt {
+    /// Token ids, BOS included where the model wants it.
+    pub ids: Vec<u32>,
+    /// What was left out, if anything.
+    pub trimmed: Option<TrimReport>,
+}
+
+/// Builds the prompt for `task`, leaving room for `max_new_tokens` (at most half the window).
+pub fn build_prompt(
+    llm: &Llm,
+    task: &WriteTask,
+    max_new_tokens: usize,
+) -> Result<BuiltPrompt, LlmError> {
+    let (fixed, document) = task.parts();
+    if task.needs_chat() {
+        if llm.chat_template.is_none() {
+            return Err(LlmError::Template(format!(
+                "{} has no chat template (it is a base model): use Continue mode, or open an instruct model",
+                llm.info.name
+            )));
+        }
+        if fixed.is_empty() && document.trim().is_empty() {
+            return Err(LlmError::EmptyPrompt);
+        }
+    } else if document.trim().is_empty() {
+        return Err(LlmError::EmptyPrompt);
+    }
+    let ctx = llm.model.context_length();
+    let budget = ctx - max_new_tokens.min(ctx / 2);
+    let render = |doc: &str| -> Result<Vec<u32>, LlmError> {
+        if task.needs_chat() {
+            chat_ids(llm, &fixed, doc)
+        } else {
+            let mut ids = bos(llm);
+            ids.extend(llm.tokenizer.encode(doc, false)?);
+            Ok(ids)
+        }
+    };
+    let ids = render(&document)?;
+    if ids.len() <= budget {
+        return Ok(BuiltPrompt { ids, trimmed: None });
+    }
+    let overhead = render("")?.len();
+    if overhead >= budget {
+        return Err(LlmError::PromptTooLong {
+            needed: overhead,
+            available: budget,
+        });
+    }
+    // Keep the end of the document: cut at a token boundary, then snap to a character
+    // boundary and re-check, since re-tokenizing a suffix can shift by a token or two.
+    let doc_ids = llm.tokenizer.encode(&document, false)?;
+    let mut keep_tokens = (budget - overhead).min(doc_ids.len());
+    for _ in 0..16 {
+        let dropped = &doc_ids[..doc_ids.len() - keep_tokens];
+        let dropped_bytes: usize = dropped
+            .iter()
+            .map(|&id| llm.tokenizer.token_bytes(id).len())
+            .sum();
+        let mut cut = dropped_bytes.min(document.len());
+        while !document.is_char_boundary(cut) {
+            cut += 1;
+        }
+        let kept = &document[cut..];
+        let ids = render(kept)?;
+        if ids.len() <= budget {
+            return Ok(BuiltPrompt {
+                ids,
+                trimmed: Some(TrimReport {
+                    dropped_chars: document[..cut].chars().count(),
+                    kept_chars: kept.chars().count(),
+                    context_tokens: ctx,
+                }),
+            });
+        }
+        keep_tokens = keep_tokens.saturating_sub((ids.len() - budget).max(8));
+    }
+    Err(LlmError::PromptTooLong {
+        needed: ids.len(),
+        available: budget,
+    })
+}
+
+fn bos(llm: &Llm) -> Vec<u32> {
+    match (llm.tokenizer.add_bos(), llm.tokenizer.bos_id()) {
+        (true, Some(b)) => vec![b],
+        _ => Vec::new(),
+    }
+}
+
+fn chat_ids(llm: &Llm, instruction: &str, document: &str) -> Result<Vec<u32>, LlmError> {
+    let Some(t) = &llm.chat_template else {
+        return Err(LlmError::Template("no chat template".into()));
+    };
+    let content = match (document.trim().is_empty(), instruction.is_empty()) {
+        (true, _) => instruction.to_string(),
+        (false, true) => document.to_string(),
+        // The instruction goes last: small models follow what they read most recently.
+        (false, false) => format!("{document}\n\n---\n{instruction}"),
+    };
+    let text = t.render(&[ChatMessage::user(content)])?;
+    let mut ids = Vec::new();
+    // Add BOS unless the template already wrote it.
+    if t.bos_token().is_empty() || !text.starts_with(t.bos_token()) {
+        ids = bos(llm);
+    }
+    ids.extend(llm.tokenizer.encode(&text, true)?);
+    Ok(ids)
+}

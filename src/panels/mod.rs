@@ -1,0 +1,79 @@
+//! The pages of the app, one file per panel (as in egui's demo app): each is a small struct
+//! holding UI state only, drawn through the [`Panel`] trait with a borrowed [`PanelContext`].
+//! Panels never block: they submit work to the engine and react to its events, and they ask
+//! the app for anything outside their page (file dialogs, model loads, documents) by pushing a
+//! [`Command`], which the app drains at the end of the frame.
+
+pub mod faces;
+pub mod model_picker;
+pub mod preview;
+pub mod sampling;
+pub mod status_bar;
+pub mod style;
+pub mod suggestions;
+pub mod write;
+
+use std::path::PathBuf;
+
+use crate::engine::Engine;
+use crate::store::{ExportFormat, Page, Store};
+
+pub use model_picker::ModelState;
+
+/// One page of the app.
+pub trait Panel {
+    /// The name shown in the navigation bar.
+    fn name(&self) -> &'static str;
+
+    /// Which page this panel is.
+    fn page(&self) -> Page;
+
+    /// Whether the panel is a preview of something not built yet (shown with a "Soon" badge).
+    fn is_preview(&self) -> bool {
+        false
+    }
+
+    /// Draws the panel into `ui` (the whole area between the top and status bars).
+    fn show(&mut self, ui: &mut egui::Ui, cx: &mut PanelContext<'_>);
+}
+
+/// What a panel may borrow from the app while it draws.
+pub struct PanelContext<'a> {
+    /// The inference engine; `None` when its thread could not start (see `engine_error`).
+    pub engine: Option<&'a Engine>,
+    /// Why the engine is missing, for an inline message.
+    pub engine_error: Option<&'a str>,
+    /// Documents and settings.
+    pub store: &'a mut Store,
+    /// The language model: which one is chosen, loaded, loading or failing.
+    pub model: &'a ModelState,
+    /// Requests for the app, handled after the panels have drawn.
+    pub commands: &'a mut Vec<Command>,
+}
+
+/// Requests from panels to the app, drained once per frame (in order).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Command {
+    /// Make this GGUF the chosen language model and load it now.
+    LoadModel(PathBuf),
+    /// Show the "Open GGUF…" file dialog (off the UI thread).
+    OpenModelDialog,
+    /// Search the disk for GGUF models again (Hugging Face cache, LM Studio, Ollama).
+    RefreshModels,
+    /// Switch to another page.
+    ShowPage(Page),
+    /// Create an empty document and open it.
+    NewDocument,
+    /// Open the document with this id.
+    OpenDocument(String),
+    /// Move the document with this id to the trash folder.
+    DeleteDocument(String),
+    /// Ask where to save the open document, then save it there (Ctrl+S saves there again).
+    SaveAs,
+    /// Save the open document to the file chosen with Save As (or ask, if none).
+    SaveToFile,
+    /// Ask where to export a copy of the open document in this format.
+    Export(ExportFormat),
+    /// Show a short message to the user.
+    Toast(crate::store::Notice),
+}

@@ -1,0 +1,363 @@
+//! The language-model picker: the two default models, models found on disk (Hugging Face cache,
+//! LM Studio, Ollama), recently opened files and "Open GGUF…"; plus [`ModelState`], what the app
+//! knows about the chosen model (loaded, loading, failed) from the engine's events.
+
+use std::path::{Path, PathBuf};
+
+use egui::RichText;
+
+use super::Command;
+use crate::engine::{Event, JobId};
+use crate::models::llm::ModelInfo;
+use crate::models::llm::discover::DiscoveredModel;
+use crate::paths;
+use crate::theme::{self, icon};
+
+/// A model load the app asked for.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoadJob {
+    /// The engine job.
+    pub job: JobId,
+    /// The file.
+    pub path: PathBuf,
+    /// Jobs ahead of it when it was queued (0 once it runs).
+    pub ahead: usize,
+    /// Whether the worker started it.
+    pub started: bool,
+}
+
+/// Everything the UI shows about the language model.
+#[derive(Clone, Debug, Default)]
+pub struct ModelState {
+    /// The model generations go to.
+    pub selected: PathBuf,
+    /// The model the worker holds now (from the last `ModelLoaded`).
+    pub loaded: Option<ModelInfo>,
+    /// An explicit load in progress.
+    pub load: Option<LoadJob>,
+    /// A job (load or generation) that is reading a model file right now.
+    pub reading: Option<(JobId, PathBuf)>,
+    /// Why the last load failed, shown inline under the picker (with the engine's message).
+    pub error: Option<(PathBuf, String)>,
+    /// GGUF files found on disk.
+    pub discovered: Vec<DiscoveredModel>,
+    /// Whether the disk search is running.
+    pub discovering: bool,
+    /// The renderer's adapter ("llvmpipe · Vulkan"), if the GUI has one.
+    pub gpu_adapter: Option<String>,
+}
+
+impl ModelState {
+    /// Info about the selected model, once the worker has loaded it.
+    pub fn selected_info(&self) -> Option<&ModelInfo> {
+        self.loaded.as_ref().filter(|i| i.path == self.selected)
+    }
+
+    /// Whether the selected model is being read from disk (by a load or a generation).
+    pub fn is_loading(&self) -> bool {
+        self.reading.is_some() || self.load.is_some()
+    }
+
+    /// Whether the selected model is known to have no chat template (a base model).
+    pub fn lacks_chat_template(&self) -> bool {
+        self.selected_info().is_some_and(|i| !i.has_chat_template)
+    }
+
+    /// The load error for the selected model, if its last load failed.
+    pub fn selected_error(&self) -> Option<&str> {
+        self.error
+            .as_ref()
+            .filter(|(p, _)| *p == self.selected)
+            .map(|(_, e)| e.as_str())
+    }
+
+    /// Whether this event is about the explicit load job.
+    pub fn owns(&self, job: JobId) -> bool {
+        self.load.as_ref().is_some_and(|l| l.job == job)
+    }
+
+    /// Updates the state from any engine event: model loads happen inside generation jobs too.
+    pub fn observe(&mut self, event: &Event) {
+        match event {
+            Event::ModelLoading { job, path } => {
+                self.reading = Some((*job, path.clone()));
+            }
+            Event::ModelLoaded { job, info } => {
+                if self.reading.as_ref().is_some_and(|(j, _)| j == job) {
+                    self.reading = None;
+                }
+                if self.error.as_ref().is_some_and(|(p, _)| *p == info.path) {
+                    self.error = None;
+                }
+                self.loaded = Some((**info).clone());
+            }
+            Event::Failed { job, error } => {
+                // A failure while the file was being read is a load error, whoever asked.
+                if let Some((j, path)) = &self.reading
+                    && j == job
+                {
+                    self.error = Some((path.clone(), error.to_string()));
+                    // The worker dropped the old weights before reading the new file.
+                    self.loaded = None;
+                    self.reading = None;
+                }
+            }
+            Event::Cancelled { job } | Event::Finished { job } => {
+                if self.reading.as_ref().is_some_and(|(j, _)| j == job) {
+                    self.reading = None;
+                }
+            }
+            _ => {}
+        }
+        if let Some(load) = &mut self.load
+            && load.job == event.job()
+        {
+            match event {
+                Event::Queued { ahead, .. } => load.ahead = *ahead,
+                Event::Started { .. } => {
+                    load.started = true;
+                    load.ahead = 0;
+                }
+                Event::Finished { .. } | Event::Cancelled { .. } | Event::Failed { .. } => {
+                    self.load = None;
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// A readable name for a model file: the defaults by their product names, loaded models by
+/// their GGUF name, anything else by file name.
+pub fn display_name(path: &Path, loaded: Option<&ModelInfo>) -> String {
+    let file = path.file_name().and_then(|f| f.to_str()).unwrap_or_default();
+    if file == paths::SMOLLM2_FILE {
+        return "SmolLM2 135M Instruct".into();
+    }
+    if file == paths::GEMMA3_FILE {
+        return "Gemma 3 270M (base)".into();
+    }
+    if let Some(info) = loaded.filter(|i| i.path == path) {
+        return info.name.clone();
+    }
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into())
+}
+
+/// One row of the picker.
+fn model_row(
+    ui: &mut egui::Ui,
+    selected: bool,
+    title: &str,
+    detail: &str,
+    enabled: bool,
+) -> egui::Response {
+    ui.add_enabled(
+        enabled,
+        egui::Button::selectable(
+            selected,
+            (
+                RichText::new(title).color(theme::TEXT),
+                egui::Atom::grow(),
+                RichText::new(detail).color(theme::TEXT_FAINT).size(12.0),
+            ),
+        )
+        .min_size(egui::vec2(ui.available_width(), 28.0)),
+    )
+}
+
+/// The picker: a combo box with the defaults, discovered and recent models, and "Open GGUF…";
+/// beneath it the state of the chosen model (loaded, loading, missing, failed).
+pub fn show(ui: &mut egui::Ui, state: &ModelState, recent: &[PathBuf], commands: &mut Vec<Command>) {
+    let selected_name = display_name(&state.selected, state.loaded.as_ref());
+    let label = ui.label(RichText::new("Model").color(theme::TEXT_WEAK));
+    let combo = egui::ComboBox::from_id_salt("model-picker")
+        .selected_text(selected_name)
+        .width(ui.available_width())
+        .height(420.0)
+        .show_ui(ui, |ui| {
+            ui.set_min_width(320.0);
+            theme::section_label(ui, "Included");
+            for (file, kind) in [
+                (paths::SMOLLM2_FILE, "instruct · default"),
+                (paths::GEMMA3_FILE, "completion"),
+            ] {
+                let path = paths::default_model(file);
+                let exists = path.is_file();
+                let detail = if exists {
+                    kind.to_string()
+                } else {
+                    "missing".to_string()
+                };
+                let r = model_row(
+                    ui,
+                    state.selected == path,
+                    &display_name(&path, None),
+                    &detail,
+                    exists,
+                )
+                .on_disabled_hover_text(format!(
+                    "{file} is not in {}. Fetch the default models with {}",
+                    paths::models_dir().display(),
+                    paths::FETCH_COMMAND
+                ));
+                if r.clicked() {
+                    commands.push(Command::LoadModel(path));
+                }
+            }
+            let defaults = [
+                paths::default_model(paths::SMOLLM2_FILE),
+                paths::default_model(paths::GEMMA3_FILE),
+            ];
+            let found: Vec<&DiscoveredModel> = state
+                .discovered
+                .iter()
+                .filter(|m| !defaults.contains(&m.path))
+                .collect();
+            ui.add_space(theme::space::XS);
+            theme::section_label(ui, "On this computer");
+            if state.discovering {
+                ui.horizontal(|ui| {
+                    ui.spinner();
+                    ui.label(RichText::new("Looking for GGUF models…").color(theme::TEXT_WEAK));
+                });
+            } else if found.is_empty() {
+                ui.label(
+                    RichText::new("No other GGUF models in the Hugging Face cache, LM Studio or Ollama.")
+                        .color(theme::TEXT_FAINT)
+                        .size(12.0),
+                );
+            }
+            for m in found {
+                let detail = format!("{} · {}", m.source.label(), theme::human_bytes(m.size));
+                let r = model_row(ui, state.selected == m.path, &m.name, &detail, true)
+                    .on_hover_text(m.path.display().to_string());
+                if r.clicked() {
+                    commands.push(Command::LoadModel(m.path.clone()));
+                }
+            }
+            let recent: Vec<&PathBuf> = recent
+                .iter()
+                .filter(|p| !defaults.contains(p) && !state.discovered.iter().any(|m| &m.path == *p))
+                .collect();
+            if !recent.is_empty() {
+                ui.add_space(theme::space::XS);
+                theme::section_label(ui, "Recent");
+                for p in recent {
+                    let r = model_row(
+                        ui,
+                        state.selected == **p,
+                        &display_name(p, state.loaded.as_ref()),
+                        "file",
+                        true,
+                    )
+                    .on_hover_text(p.display().to_string());
+                    if r.clicked() {
+                        commands.push(Command::LoadModel(p.clone()));
+                    }
+                }
+            }
+            ui.separator();
+            ui.horizontal(|ui| {
+                if ui.button("Open GGUF…").clicked() {
+                    commands.push(Command::OpenModelDialog);
+                    ui.close();
+                }
+                if ui
+                    .add_enabled(!state.discovering, egui::Button::new(format!("{} Search again", icon::REGENERATE)))
+                    .clicked()
+                {
+                    commands.push(Command::RefreshModels);
+                }
+            });
+        });
+    combo.response.labelled_by(label.id);
+    status_line(ui, state);
+}
+
+/// One line under the picker: what the chosen model is doing.
+fn status_line(ui: &mut egui::Ui, state: &ModelState) {
+    let small = |t: String, c| RichText::new(t).size(12.0).color(c);
+    if !state.selected.as_os_str().is_empty() && !state.selected.is_file() {
+        let file = state
+            .selected
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        theme::notice_frame(theme::WARN).show(ui, |ui| {
+            ui.label(small(
+                format!("{} {file} is missing. Fetch the default models with:", icon::WARNING),
+                theme::WARN,
+            ));
+            ui.add(egui::Label::new(
+                RichText::new(paths::FETCH_COMMAND).monospace().color(theme::TEXT),
+            ));
+        });
+        return;
+    }
+    if let Some(err) = state.selected_error() {
+        theme::notice_frame(theme::ERROR).show(ui, |ui| {
+            ui.add(
+                egui::Label::new(small(format!("{} Could not load: {err}", icon::WARNING), theme::ERROR))
+                    .wrap(),
+            );
+        });
+        return;
+    }
+    if let Some(load) = &state.load
+        && load.ahead > 0
+        && !load.started
+    {
+        ui.label(small(
+            format!(
+                "Queued behind {} job{} — loads when the current one ends",
+                load.ahead,
+                if load.ahead == 1 { "" } else { "s" }
+            ),
+            theme::WARN,
+        ));
+        return;
+    }
+    if state.is_loading() {
+        ui.horizontal(|ui| {
+            ui.spinner();
+            ui.label(small("Loading model…".into(), theme::TEXT_WEAK));
+        });
+        return;
+    }
+    match state.selected_info() {
+        Some(info) => {
+            let chat = if info.has_chat_template {
+                "chat template"
+            } else {
+                "no chat template"
+            };
+            ui.label(small(
+                format!(
+                    "{} {} · {} ctx · {} · {}",
+                    icon::DOT,
+                    info.architecture_label(),
+                    theme::thousands(info.context_length),
+                    theme::human_bytes(info.file_size),
+                    chat
+                ),
+                theme::TEXT_FAINT,
+            ));
+        }
+        None => {
+            ui.label(small("Loads on first use".into(), theme::TEXT_FAINT));
+        }
+    }
+}
+
+/// Short labels for model info.
+trait InfoLabel {
+    fn architecture_label(&self) -> String;
+}
+
+impl InfoLabel for ModelInfo {
+    fn architecture_label(&self) -> String {
+        format!("{:?}", self.architecture)
+    }
+}

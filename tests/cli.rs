@@ -1,0 +1,134 @@
+//! The headless CLI end to end: real binary, real default model, JSON out, one-line errors.
+
+use std::process::{Command, Output};
+
+fn atelier(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_atelier"))
+        .args(args)
+        .env("ATELIER_DATA", std::env::temp_dir().join("atelier-cli-test"))
+        .output()
+        .expect("run atelier")
+}
+
+fn stdout_json(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "atelier failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("one JSON object on stdout")
+}
+
+fn one_line_error(out: &Output) -> String {
+    assert!(!out.status.success(), "expected failure");
+    let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    let lines: Vec<_> = err.lines().filter(|l| l.starts_with("error")).collect();
+    assert_eq!(lines.len(), 1, "expected one error line, got: {err}");
+    lines[0].to_string()
+}
+
+#[test]
+fn tokenize_matches_llama_cpp() {
+    let out = atelier(&["tokenize", "--model", "smollm2", "Hello, world!"]);
+    let ids = stdout_json(&out);
+    assert_eq!(ids, serde_json::json!([19556, 28, 905, 17]));
+}
+
+#[test]
+fn write_json_greedy_reproduces_llama_cpp() {
+    let out = atelier(&[
+        "write",
+        "--model",
+        "smollm2",
+        "--prompt",
+        "Once upon a time",
+        "--temperature",
+        "0",
+        "--repeat-penalty",
+        "1",
+        "--max-tokens",
+        "6",
+        "--json",
+        "--logprobs",
+        "2",
+    ]);
+    let v = stdout_json(&out);
+    // llama.cpp's greedy continuation: ", the city of Nova Haven"
+    assert_eq!(v["token_ids"], serde_json::json!([28, 260, 2240, 282, 23324, 27108]));
+    assert_eq!(v["text"], ", the city of Nova Haven");
+    assert_eq!(v["stop"], "max_tokens");
+    assert!(v["timings"]["decode_tokens_per_s"].as_f64().unwrap() > 0.0);
+    assert_eq!(v["logprobs"][0]["top"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn instruct_mode_uses_the_chat_template() {
+    let out = atelier(&[
+        "write",
+        "--mode",
+        "instruct",
+        "--prompt",
+        "Name a colour.",
+        "--temperature",
+        "0",
+        "--max-tokens",
+        "8",
+        "--json",
+    ]);
+    let v = stdout_json(&out);
+    assert!(!v["text"].as_str().unwrap().trim().is_empty(), "{v}");
+}
+
+#[test]
+fn score_prints_per_token_logprobs() {
+    let out = atelier(&[
+        "score",
+        "--model",
+        "smollm2",
+        "--prompt",
+        "Once upon a time",
+        "--continuation-ids",
+        "[28, 260]",
+        "--logprobs",
+        "3",
+        "--json",
+    ]);
+    let v = stdout_json(&out);
+    let toks = v["tokens"].as_array().unwrap();
+    assert_eq!(toks.len(), 2);
+    // llama.cpp: -0.07399 for "," after "Once upon a time".
+    assert!((toks[0]["logprob"].as_f64().unwrap() + 0.074).abs() < 0.1, "{v}");
+    assert_eq!(toks[0]["top"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn bad_input_exits_non_zero_with_one_line() {
+    let e = one_line_error(&atelier(&["write", "--model", "/nonexistent.gguf", "--prompt", "x"]));
+    assert!(e.contains("does not exist"), "{e}");
+    let e = one_line_error(&atelier(&["write", "--prompt", "   "]));
+    assert!(e.contains("prompt is empty"), "{e}");
+    let e = one_line_error(&atelier(&["write"]));
+    assert!(e.contains("--prompt"), "{e}");
+    let e = one_line_error(&atelier(&[
+        "score",
+        "--model",
+        "smollm2",
+        "--prompt",
+        "x",
+        "--continuation-ids",
+        "not json",
+    ]));
+    assert!(e.contains("JSON array"), "{e}");
+    let e = one_line_error(&atelier(&["write", "--prompt", "x", "--top-p", "2"]));
+    assert!(e.contains("top-p"), "{e}");
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.gguf");
+    std::fs::write(&junk, b"definitely not a model").unwrap();
+    let e = one_line_error(&atelier(&[
+        "tokenize",
+        "--model",
+        junk.to_str().unwrap(),
+        "x",
+    ]));
+    assert!(e.contains("not a GGUF model"), "{e}");
+}
