@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The Write benchmark: Atelier and llama.cpp side by side, in the same run, on the same token ids.
 #
-#   benches/write.sh [--repeats N] [--inner N] [--model PATH]... [--prompt-tokens N] [--decode-tokens N]
+#   benches/write.sh [--repeats N] [--inner N] [--model PATH]... [--prompt-tokens N] [--decode-tokens N] [--no-build]
+#                    [--wait-quiet SECONDS]
 #
 # Builds atelier in release, makes sure the llama.cpp peer (llama-cpp-python built with native
 # CPU flags) is installed in a venv outside the repo, then for N repetitions runs, per model,
@@ -10,6 +11,10 @@
 # times --inner generations. Raw JSON lines go to bench-out/write.jsonl; a markdown table of
 # medians over the repetitions and Atelier/llama.cpp ratios is printed at the end (and written
 # to bench-out/write.md).
+#
+# --wait-quiet S: before each process, wait (at most S seconds) until the other processes on the
+# machine use under 15% of the CPU over a second, since concurrent builds skew every number; the
+# CPU use seen just before each process is recorded as busy_before_pct.
 #
 # Environment: ATELIER_BENCH_VENV (default ~/.cache/atelier-bench/venv),
 # LLAMA_CPP_PYTHON_VERSION (default 0.3.36), BENCH_THREADS (llama.cpp threads, default nproc).
@@ -23,6 +28,8 @@ INNER=3
 PROMPT_TOKENS=256
 DECODE_TOKENS=128
 MODELS=()
+BUILD=1
+WAIT_QUIET=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --repeats) REPEATS=$2; shift 2 ;;
@@ -30,7 +37,9 @@ while [[ $# -gt 0 ]]; do
     --model) MODELS+=("$2"); shift 2 ;;
     --prompt-tokens) PROMPT_TOKENS=$2; shift 2 ;;
     --decode-tokens) DECODE_TOKENS=$2; shift 2 ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    --no-build) BUILD=0; shift ;;
+    --wait-quiet) WAIT_QUIET=$2; shift 2 ;;  # reuse the binaries already in target/release
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -50,14 +59,17 @@ JSONL=$OUT/write.jsonl
 mkdir -p "$OUT"
 
 # --- Atelier, release build --------------------------------------------------------------------
-echo "== building atelier (release)" >&2
-cargo build --release
+if (( BUILD )); then
+  echo "== building atelier (release)" >&2
+  cargo build --release
+fi
 ATELIER=(target/release/atelier bench write)
-if ! target/release/atelier bench write --help >/dev/null 2>&1; then
-  echo "== 'atelier bench write' is not wired in this build: using the bench_write example" >&2
-  cargo build --release --example bench_write
+if ! target/release/atelier bench write --help 2>/dev/null | grep -q -- --decode-tokens; then
+  echo "== 'atelier bench write' is not in this build: using the bench_write example instead" >&2
+  if (( BUILD )); then cargo build --release --example bench_write; fi
   ATELIER=(target/release/examples/bench_write)
 fi
+[[ -x "${ATELIER[0]}" ]] || { echo "error: ${ATELIER[0]} is missing (run without --no-build)" >&2; exit 1; }
 
 # --- llama.cpp peer, in a venv outside the repo ------------------------------------------------
 if ! "$VENV/bin/python" -c "import llama_cpp, numpy" >/dev/null 2>&1; then
@@ -79,17 +91,35 @@ jq -nc --arg cpu "$cpu" --argjson nproc "$(nproc)" --arg load "$(cut -d' ' -f1-3
     llama_cpp_python: $peer}' > "$JSONL"
 echo "== load average before: $(cut -d' ' -f1-3 /proc/loadavg) (other builds running skew every number)" >&2
 
+cpu_busy() { # percent of all CPUs busy over one second
+  local a b
+  read -r _ a1 a2 a3 a4 a5 a6 a7 _ < /proc/stat; a=$((a1+a2+a3+a4+a5+a6+a7)); local ai=$((a4+a5))
+  sleep 1
+  read -r _ b1 b2 b3 b4 b5 b6 b7 _ < /proc/stat; b=$((b1+b2+b3+b4+b5+b6+b7)); local bi=$((b4+b5))
+  echo $(( 100 * ((b - a) - (bi - ai)) / ((b - a) > 0 ? (b - a) : 1) ))
+}
+BUSY=0
+wait_quiet() {
+  local deadline=$((SECONDS + WAIT_QUIET))
+  BUSY=$(cpu_busy)
+  while (( WAIT_QUIET > 0 && BUSY >= 15 && SECONDS < deadline )); do
+    sleep 4; BUSY=$(cpu_busy)
+  done
+  (( BUSY < 15 )) || echo "   (CPU ${BUSY}% busy with other work)" >&2
+}
+
 run_atelier() { # model rep
   "${ATELIER[@]}" --model "$1" --prompt-tokens "$PROMPT_TOKENS" --decode-tokens "$DECODE_TOKENS" \
-    --repeats "$INNER" --json | jq -c --argjson rep "$2" --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" \
-    '.results[] + {rep: $rep, loadavg: $load}' >> "$JSONL"
+    --repeats "$INNER" --json | jq -c --argjson rep "$2" --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" --argjson busy "$BUSY" \
+    '.results[] + {rep: $rep, loadavg: $load, busy_before_pct: $busy}' >> "$JSONL"
   local ids="$OUT/prompt-ids-$(basename "$1").json"
   [[ -f "$ids" ]] || tail -n1 "$JSONL" | jq -c '.prompt_ids' > "$ids"
 }
 run_peer() { # model rep
   "${PEER[@]}" --model "$1" --prompt-ids "$OUT/prompt-ids-$(basename "$1").json" \
     --decode-tokens "$DECODE_TOKENS" --repeats "$INNER" --threads "$THREADS" \
-    | jq -c --argjson rep "$2" --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" '. + {rep: $rep, loadavg: $load}' >> "$JSONL"
+    | jq -c --argjson rep "$2" --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" --argjson busy "$BUSY" \
+      '. + {rep: $rep, loadavg: $load, busy_before_pct: $busy}' >> "$JSONL"
 }
 
 rm -f "$OUT"/prompt-ids-*.json
@@ -98,6 +128,7 @@ for rep in $(seq 1 "$REPEATS"); do
     if (( rep % 2 == 1 )); then order=(atelier peer); else order=(peer atelier); fi
     for who in "${order[@]}"; do
       echo "== rep $rep/$REPEATS $(basename "$m"): $who" >&2
+      wait_quiet
       "run_$who" "$m" "$rep"
     done
   done
@@ -117,8 +148,8 @@ def med(model, engine, key):
     return statistics.median(xs) if xs else float("nan")
 metrics = [
     ("load time (s)", "load_s", "{:.3f}", "lower"),
-    ("prompt, 256 tok (tok/s)", "pp_tok_s", "{:.1f}", "higher"),
-    ("decode, 128 tok (tok/s)", "tg_tok_s", "{:.1f}", "higher"),
+    (f"prompt, {res[0]['prompt_tokens']} tok (tok/s)", "pp_tok_s", "{:.1f}", "higher"),
+    (f"decode, {res[0]['decode_tokens']} tok (tok/s)", "tg_tok_s", "{:.1f}", "higher"),
     ("time to first token (ms)", "ttft_ms", "{:.0f}", "lower"),
     ("prompt, first run after load (tok/s)", "pp_tok_s_first", "{:.1f}", "higher"),
     ("decode, first run after load (tok/s)", "tg_tok_s_first", "{:.1f}", "higher"),
@@ -127,6 +158,9 @@ metrics = [
 print(f"Machine: {meta['cpu']}, {meta['nproc']} cores; load average {meta['loadavg_start']} -> {meta.get('loadavg_end', '?')}; "
       f"{meta['repeats']} repetitions x {meta['inner']} generations per process; llama-cpp-python {meta['llama_cpp_python']}, "
       f"{meta['llama_threads']} threads; {meta['date']}")
+busy = [r["busy_before_pct"] for r in res if r.get("busy_before_pct") is not None]
+if busy:
+    print(f"CPU busy with other work just before each process: median {statistics.median(busy)}%, max {max(busy)}%")
 print()
 for m in models:
     a_ids = next((r["generated_ids"] for r in res if r["model"] == m and r["engine"] == "atelier"), [])

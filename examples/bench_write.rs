@@ -6,14 +6,7 @@
 
 use clap::Parser;
 
-// The module is compiled in from the library's source so this example builds whether or not
-// the library exports it yet; `crate::models` and `crate::paths` resolve to the library's.
-#[allow(unused_imports)]
-use atelier::{models, paths};
-#[path = "../src/bench.rs"]
-mod bench;
-
-use bench::{WriteBenchArgs, run_write_bench, summary_text};
+use atelier::bench::{WriteBenchArgs, run_write_bench, summary_text};
 
 /// Measures model load, prompt processing, decode speed and peak RSS of the Write path.
 #[derive(Debug, Parser)]

@@ -1,1 +1,795 @@
-//! (being written)
+//! The eframe app. Each frame it drains the engine's events and routes them by job id, polls
+//! its background helpers (model discovery, file dialogs, autosave), draws the top bar, the open
+//! page and the status bar, then drains the [`Command`]s the panels pushed.
+//!
+//! Runtime things (the engine, receivers, threads) live here apart from what is saved (the
+//! [`Store`]); panels borrow both through [`PanelContext`].
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, channel};
+use std::time::{Duration, Instant};
+
+use egui::RichText;
+
+use crate::engine::Engine;
+use crate::gpu::GpuContext;
+use crate::models::llm::discover::DiscoveredModel;
+use crate::panels::faces::FacesPanel;
+use crate::panels::model_picker::LoadJob;
+use crate::panels::status_bar::{self, StatusInfo};
+use crate::panels::style::StylePanel;
+use crate::panels::write::WritePanel;
+use crate::panels::{Command, ModelState, Panel, PanelContext};
+use crate::store::{ExportFormat, Notice, NoticeLevel, Page, Store, WriteMode};
+use crate::theme::{self, icon, space};
+
+/// How the GUI starts.
+#[derive(Clone, Debug, Default)]
+pub struct GuiOptions {
+    /// A GGUF model to open instead of the last one used.
+    pub model: Option<PathBuf>,
+    /// Where documents and settings live (default: [`crate::paths::data_dir`]).
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Opens the main window and runs until it is closed.
+pub fn run_gui(opts: GuiOptions) -> anyhow::Result<()> {
+    let native = eframe::NativeOptions {
+        viewport: egui::ViewportBuilder::default()
+            .with_title("Atelier")
+            .with_app_id("atelier")
+            .with_inner_size([1400.0, 900.0])
+            .with_min_inner_size([1000.0, 620.0]),
+        renderer: eframe::Renderer::Wgpu,
+        ..Default::default()
+    };
+    eframe::run_native(
+        "Atelier",
+        native,
+        Box::new(move |cc| {
+            theme::install(&cc.egui_ctx);
+            let gpu = cc
+                .wgpu_render_state
+                .as_ref()
+                .map(GpuContext::from_render_state);
+            if let Some(g) = &gpu {
+                tracing::info!("renderer: {}", g.adapter);
+            }
+            Ok(Box::new(AtelierApp::new(opts, gpu)))
+        }),
+    )
+    .map_err(|e| anyhow::anyhow!("the window could not be opened: {e}"))
+}
+
+/// A file dialog the app asked for, and what came back.
+#[derive(Clone, Debug)]
+enum Dialog {
+    OpenModel,
+    SaveAs,
+    Export(ExportFormat),
+}
+
+struct DialogResult {
+    dialog: Dialog,
+    path: Option<PathBuf>,
+    elapsed: Duration,
+}
+
+/// A message in the corner.
+struct Toast {
+    notice: Notice,
+    /// When it appeared (egui time, seconds), set on first draw.
+    shown_at: Option<f64>,
+}
+
+/// CPU time spent building each frame, for the "< 16 ms while generating" budget.
+#[derive(Default)]
+pub struct FrameStats {
+    all: Vec<f32>,
+    generating: Vec<f32>,
+    last_report: Option<Instant>,
+}
+
+/// Percentiles of frame times in milliseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct FrameSummary {
+    /// How many frames.
+    pub frames: usize,
+    /// Median.
+    pub p50_ms: f32,
+    /// 95th percentile.
+    pub p95_ms: f32,
+    /// Slowest.
+    pub max_ms: f32,
+}
+
+impl std::fmt::Display for FrameSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} frames: p50 {:.2} ms, p95 {:.2} ms, max {:.2} ms",
+            self.frames, self.p50_ms, self.p95_ms, self.max_ms
+        )
+    }
+}
+
+impl FrameStats {
+    const KEEP: usize = 20_000;
+
+    fn record(&mut self, ms: f32, generating: bool) {
+        for (v, take) in [(&mut self.all, true), (&mut self.generating, generating)] {
+            if take {
+                if v.len() == Self::KEEP {
+                    v.remove(0);
+                }
+                v.push(ms);
+            }
+        }
+    }
+
+    fn summarize(samples: &[f32]) -> FrameSummary {
+        if samples.is_empty() {
+            return FrameSummary::default();
+        }
+        let mut s = samples.to_vec();
+        s.sort_by(f32::total_cmp);
+        let at = |q: f32| s[((s.len() - 1) as f32 * q).round() as usize];
+        FrameSummary {
+            frames: s.len(),
+            p50_ms: at(0.5),
+            p95_ms: at(0.95),
+            max_ms: s[s.len() - 1],
+        }
+    }
+
+    /// All frames so far.
+    pub fn overall(&self) -> FrameSummary {
+        Self::summarize(&self.all)
+    }
+
+    /// Frames drawn while a generation was queued or running.
+    pub fn while_generating(&self) -> FrameSummary {
+        Self::summarize(&self.generating)
+    }
+}
+
+/// The application: stores, engine, panels and the plumbing between them.
+pub struct AtelierApp {
+    store: Store,
+    engine: Option<Engine>,
+    engine_error: Option<String>,
+    /// The renderer's GPU context, handed to the engine when it starts on the first frame.
+    gpu: Option<GpuContext>,
+    started: bool,
+    model: ModelState,
+    write: WritePanel,
+    faces: FacesPanel,
+    style: StylePanel,
+    commands: Vec<Command>,
+    toasts: Vec<Toast>,
+    discovery: Option<Receiver<Vec<DiscoveredModel>>>,
+    dialog: Option<Receiver<DialogResult>>,
+    frame_stats: FrameStats,
+    report_frames: bool,
+}
+
+impl AtelierApp {
+    /// Creates the app; the engine starts on the first frame (it needs the egui context to wake
+    /// the UI). `gpu` is the renderer's device when a window exists.
+    pub fn new(opts: GuiOptions, gpu: Option<GpuContext>) -> Self {
+        let store = match &opts.data_dir {
+            Some(dir) => Store::open(dir),
+            None => Store::open_default(),
+        };
+        let selected = opts
+            .model
+            .clone()
+            .or_else(|| store.settings.model.clone())
+            .unwrap_or_else(|| crate::paths::default_model(crate::paths::SMOLLM2_FILE));
+        let model = ModelState {
+            selected,
+            gpu_adapter: gpu.as_ref().map(|g| g.adapter.clone()),
+            ..Default::default()
+        };
+        Self {
+            store,
+            engine: None,
+            engine_error: None,
+            gpu,
+            started: false,
+            model,
+            write: WritePanel::default(),
+            faces: FacesPanel,
+            style: StylePanel,
+            commands: Vec::new(),
+            toasts: Vec::new(),
+            discovery: None,
+            dialog: None,
+            frame_stats: FrameStats::default(),
+            report_frames: std::env::var_os("ATELIER_FRAME_STATS").is_some_and(|v| v != "0"),
+        }
+    }
+
+    /// Installs fonts and style; call before the first frame (eframe's creation context, or a
+    /// test harness's context setup).
+    pub fn setup_context(ctx: &egui::Context) {
+        theme::install(ctx);
+    }
+
+    /// The engine, once started (tests use it to queue competing jobs).
+    pub fn engine(&self) -> Option<&Engine> {
+        self.engine.as_ref()
+    }
+
+    /// Documents and settings.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Documents and settings, for tests that arrange a state.
+    pub fn store_mut(&mut self) -> &mut Store {
+        &mut self.store
+    }
+
+    /// The Write panel.
+    pub fn write_panel(&self) -> &WritePanel {
+        &self.write
+    }
+
+    /// The Write panel, for tests that place the cursor.
+    pub fn write_panel_mut(&mut self) -> &mut WritePanel {
+        &mut self.write
+    }
+
+    /// What is known about the language model.
+    pub fn model_state(&self) -> &ModelState {
+        &self.model
+    }
+
+    /// Frame-time statistics.
+    pub fn frame_stats(&self) -> &FrameStats {
+        &self.frame_stats
+    }
+
+    /// Messages currently shown in the corner (for tests).
+    pub fn toasts(&self) -> Vec<Notice> {
+        self.toasts.iter().map(|t| t.notice.clone()).collect()
+    }
+
+    /// Saves everything now (on exit).
+    pub fn save(&mut self) {
+        if let Err(e) = self.store.save_now() {
+            tracing::error!("saving on exit failed: {e}");
+        }
+    }
+
+    fn start(&mut self, ctx: &egui::Context) {
+        self.started = true;
+        let waker_ctx = ctx.clone();
+        let waker: crate::engine::Waker = Arc::new(move || waker_ctx.request_repaint());
+        match Engine::spawn(self.gpu.take(), Some(waker)) {
+            Ok(engine) => self.engine = Some(engine),
+            Err(e) => {
+                tracing::error!("{e}");
+                self.engine_error = Some(format!("The inference engine could not start: {e}"));
+            }
+        }
+        if self.model.selected.is_file() {
+            self.load_model(self.model.selected.clone());
+        } else {
+            tracing::warn!(
+                "model {} is missing; fetch the defaults with {}",
+                self.model.selected.display(),
+                crate::paths::FETCH_COMMAND
+            );
+        }
+        self.discover(ctx);
+        for n in self.store.take_notices() {
+            self.toast(n);
+        }
+    }
+
+    fn load_model(&mut self, path: PathBuf) {
+        self.model.selected = path.clone();
+        self.model.error = None;
+        self.store.settings.model = Some(path.clone());
+        let Some(engine) = &self.engine else {
+            return;
+        };
+        if self.model.loaded.as_ref().is_some_and(|i| i.path == path) {
+            return;
+        }
+        // A newer choice replaces a load still waiting in the queue.
+        if let Some(old) = self.model.load.take() {
+            tracing::debug!(job = %old.job, "superseded model load");
+        }
+        let job = engine.load_llm(path.clone());
+        self.model.load = Some(LoadJob {
+            job: job.id(),
+            path,
+            ahead: 0,
+            started: false,
+        });
+    }
+
+    fn discover(&mut self, ctx: &egui::Context) {
+        let (tx, rx) = channel();
+        let ctx = ctx.clone();
+        let spawned = std::thread::Builder::new()
+            .name("atelier-discover".into())
+            .spawn(move || {
+                let found = crate::models::llm::discover::find_models();
+                let _ = tx.send(found);
+                ctx.request_repaint();
+            });
+        match spawned {
+            Ok(_) => {
+                self.discovery = Some(rx);
+                self.model.discovering = true;
+            }
+            Err(e) => tracing::warn!("cannot search for models: {e}"),
+        }
+    }
+
+    fn open_dialog(&mut self, ctx: &egui::Context, dialog: Dialog) {
+        if self.dialog.is_some() {
+            return; // one at a time
+        }
+        let title = self.store.current().display_title();
+        let file_stem: String = title
+            .chars()
+            .map(|c| {
+                if c.is_alphanumeric() || c == ' ' || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let (tx, rx) = channel();
+        let ctx = ctx.clone();
+        let d = dialog.clone();
+        let spawned = std::thread::Builder::new()
+            .name("atelier-file-dialog".into())
+            .spawn(move || {
+                let started = Instant::now();
+                let path = match &d {
+                    Dialog::OpenModel => rfd::FileDialog::new()
+                        .set_title("Open a GGUF language model")
+                        .add_filter("GGUF model", &["gguf"])
+                        .pick_file(),
+                    Dialog::SaveAs => rfd::FileDialog::new()
+                        .set_title("Save document as")
+                        .set_file_name(format!("{}.md", file_stem.trim()))
+                        .add_filter("Markdown", &["md"])
+                        .add_filter("Plain text", &["txt"])
+                        .save_file(),
+                    Dialog::Export(format) => rfd::FileDialog::new()
+                        .set_title("Export a copy")
+                        .set_file_name(format!("{}.{}", file_stem.trim(), format.extension()))
+                        .add_filter(
+                            match format {
+                                ExportFormat::Markdown => "Markdown",
+                                ExportFormat::PlainText => "Plain text",
+                            },
+                            &[format.extension()],
+                        )
+                        .save_file(),
+                };
+                let _ = tx.send(DialogResult {
+                    dialog: d,
+                    path,
+                    elapsed: started.elapsed(),
+                });
+                ctx.request_repaint();
+            });
+        match spawned {
+            Ok(_) => self.dialog = Some(rx),
+            Err(e) => self.toast(Notice {
+                level: NoticeLevel::Error,
+                message: format!("Could not open a file dialog: {e}"),
+            }),
+        }
+    }
+
+    fn toast(&mut self, notice: Notice) {
+        if !self.toasts.iter().any(|t| t.notice == notice) {
+            self.toasts.push(Toast {
+                notice,
+                shown_at: None,
+            });
+        }
+    }
+
+    fn drain_events(&mut self) {
+        let Some(engine) = &self.engine else {
+            return;
+        };
+        let mut switched_to_base = None;
+        while let Some(event) = engine.try_recv() {
+            self.model.observe(&event);
+            if let crate::engine::Event::ModelLoaded { info, .. } = &event
+                && !info.has_chat_template
+                && info.path == self.model.selected
+                && self.store.settings.mode == WriteMode::Instruct
+            {
+                switched_to_base = Some(info.name.clone());
+            }
+            if self.write.owns(event.job()) {
+                self.write.on_event(event);
+            }
+            // Other events (the load job's, stale ones of replaced jobs) were observed above.
+        }
+        if let Some(name) = switched_to_base {
+            self.store.settings.mode = WriteMode::Continue;
+            self.toast(Notice {
+                level: NoticeLevel::Info,
+                message: format!(
+                    "{name} has no chat template (it is a base model), so Write switched to \
+                     Continue."
+                ),
+            });
+        }
+    }
+
+    fn poll_helpers(&mut self) {
+        if let Some(rx) = &self.discovery
+            && let Ok(found) = rx.try_recv()
+        {
+            self.model.discovered = found;
+            self.model.discovering = false;
+            self.discovery = None;
+        }
+        if let Some(rx) = &self.dialog
+            && let Ok(result) = rx.try_recv()
+        {
+            self.dialog = None;
+            self.dialog_done(result);
+        }
+    }
+
+    fn dialog_done(&mut self, result: DialogResult) {
+        let Some(path) = result.path else {
+            // A dialog that "returns" instantly never appeared: no portal to show it.
+            if result.elapsed < Duration::from_millis(250) {
+                self.toast(Notice {
+                    level: NoticeLevel::Warning,
+                    message: "No file dialog could be shown (is xdg-desktop-portal running?)."
+                        .into(),
+                });
+            }
+            return;
+        };
+        match result.dialog {
+            Dialog::OpenModel => {
+                let recent = &mut self.store.settings.recent_models;
+                recent.retain(|p| *p != path);
+                recent.insert(0, path.clone());
+                recent.truncate(8);
+                self.load_model(path);
+            }
+            Dialog::SaveAs => match self.store.save_as(&path) {
+                Ok(()) => self.toast(Notice {
+                    level: NoticeLevel::Info,
+                    message: format!("Saved to {}", path.display()),
+                }),
+                Err(e) => self.toast(Notice {
+                    level: NoticeLevel::Error,
+                    message: e.to_string(),
+                }),
+            },
+            Dialog::Export(format) => {
+                match crate::store::export_document(self.store.current(), &path, format) {
+                    Ok(()) => self.toast(Notice {
+                        level: NoticeLevel::Info,
+                        message: format!("Exported to {}", path.display()),
+                    }),
+                    Err(e) => self.toast(Notice {
+                        level: NoticeLevel::Error,
+                        message: e.to_string(),
+                    }),
+                }
+            }
+        }
+    }
+
+    fn run_commands(&mut self, ctx: &egui::Context) {
+        for command in std::mem::take(&mut self.commands) {
+            match command {
+                Command::LoadModel(path) => self.load_model(path),
+                Command::OpenModelDialog => self.open_dialog(ctx, Dialog::OpenModel),
+                Command::RefreshModels => self.discover(ctx),
+                Command::ShowPage(page) => self.store.settings.page = page,
+                Command::NewDocument => {
+                    self.store.new_document();
+                    self.write.document_switched();
+                }
+                Command::OpenDocument(id) => {
+                    self.store.select(&id);
+                    self.write.document_switched();
+                }
+                Command::DeleteDocument(id) => {
+                    let title = self
+                        .store
+                        .documents()
+                        .iter()
+                        .find(|d| d.id == id)
+                        .map(|d| d.display_title())
+                        .unwrap_or_default();
+                    match self.store.delete_document(&id) {
+                        Ok(()) => self.toast(Notice {
+                            level: NoticeLevel::Info,
+                            message: format!("“{title}” moved to documents/trash."),
+                        }),
+                        Err(e) => self.toast(Notice {
+                            level: NoticeLevel::Error,
+                            message: e.to_string(),
+                        }),
+                    }
+                    self.write.document_switched();
+                }
+                Command::SaveAs => self.open_dialog(ctx, Dialog::SaveAs),
+                Command::SaveToFile => match self.store.save_to_file() {
+                    Ok(Some(path)) => self.toast(Notice {
+                        level: NoticeLevel::Info,
+                        message: format!("Saved to {}", path.display()),
+                    }),
+                    Ok(None) => self.open_dialog(ctx, Dialog::SaveAs),
+                    Err(e) => self.toast(Notice {
+                        level: NoticeLevel::Error,
+                        message: e.to_string(),
+                    }),
+                },
+                Command::Export(format) => self.open_dialog(ctx, Dialog::Export(format)),
+                Command::Toast(n) => self.toast(n),
+            }
+        }
+    }
+
+    /// Draws one frame into `ui` (the whole window). eframe's `App::ui` and the test harness
+    /// both call this.
+    pub fn frame(&mut self, ui: &mut egui::Ui) {
+        let t0 = Instant::now();
+        let ctx = ui.ctx().clone();
+        if !self.started {
+            self.start(&ctx);
+        }
+        self.drain_events();
+        self.poll_helpers();
+        if let Some(wait) = self.store.tick(Instant::now()) {
+            ctx.request_repaint_after(wait);
+        }
+        for n in self.store.take_notices() {
+            self.toast(n);
+        }
+        if ui.input_mut(|i| i.consume_key(egui::Modifiers::COMMAND, egui::Key::S)) {
+            self.commands.push(Command::SaveToFile);
+        }
+        if ui.input_mut(|i| i.consume_key(egui::Modifiers::COMMAND, egui::Key::N)) {
+            self.commands.push(Command::NewDocument);
+        }
+
+        self.top_bar(ui);
+        let pending = self.engine.as_ref().map_or(0, Engine::pending);
+        egui::Panel::bottom("status-bar")
+            .resizable(false)
+            .exact_size(28.0)
+            .frame(
+                egui::Frame::new()
+                    .fill(theme::PANEL)
+                    .inner_margin(egui::Margin::symmetric(space::L as i8, 0)),
+            )
+            .show(ui, |ui| {
+                status_bar::show(
+                    ui,
+                    &self.model,
+                    &StatusInfo {
+                        suggestions: self.write.suggestions(),
+                        saved: !self.store.has_unsaved_changes(),
+                        pending_jobs: pending,
+                    },
+                );
+            });
+        let mut cx = PanelContext {
+            engine: self.engine.as_ref(),
+            engine_error: self.engine_error.as_deref(),
+            store: &mut self.store,
+            model: &self.model,
+            commands: &mut self.commands,
+        };
+        let page = cx.store.settings.page;
+        let panel: &mut dyn Panel = match page {
+            Page::Write => &mut self.write,
+            Page::Faces => &mut self.faces,
+            Page::Style => &mut self.style,
+        };
+        panel.show(ui, &mut cx);
+        self.run_commands(&ctx);
+        self.draw_toasts(&ctx);
+
+        let ms = t0.elapsed().as_secs_f32() * 1000.0;
+        let generating = self.write.is_generating();
+        self.frame_stats.record(ms, generating);
+        if self.report_frames {
+            let now = Instant::now();
+            let due = self
+                .frame_stats
+                .last_report
+                .is_none_or(|t| now - t >= Duration::from_secs(5));
+            if due {
+                self.frame_stats.last_report = Some(now);
+                tracing::info!(
+                    "frame time (UI thread, CPU): all {}; while generating {}",
+                    self.frame_stats.overall(),
+                    self.frame_stats.while_generating()
+                );
+            }
+        }
+    }
+
+    fn top_bar(&mut self, ui: &mut egui::Ui) {
+        let page = self.store.settings.page;
+        let previews = [
+            (Page::Write, self.write.name(), self.write.is_preview()),
+            (Page::Faces, self.faces.name(), self.faces.is_preview()),
+            (Page::Style, self.style.name(), self.style.is_preview()),
+        ];
+        egui::Panel::top("top-bar")
+            .resizable(false)
+            .exact_size(48.0)
+            .frame(
+                egui::Frame::new()
+                    .fill(theme::PANEL)
+                    .inner_margin(egui::Margin::symmetric(space::L as i8, 0)),
+            )
+            .show(ui, |ui| {
+                ui.horizontal_centered(|ui| {
+                    let (r, _) =
+                        ui.allocate_exact_size(egui::vec2(14.0, 14.0), egui::Sense::hover());
+                    ui.painter().circle_filled(r.center(), 6.0, theme::ACCENT);
+                    ui.label(RichText::new("Atelier").font(theme::strong(17.0)));
+                    ui.add_space(space::XL);
+                    for (p, name, preview) in previews {
+                        let selected = p == page;
+                        let text = RichText::new(name).font(if selected {
+                            theme::strong(14.0)
+                        } else {
+                            egui::FontId::proportional(14.0)
+                        });
+                        let text = if selected {
+                            text.color(theme::TEXT)
+                        } else {
+                            text.color(theme::TEXT_WEAK)
+                        };
+                        let r = ui.add(
+                            egui::Button::new(text)
+                                .frame_when_inactive(selected)
+                                .selected(false)
+                                .fill(if selected {
+                                    theme::SURFACE
+                                } else {
+                                    egui::Color32::TRANSPARENT
+                                })
+                                .min_size(egui::vec2(64.0, 30.0)),
+                        );
+                        if selected {
+                            let y = r.rect.bottom() + 7.0;
+                            ui.painter().line_segment(
+                                [
+                                    egui::pos2(r.rect.left() + 10.0, y),
+                                    egui::pos2(r.rect.right() - 10.0, y),
+                                ],
+                                egui::Stroke::new(2.0, theme::ACCENT),
+                            );
+                        }
+                        let r = if preview {
+                            r.on_hover_text(format!("{name} is coming next: see what it will do"))
+                        } else {
+                            r
+                        };
+                        if r.clicked() {
+                            self.commands.push(Command::ShowPage(p));
+                        }
+                    }
+                });
+            });
+    }
+
+    fn draw_toasts(&mut self, ctx: &egui::Context) {
+        let now = ctx.input(|i| i.time);
+        self.toasts.retain(|t| {
+            let life = match t.notice.level {
+                NoticeLevel::Info => 6.0,
+                NoticeLevel::Warning => 14.0,
+                NoticeLevel::Error => f64::INFINITY,
+            };
+            t.shown_at.is_none_or(|s| now - s < life)
+        });
+        if self.toasts.is_empty() {
+            return;
+        }
+        let mut close = None;
+        egui::Area::new(egui::Id::unique("toasts"))
+            .order(egui::Order::Foreground)
+            .anchor(egui::Align2::RIGHT_BOTTOM, egui::vec2(-space::L, -40.0))
+            .show(ctx, |ui| {
+                ui.set_max_width(380.0);
+                for (i, t) in self.toasts.iter_mut().enumerate() {
+                    t.shown_at.get_or_insert(now);
+                    let color = match t.notice.level {
+                        NoticeLevel::Info => theme::TEXT_WEAK,
+                        NoticeLevel::Warning => theme::WARN,
+                        NoticeLevel::Error => theme::ERROR,
+                    };
+                    egui::Frame::popup(ui.style())
+                        .inner_margin(egui::Margin::same(12))
+                        .show(ui, |ui| {
+                            ui.horizontal_top(|ui| {
+                                let mark = match t.notice.level {
+                                    NoticeLevel::Info => icon::CHECK,
+                                    _ => icon::WARNING,
+                                };
+                                ui.label(RichText::new(mark).color(color));
+                                ui.add(
+                                    egui::Label::new(
+                                        RichText::new(&t.notice.message)
+                                            .size(13.0)
+                                            .color(theme::TEXT),
+                                    )
+                                    .wrap(),
+                                );
+                                if ui
+                                    .add(egui::Button::new(icon::CROSS).frame(false).small())
+                                    .accessible_name("Dismiss message")
+                                    .clicked()
+                                {
+                                    close = Some(i);
+                                }
+                            });
+                        });
+                }
+            });
+        if let Some(i) = close {
+            self.toasts.remove(i);
+        }
+        ctx.request_repaint_after(Duration::from_millis(500));
+    }
+}
+
+impl eframe::App for AtelierApp {
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        self.frame(ui);
+    }
+
+    fn on_exit(&mut self) {
+        self.write.stop();
+        self.save();
+        if self.report_frames {
+            tracing::info!(
+                "frame time summary (UI thread, CPU): all {}; while generating {}",
+                self.frame_stats.overall(),
+                self.frame_stats.while_generating()
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_percentiles() {
+        let mut s = FrameStats::default();
+        for i in 1..=100 {
+            s.record(i as f32, i > 50);
+        }
+        let all = s.overall();
+        assert_eq!(all.frames, 100);
+        assert_eq!(all.max_ms, 100.0);
+        assert!((all.p50_ms - 50.0).abs() <= 1.0);
+        assert!((all.p95_ms - 95.0).abs() <= 1.0);
+        assert_eq!(s.while_generating().frames, 50);
+    }
+}

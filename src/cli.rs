@@ -38,6 +38,16 @@ pub enum Command {
     Tokenize(TokenizeArgs),
     /// List the models Atelier knows about (bundled and discovered), or fetch the defaults.
     Models(ModelsArgs),
+    /// Benchmarks (same code path as the studio); see BENCHMARKS.md.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+/// `atelier bench …`
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Model load, prompt processing and decode speed, peak RSS of the Write models.
+    Write(crate::bench::WriteBenchArgs),
 }
 
 /// Prompt mode of `atelier write`.
@@ -184,6 +194,15 @@ pub fn run(cmd: Command) -> anyhow::Result<()> {
         Command::Score(a) => score(a),
         Command::Tokenize(a) => tokenize(a),
         Command::Models(a) => models(a),
+        Command::Bench(BenchCommand::Write(a)) => {
+            let report = crate::bench::run_write_bench(&a)?;
+            if a.json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                println!("{}", crate::bench::summary_text(&report));
+            }
+            Ok(())
+        }
     }
 }
 
@@ -411,6 +430,8 @@ fn models(a: ModelsArgs) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        other => bail!("unknown action '{other}': use `atelier models list` or `atelier models fetch`"),
+        other => {
+            bail!("unknown action '{other}': use `atelier models list` or `atelier models fetch`")
+        }
     }
 }

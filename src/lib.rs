@@ -5,6 +5,7 @@
 //! the user's work.
 
 pub mod app;
+pub mod bench;
 pub mod cli;
 pub mod engine;
 pub mod fsutil;

@@ -217,7 +217,11 @@ pub enum ExportFormat {
 impl ExportFormat {
     /// The format a file name asks for (.md / .markdown → Markdown, anything else → text).
     pub fn from_path(path: &Path) -> Self {
-        match path.extension().and_then(|e| e.to_str()).map(str::to_lowercase) {
+        match path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_lowercase)
+        {
             Some(e) if e == "md" || e == "markdown" => Self::Markdown,
             _ => Self::PlainText,
         }
@@ -360,7 +364,12 @@ impl Store {
             Loaded::Missing => (Settings::default(), None),
             Loaded::Ok(s) => (s.clone(), Some(s)),
             Loaded::Corrupt { error, backup } => {
-                notices.push(corrupt_notice("Your settings file", &settings_path, &error, &backup));
+                notices.push(corrupt_notice(
+                    "Your settings file",
+                    &settings_path,
+                    &error,
+                    &backup,
+                ));
                 (Settings::default(), None)
             }
         };
@@ -510,7 +519,15 @@ impl Store {
             .unwrap_or(0);
         let mut n = 0u32;
         loop {
-            let id = format!("doc-{:x}{}", nanos, if n == 0 { String::new() } else { format!("-{n}") });
+            let id = format!(
+                "doc-{:x}{}",
+                nanos,
+                if n == 0 {
+                    String::new()
+                } else {
+                    format!("-{n}")
+                }
+            );
             if !self.documents.iter().any(|d| d.id == id) && !self.document_path(&id).exists() {
                 return id;
             }
@@ -625,11 +642,13 @@ impl Store {
         self.last_change = None;
         for (path, bytes) in jobs {
             let queued = !sync
-                && self
-                    .saver
-                    .jobs
-                    .as_ref()
-                    .is_some_and(|j| j.send(SaveJob::Write { path: path.clone(), bytes: bytes.clone() }).is_ok());
+                && self.saver.jobs.as_ref().is_some_and(|j| {
+                    j.send(SaveJob::Write {
+                        path: path.clone(),
+                        bytes: bytes.clone(),
+                    })
+                    .is_ok()
+                });
             if !queued && let Err(source) = atomic_write(&path, &bytes) {
                 errors.push(StoreError::Write { path, source });
             }
@@ -684,7 +703,11 @@ impl Drop for Store {
 }
 
 /// Writes `doc` to `path` atomically in `format` (a copy; the store keeps its own).
-pub fn export_document(doc: &Document, path: &Path, format: ExportFormat) -> Result<(), StoreError> {
+pub fn export_document(
+    doc: &Document,
+    path: &Path,
+    format: ExportFormat,
+) -> Result<(), StoreError> {
     atomic_write(path, format.render(doc).as_bytes()).map_err(|source| StoreError::Write {
         path: path.to_path_buf(),
         source,

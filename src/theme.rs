@@ -126,7 +126,9 @@ pub fn fonts() -> FontDefinitions {
     fonts
         .families
         .insert(FontFamily::Proportional, with("Inter-Regular"));
-    fonts.families.insert(strong_family(), with("Inter-SemiBold"));
+    fonts
+        .families
+        .insert(strong_family(), with("Inter-SemiBold"));
     if let Some(mono) = fonts.families.get_mut(&FontFamily::Monospace) {
         mono.push("Inter-Regular".into());
     }
@@ -300,9 +302,7 @@ pub fn pill(ui: &mut egui::Ui, text: &str, color: Color32) -> egui::Response {
 pub fn dice_button(ui: &mut egui::Ui, label: &str) -> egui::Response {
     let size = Vec2::splat(ui.spacing().interact_size.y);
     let (rect, response) = ui.allocate_exact_size(size, egui::Sense::click());
-    response.widget_info(|| {
-        egui::WidgetInfo::labeled(egui::WidgetType::Button, ui.is_enabled(), label)
-    });
+    response.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, ui.is_enabled(), label));
     if ui.is_rect_visible(rect) {
         let visuals = ui.style().interact(&response);
         let painter = ui.painter();
@@ -350,7 +350,7 @@ pub fn thousands(n: usize) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(ch);

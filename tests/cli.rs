@@ -5,7 +5,10 @@ use std::process::{Command, Output};
 fn atelier(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_atelier"))
         .args(args)
-        .env("ATELIER_DATA", std::env::temp_dir().join("atelier-cli-test"))
+        .env(
+            "ATELIER_DATA",
+            std::env::temp_dir().join("atelier-cli-test"),
+        )
         .output()
         .expect("run atelier")
 }
@@ -54,7 +57,10 @@ fn write_json_greedy_reproduces_llama_cpp() {
     ]);
     let v = stdout_json(&out);
     // llama.cpp's greedy continuation: ", the city of Nova Haven"
-    assert_eq!(v["token_ids"], serde_json::json!([28, 260, 2240, 282, 23324, 27108]));
+    assert_eq!(
+        v["token_ids"],
+        serde_json::json!([28, 260, 2240, 282, 23324, 27108])
+    );
     assert_eq!(v["text"], ", the city of Nova Haven");
     assert_eq!(v["stop"], "max_tokens");
     assert!(v["timings"]["decode_tokens_per_s"].as_f64().unwrap() > 0.0);
@@ -97,13 +103,22 @@ fn score_prints_per_token_logprobs() {
     let toks = v["tokens"].as_array().unwrap();
     assert_eq!(toks.len(), 2);
     // llama.cpp: -0.07399 for "," after "Once upon a time".
-    assert!((toks[0]["logprob"].as_f64().unwrap() + 0.074).abs() < 0.1, "{v}");
+    assert!(
+        (toks[0]["logprob"].as_f64().unwrap() + 0.074).abs() < 0.1,
+        "{v}"
+    );
     assert_eq!(toks[0]["top"].as_array().unwrap().len(), 3);
 }
 
 #[test]
 fn bad_input_exits_non_zero_with_one_line() {
-    let e = one_line_error(&atelier(&["write", "--model", "/nonexistent.gguf", "--prompt", "x"]));
+    let e = one_line_error(&atelier(&[
+        "write",
+        "--model",
+        "/nonexistent.gguf",
+        "--prompt",
+        "x",
+    ]));
     assert!(e.contains("does not exist"), "{e}");
     let e = one_line_error(&atelier(&["write", "--prompt", "   "]));
     assert!(e.contains("prompt is empty"), "{e}");

@@ -74,7 +74,10 @@ fn streams_tokens_and_repeats_with_the_same_seed() {
     let run = |seed| {
         let job = engine.write(request(smollm2(), "The old lighthouse keeper", 16, seed));
         let evs = events_of(&engine, job.id());
-        assert!(matches!(evs.last(), Some(Event::Finished { .. })), "{evs:?}");
+        assert!(
+            matches!(evs.last(), Some(Event::Finished { .. })),
+            "{evs:?}"
+        );
         let done = evs.iter().find_map(|e| match e {
             Event::CandidateDone { result, .. } => Some(result.clone()),
             _ => None,
@@ -87,7 +90,11 @@ fn streams_tokens_and_repeats_with_the_same_seed() {
     };
     let a = run(7);
     assert_eq!(a.len(), 16);
-    assert_eq!(a, run(7), "same seed, settings and model must give the same tokens");
+    assert_eq!(
+        a,
+        run(7),
+        "same seed, settings and model must give the same tokens"
+    );
     assert_ne!(a, run(8), "a different seed should give different tokens");
 }
 
@@ -122,7 +129,10 @@ fn cancel_takes_effect_within_one_token() {
         after_cancel <= 1,
         "{after_cancel} tokens arrived after cancel"
     );
-    assert!(matches!(terminal, Some(Event::Cancelled { .. })), "{terminal:?}");
+    assert!(
+        matches!(terminal, Some(Event::Cancelled { .. })),
+        "{terminal:?}"
+    );
 }
 
 #[test]
@@ -161,10 +171,25 @@ fn a_job_cancelled_while_queued_never_runs() {
             evs.push(e);
         }
     }
-    let of = |id: JobId| evs.iter().filter(move |e| e.job() == id).collect::<Vec<_>>();
-    assert!(!of(second.id()).iter().any(|e| matches!(e, Event::Started { .. })), "{evs:?}");
-    assert!(matches!(of(second.id()).last(), Some(Event::Cancelled { .. })), "{evs:?}");
-    assert!(matches!(of(first.id()).last(), Some(Event::Finished { .. })), "{evs:?}");
+    let of = |id: JobId| {
+        evs.iter()
+            .filter(move |e| e.job() == id)
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        !of(second.id())
+            .iter()
+            .any(|e| matches!(e, Event::Started { .. })),
+        "{evs:?}"
+    );
+    assert!(
+        matches!(of(second.id()).last(), Some(Event::Cancelled { .. })),
+        "{evs:?}"
+    );
+    assert!(
+        matches!(of(first.id()).last(), Some(Event::Finished { .. })),
+        "{evs:?}"
+    );
 }
 
 #[test]
@@ -178,7 +203,9 @@ fn bad_models_fail_as_events_and_the_engine_keeps_working() {
 
     // Random bytes named .gguf
     let random = dir.path().join("random.gguf");
-    let bytes: Vec<u8> = (0..100_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let bytes: Vec<u8> = (0..100_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
     std::fs::write(&random, bytes).unwrap();
     let msg = run(random);
     assert!(msg.contains("is not a GGUF model"), "{msg}");
@@ -210,7 +237,10 @@ fn bad_models_fail_as_events_and_the_engine_keeps_working() {
     // The engine still generates afterwards.
     let job = engine.write(request(smollm2(), "Still alive", 3, 1));
     let evs = events_of(&engine, job.id());
-    assert!(matches!(evs.last(), Some(Event::Finished { .. })), "{evs:?}");
+    assert!(
+        matches!(evs.last(), Some(Event::Finished { .. })),
+        "{evs:?}"
+    );
 }
 
 #[test]
@@ -260,10 +290,17 @@ fn a_huge_document_is_trimmed_visibly_from_the_start() {
         assert_eq!(t.dropped_chars + t.kept_chars, original.chars().count());
         assert_eq!(t.context_tokens, ctx);
         assert!(built.ids.len() <= ctx - 200, "{} tokens", built.ids.len());
-        assert!(built.ids.len() > ctx / 2, "the kept part should fill the window");
+        assert!(
+            built.ids.len() > ctx / 2,
+            "the kept part should fill the window"
+        );
         let text = llm.tokenizer.decode(&built.ids);
         // The end near the cursor and the instruction are kept.
-        assert!(text.contains("the keeper lit the lamp."), "{}", &text[text.len() - 200..]);
+        assert!(
+            text.contains("the keeper lit the lamp."),
+            "{}",
+            &text[text.len() - 200..]
+        );
         if matches!(task, WriteTask::Instruct { .. }) {
             assert!(text.contains("Summarise this in one sentence."));
         }

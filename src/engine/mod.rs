@@ -12,14 +12,14 @@ mod worker;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use job::{JobHandle, JobId};
-pub use messages::{EngineError, Event, ScorePrompt, ScoreRequest, WriteRequest};
 use messages::Request;
+pub use messages::{EngineError, Event, ScorePrompt, ScoreRequest, WriteRequest};
 
 use crate::gpu::GpuContext;
 

@@ -33,7 +33,10 @@ const PAGE: PreviewPage = PreviewPage {
              textures.",
         ),
     ],
-    models: &[("dcgan-weights.tar", "DCGAN generator weights (64×64 faces, latent size 100)")],
+    models: &[(
+        "dcgan-weights.tar",
+        "DCGAN generator weights (64×64 faces, latent size 100)",
+    )],
 };
 
 /// The Faces page.
@@ -65,9 +68,8 @@ fn paint_latent_grid(painter: &egui::Painter, rect: egui::Rect) {
     let cols = 12;
     let rows = 3;
     let gap = 8.0;
-    let size = ((rect.width() - gap * (cols as f32 - 1.0)) / cols as f32).min(
-        (rect.height() - gap * (rows as f32 - 1.0)) / rows as f32,
-    );
+    let size = ((rect.width() - gap * (cols as f32 - 1.0)) / cols as f32)
+        .min((rect.height() - gap * (rows as f32 - 1.0)) / rows as f32);
     for r in 0..rows {
         for c in 0..cols {
             let t = (c as f32 + r as f32 * 0.7) / (cols as f32 + rows as f32);

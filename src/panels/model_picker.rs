@@ -102,10 +102,10 @@ impl ModelState {
                     self.reading = None;
                 }
             }
-            Event::Cancelled { job } | Event::Finished { job } => {
-                if self.reading.as_ref().is_some_and(|(j, _)| j == job) {
-                    self.reading = None;
-                }
+            Event::Cancelled { job } | Event::Finished { job }
+                if self.reading.as_ref().is_some_and(|(j, _)| j == job) =>
+            {
+                self.reading = None;
             }
             _ => {}
         }
@@ -130,7 +130,10 @@ impl ModelState {
 /// A readable name for a model file: the defaults by their product names, loaded models by
 /// their GGUF name, anything else by file name.
 pub fn display_name(path: &Path, loaded: Option<&ModelInfo>) -> String {
-    let file = path.file_name().and_then(|f| f.to_str()).unwrap_or_default();
+    let file = path
+        .file_name()
+        .and_then(|f| f.to_str())
+        .unwrap_or_default();
     if file == paths::SMOLLM2_FILE {
         return "SmolLM2 135M Instruct".into();
     }
@@ -169,7 +172,12 @@ fn model_row(
 
 /// The picker: a combo box with the defaults, discovered and recent models, and "Open GGUF…";
 /// beneath it the state of the chosen model (loaded, loading, missing, failed).
-pub fn show(ui: &mut egui::Ui, state: &ModelState, recent: &[PathBuf], commands: &mut Vec<Command>) {
+pub fn show(
+    ui: &mut egui::Ui,
+    state: &ModelState,
+    recent: &[PathBuf],
+    commands: &mut Vec<Command>,
+) {
     let selected_name = display_name(&state.selected, state.loaded.as_ref());
     let label = ui.label(RichText::new("Model").color(theme::TEXT_WEAK));
     let combo = egui::ComboBox::from_id_salt("model-picker")
@@ -224,9 +232,11 @@ pub fn show(ui: &mut egui::Ui, state: &ModelState, recent: &[PathBuf], commands:
                 });
             } else if found.is_empty() {
                 ui.label(
-                    RichText::new("No other GGUF models in the Hugging Face cache, LM Studio or Ollama.")
-                        .color(theme::TEXT_FAINT)
-                        .size(12.0),
+                    RichText::new(
+                        "No other GGUF models in the Hugging Face cache, LM Studio or Ollama.",
+                    )
+                    .color(theme::TEXT_FAINT)
+                    .size(12.0),
                 );
             }
             for m in found {
@@ -239,7 +249,9 @@ pub fn show(ui: &mut egui::Ui, state: &ModelState, recent: &[PathBuf], commands:
             }
             let recent: Vec<&PathBuf> = recent
                 .iter()
-                .filter(|p| !defaults.contains(p) && !state.discovered.iter().any(|m| &m.path == *p))
+                .filter(|p| {
+                    !defaults.contains(p) && !state.discovered.iter().any(|m| &m.path == *p)
+                })
                 .collect();
             if !recent.is_empty() {
                 ui.add_space(theme::space::XS);
@@ -265,7 +277,10 @@ pub fn show(ui: &mut egui::Ui, state: &ModelState, recent: &[PathBuf], commands:
                     ui.close();
                 }
                 if ui
-                    .add_enabled(!state.discovering, egui::Button::new(format!("{} Search again", icon::REGENERATE)))
+                    .add_enabled(
+                        !state.discovering,
+                        egui::Button::new(format!("{} Search again", icon::REGENERATE)),
+                    )
                     .clicked()
                 {
                     commands.push(Command::RefreshModels);
@@ -287,11 +302,16 @@ fn status_line(ui: &mut egui::Ui, state: &ModelState) {
             .unwrap_or_default();
         theme::notice_frame(theme::WARN).show(ui, |ui| {
             ui.label(small(
-                format!("{} {file} is missing. Fetch the default models with:", icon::WARNING),
+                format!(
+                    "{} {file} is missing. Fetch the default models with:",
+                    icon::WARNING
+                ),
                 theme::WARN,
             ));
             ui.add(egui::Label::new(
-                RichText::new(paths::FETCH_COMMAND).monospace().color(theme::TEXT),
+                RichText::new(paths::FETCH_COMMAND)
+                    .monospace()
+                    .color(theme::TEXT),
             ));
         });
         return;
@@ -299,8 +319,11 @@ fn status_line(ui: &mut egui::Ui, state: &ModelState) {
     if let Some(err) = state.selected_error() {
         theme::notice_frame(theme::ERROR).show(ui, |ui| {
             ui.add(
-                egui::Label::new(small(format!("{} Could not load: {err}", icon::WARNING), theme::ERROR))
-                    .wrap(),
+                egui::Label::new(small(
+                    format!("{} Could not load: {err}", icon::WARNING),
+                    theme::ERROR,
+                ))
+                .wrap(),
             );
         });
         return;

@@ -74,7 +74,11 @@ pub fn show(ui: &mut egui::Ui, page: &PreviewPage, art: impl FnOnce(&egui::Paint
                         let path = crate::paths::models_dir().join(file);
                         let (state, color) = match std::fs::metadata(&path) {
                             Ok(m) => (
-                                format!("{} on disk · {}", icon::CHECK, theme::human_bytes(m.len())),
+                                format!(
+                                    "{} on disk · {}",
+                                    icon::CHECK,
+                                    theme::human_bytes(m.len())
+                                ),
                                 theme::OK,
                             ),
                             Err(_) => (

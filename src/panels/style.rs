@@ -31,9 +31,18 @@ const PAGE: PreviewPage = PreviewPage {
         ),
     ],
     models: &[
-        ("multistyle26.onnx", "Style network with 26 built-in styles (blendable)"),
-        ("arbitrary_predict.onnx", "Style predictor: any image to a style vector"),
-        ("arbitrary_transform.onnx", "Style transformer: applies a style vector to a photo"),
+        (
+            "multistyle26.onnx",
+            "Style network with 26 built-in styles (blendable)",
+        ),
+        (
+            "arbitrary_predict.onnx",
+            "Style predictor: any image to a style vector",
+        ),
+        (
+            "arbitrary_transform.onnx",
+            "Style transformer: applies a style vector to a photo",
+        ),
     ],
 };
 

@@ -15,7 +15,9 @@ use egui::{Color32, FontId, RichText, Stroke, TextFormat};
 
 use crate::engine::{Event, JobHandle, JobId, WriteRequest};
 use crate::models::llm::context::TrimReport;
-use crate::models::llm::{GeneratedToken, GenerationResult, GenerationStats, StopReason, TokenAlternative};
+use crate::models::llm::{
+    GeneratedToken, GenerationResult, GenerationStats, StopReason, TokenAlternative,
+};
 use crate::theme::{self, icon};
 
 /// How accepted text goes into the document.
@@ -332,7 +334,12 @@ impl Suggestions {
 
     /// Keeps candidate `slot` up to token `token`, replaced by `alt`, and returns the request
     /// that continues after it (the caller submits it and calls [`Self::attach_swap`]).
-    pub fn swap_request(&mut self, slot: usize, token: usize, alt: &TokenAlternative) -> Option<WriteRequest> {
+    pub fn swap_request(
+        &mut self,
+        slot: usize,
+        token: usize,
+        alt: &TokenAlternative,
+    ) -> Option<WriteRequest> {
         let c = self.candidates.get_mut(slot)?;
         let original = c.tokens.get(token)?.clone();
         c.tokens.truncate(token);
@@ -603,11 +610,15 @@ fn candidate_card(
                 "Waiting…"
             };
             if let Some(ctx) = context {
-                ui.label(RichText::new(ctx).font(editor_font.clone()).color(theme::TEXT_FAINT));
+                ui.label(
+                    RichText::new(ctx)
+                        .font(editor_font.clone())
+                        .color(theme::TEXT_FAINT),
+                );
             }
             ui.label(RichText::new(waiting).italics().color(theme::TEXT_FAINT));
         } else if let Some((token, rect)) =
-            token_text(ui, c, i, context, inspected_token, streaming_here, editor_font)
+            token_text(ui, c, context, inspected_token, streaming_here, editor_font)
         {
             action = Some(TrayAction::Inspect {
                 candidate: i,
@@ -624,7 +635,10 @@ fn candidate_card(
                 "Accept".to_string()
             };
             let r = ui
-                .add_enabled(can_accept, theme::primary_button(&format!("{} Accept", icon::CHECK)))
+                .add_enabled(
+                    can_accept,
+                    theme::primary_button(&format!("{} Accept", icon::CHECK)),
+                )
                 .accessible_name(label)
                 .on_hover_text("Insert this text into the document (Ctrl+Z undoes it)");
             if r.clicked() {
@@ -644,10 +658,10 @@ fn candidate_card(
 
 fn stats_line(c: &Candidate, streaming: bool) -> String {
     let mut parts = Vec::new();
-    if let Some(st) = &c.stats {
-        if st.generated_tokens > 0 {
-            parts.push(format!("first token {:.0} ms", st.time_to_first_token_ms));
-        }
+    if let Some(st) = &c.stats
+        && st.generated_tokens > 0
+    {
+        parts.push(format!("first token {:.0} ms", st.time_to_first_token_ms));
     }
     if let Some(tps) = c.tokens_per_s() {
         parts.push(format!("{tps:.1} tok/s"));
@@ -671,7 +685,6 @@ const UNSURE: f32 = 0.35;
 fn token_text(
     ui: &mut egui::Ui,
     c: &Candidate,
-    slot: usize,
     context: Option<&str>,
     inspected: Option<usize>,
     streaming: bool,
@@ -683,7 +696,11 @@ fn token_text(
         let mut job = LayoutJob::default();
         job.wrap.max_width = width;
         if let Some(ctx) = context {
-            job.append(ctx, 0.0, TextFormat::simple(font.clone(), theme::TEXT_FAINT));
+            job.append(
+                ctx,
+                0.0,
+                TextFormat::simple(font.clone(), theme::TEXT_FAINT),
+            );
         }
         for (k, t) in c.tokens.iter().enumerate() {
             let mut f = TextFormat::simple(font.clone(), theme::TEXT);
@@ -704,24 +721,15 @@ fn token_text(
     };
     let galley = ui.fonts_mut(|f| f.layout_job(build(None)));
     let (rect, response) = ui.allocate_exact_size(galley.size(), egui::Sense::click());
-    let id = ui.id().with(("tokens", slot));
     let full_text = c.text.clone();
-    response.widget_info(|| {
-        egui::WidgetInfo::labeled(egui::WidgetType::Label, true, full_text.clone())
-    });
-    let _ = id;
-    let pointer_token = |pos: egui::Pos2| -> Option<usize> {
-        let local = pos - rect.min;
-        let cursor = galley.cursor_from_pos(local);
-        let mut ch = cursor.index.0;
-        // The cursor sits between characters; take the one under the pointer.
-        let at = galley.pos_from_cursor(cursor);
-        if local.x < at.min.x && ch > 0 {
-            ch -= 1;
-        }
-        ch.checked_sub(context_chars).and_then(|ch| c.token_at_char(ch))
+    response.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Label, true, full_text.clone()));
+    let hit = |pos: egui::Pos2| hit_token(&galley, rect, context_chars, c, pos);
+    let hovered = response.hover_pos().and_then(hit);
+    let clicked = if response.clicked() {
+        response.interact_pointer_pos().and_then(hit)
+    } else {
+        None
     };
-    let hovered = response.hover_pos().and_then(pointer_token);
     let galley = if hovered.is_some() {
         ui.fonts_mut(|f| f.layout_job(build(hovered)))
     } else {
@@ -738,16 +746,13 @@ fn token_text(
         let t = ui.input(|i| i.time);
         let alpha = 0.45 + 0.35 * (t * 4.0).sin() as f32;
         painter.rect_filled(caret, 1.0, theme::ACCENT.gamma_multiply(alpha));
-        ui.ctx().request_repaint_after(std::time::Duration::from_millis(60));
+        ui.ctx()
+            .request_repaint_after(std::time::Duration::from_millis(60));
     }
     if hovered.is_some() {
         ui.ctx().set_cursor_icon(egui::CursorIcon::PointingHand);
     }
-    let token = if response.clicked() {
-        response.interact_pointer_pos().and_then(pointer_token)
-    } else {
-        None
-    }?;
+    let token = clicked?;
     // The rect of the clicked token, for placing the popup under it.
     let start = context_chars + c.starts[token];
     let end = start + c.tokens[token].text.chars().count().max(1);
@@ -760,6 +765,26 @@ fn token_text(
     }
     .translate(rect.min.to_vec2());
     Some((token, token_rect))
+}
+
+/// The token under `pos` in a laid-out candidate (`context_chars` of grey context come first).
+fn hit_token(
+    galley: &egui::Galley,
+    rect: egui::Rect,
+    context_chars: usize,
+    c: &Candidate,
+    pos: egui::Pos2,
+) -> Option<usize> {
+    let local = pos - rect.min;
+    let cursor = galley.cursor_from_pos(local);
+    let mut ch = cursor.index.0;
+    // The cursor sits between characters; take the one under the pointer.
+    let at = galley.pos_from_cursor(cursor);
+    if local.x < at.min.x && ch > 0 {
+        ch -= 1;
+    }
+    ch.checked_sub(context_chars)
+        .and_then(|ch| c.token_at_char(ch))
 }
 
 /// Shows whitespace in a token so " the", "the" and "\n" look different in the popup.
@@ -777,22 +802,28 @@ pub fn visible_token(text: &str) -> String {
         .collect()
 }
 
-/// The popup listing the alternatives the model weighed at one token. Returns the alternative
-/// to swap in, or `Err(())` when the popup should close.
-pub fn token_popup(
-    ctx: &egui::Context,
-    s: &Suggestions,
-    at: Inspected,
-) -> Result<Option<TokenAlternative>, ()> {
+/// What happened to the token popup this frame.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PopupOutcome {
+    /// Still open.
+    Open,
+    /// Closed (click outside, Esc, or the token is gone).
+    Close,
+    /// The user picked this alternative.
+    Swap(TokenAlternative),
+}
+
+/// The popup listing the alternatives the model weighed at one token.
+pub fn token_popup(ctx: &egui::Context, s: &Suggestions, at: Inspected) -> PopupOutcome {
     let Some(token) = s
         .candidates
         .get(at.candidate)
         .and_then(|c| c.tokens.get(at.token))
     else {
-        return Err(());
+        return PopupOutcome::Close;
     };
     let mut chosen = None;
-    let area = egui::Area::new(egui::Id::new("token-popup"))
+    let area = egui::Area::new(egui::Id::unique("token-popup"))
         .order(egui::Order::Foreground)
         .fixed_pos(at.rect.left_bottom() + egui::vec2(0.0, 6.0))
         .constrain(true)
@@ -849,25 +880,27 @@ pub fn token_popup(
         && ctx
             .input(|i| i.pointer.interact_pos())
             .is_some_and(|p| !area.response.rect.contains(p) && !at.rect.contains(p));
-    if chosen.is_some() {
-        return Ok(chosen);
+    if let Some(alt) = chosen {
+        return PopupOutcome::Swap(alt);
     }
     if clicked_outside || ctx.input(|i| i.key_pressed(egui::Key::Escape)) {
-        return Err(());
+        return PopupOutcome::Close;
     }
-    Ok(None)
+    PopupOutcome::Open
 }
 
 fn alt_row(ui: &mut egui::Ui, alt: &TokenAlternative, p: f32, is_current: bool) -> egui::Response {
     let height = 26.0;
-    let (rect, response) =
-        ui.allocate_exact_size(egui::vec2(ui.available_width(), height), egui::Sense::click());
+    let (rect, response) = ui.allocate_exact_size(
+        egui::vec2(ui.available_width(), height),
+        egui::Sense::click(),
+    );
     let label = if is_current {
         format!("“{}” (chosen, {:.1}%)", alt.text, p * 100.0)
     } else {
         format!("Use “{}” ({:.1}%)", alt.text, p * 100.0)
     };
-    response.widget_info(|| egui::WidgetInfo::labeled(egui::WidgetType::Button, true, label.clone()));
+    response.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, true, label.clone()));
     if ui.is_rect_visible(rect) {
         let painter = ui.painter();
         if response.hovered() && !is_current {
@@ -881,9 +914,17 @@ fn alt_row(ui: &mut egui::Ui, alt: &TokenAlternative, p: f32, is_current: bool) 
         painter.rect_filled(
             bar,
             1.5,
-            if is_current { theme::ACCENT } else { theme::TEXT_FAINT },
+            if is_current {
+                theme::ACCENT
+            } else {
+                theme::TEXT_FAINT
+            },
         );
-        let text_color = if is_current { theme::ACCENT } else { theme::TEXT };
+        let text_color = if is_current {
+            theme::ACCENT
+        } else {
+            theme::TEXT
+        };
         let mark = if is_current { icon::CHECK } else { " " };
         painter.text(
             rect.left_center() + egui::vec2(4.0, -2.0),

@@ -13,7 +13,9 @@ use std::ops::Range;
 use egui::text::{CCursor, CCursorRange};
 use egui::{FontId, Key, KeyboardShortcut, Modifiers, RichText, TextStyle};
 
-use super::suggestions::{self, Anchor, InsertKind, Inspected, Suggestions, TrayAction};
+use super::suggestions::{
+    self, Anchor, InsertKind, Inspected, PopupOutcome, Suggestions, TrayAction,
+};
 use super::{Command, Panel, PanelContext, model_picker, sampling};
 use crate::engine::{Event, JobId, WriteRequest};
 use crate::models::llm::context::WriteTask;
@@ -21,7 +23,8 @@ use crate::store::{ExportFormat, Page, WriteMode, word_count};
 use crate::theme::{self, icon, space};
 
 /// Ctrl+Enter: generate.
-pub const GENERATE_SHORTCUT: KeyboardShortcut = KeyboardShortcut::new(Modifiers::COMMAND, Key::Enter);
+pub const GENERATE_SHORTCUT: KeyboardShortcut =
+    KeyboardShortcut::new(Modifiers::COMMAND, Key::Enter);
 
 /// How many alternatives per token the UI asks for (the popup lists them).
 const POPUP_ALTERNATIVES: usize = 8;
@@ -49,7 +52,9 @@ impl InstructAction {
 
     fn help(self) -> &'static str {
         match self {
-            Self::ContinueInStyle => "Writes what comes next at the cursor, in the document's voice.",
+            Self::ContinueInStyle => {
+                "Writes what comes next at the cursor, in the document's voice."
+            }
             Self::RewriteSelection => "Rewrites the selected passage; the instruction says how.",
             Self::Free => "Anything: a title, a summary, ideas. The answer goes in at the cursor.",
         }
@@ -74,7 +79,7 @@ pub struct WritePanel {
 impl Default for WritePanel {
     fn default() -> Self {
         Self {
-            editor_id: egui::Id::new("write-document"),
+            editor_id: egui::Id::unique("write-document"),
             cursor: None,
             suggestions: None,
             inspected: None,
@@ -162,7 +167,9 @@ impl WritePanel {
 
     /// Whether a generation is queued or running.
     pub fn is_generating(&self) -> bool {
-        self.suggestions.as_ref().is_some_and(Suggestions::is_running)
+        self.suggestions
+            .as_ref()
+            .is_some_and(Suggestions::is_running)
     }
 
     /// The texts of the candidates on screen (for tests and the status bar).
@@ -267,7 +274,8 @@ impl WritePanel {
                     let selected = doc.id == current;
                     let mut title = doc.display_title();
                     if title.chars().count() > 26 {
-                        title = format!("{}…", title.chars().take(25).collect::<String>().trim_end());
+                        title =
+                            format!("{}…", title.chars().take(25).collect::<String>().trim_end());
                     }
                     let mut job = egui::text::LayoutJob::default();
                     job.append(
@@ -374,7 +382,9 @@ impl WritePanel {
                         if ui
                             .button("Save As…")
                             .on_hover_text(match &cx.store.current().file {
-                                Some(p) => format!("Saved to {} — Ctrl+S saves there again", p.display()),
+                                Some(p) => {
+                                    format!("Saved to {} — Ctrl+S saves there again", p.display())
+                                }
                                 None => "Save this document to a file of your choice".into(),
                             })
                             .clicked()
@@ -459,7 +469,10 @@ impl WritePanel {
             ui.spacing_mut().item_spacing.x = space::XS;
             let w = (ui.available_width() - space::XS) / 2.0;
             let settings = &mut cx.store.settings;
-            for (mode, label) in [(WriteMode::Continue, "Continue"), (WriteMode::Instruct, "Instruct")] {
+            for (mode, label) in [
+                (WriteMode::Continue, "Continue"),
+                (WriteMode::Instruct, "Instruct"),
+            ] {
                 let enabled = !(mode == WriteMode::Instruct && chat_missing);
                 let r = ui
                     .add_enabled(
@@ -492,7 +505,8 @@ impl WritePanel {
                     .size(12.5),
                 );
                 if chat_missing {
-                    let name = model_picker::display_name(&cx.model.selected, cx.model.loaded.as_ref());
+                    let name =
+                        model_picker::display_name(&cx.model.selected, cx.model.loaded.as_ref());
                     theme::notice_frame(theme::TEXT_WEAK).show(ui, |ui| {
                         ui.add(
                             egui::Label::new(
@@ -535,12 +549,13 @@ impl WritePanel {
 
         ui.add_space(space::M);
         let open = cx.store.settings.show_sampling;
-        let header = egui::CollapsingHeader::new(RichText::new("Sampling").font(theme::strong(13.0)))
-            .id_salt("sampling-header")
-            .default_open(open)
-            .show(ui, |ui| {
-                sampling::show(ui, &mut cx.store.settings.params);
-            });
+        let header =
+            egui::CollapsingHeader::new(RichText::new("Sampling").font(theme::strong(13.0)))
+                .id_salt("sampling-header")
+                .default_open(open)
+                .show(ui, |ui| {
+                    sampling::show(ui, &mut cx.store.settings.params);
+                });
         let now_open = header.body_returned.is_some();
         if now_open != open {
             cx.store.settings.show_sampling = now_open;
@@ -586,10 +601,16 @@ impl WritePanel {
         }
         if self.action != InstructAction::ContinueInStyle {
             let hint = match self.action {
-                InstructAction::RewriteSelection => "How? e.g. more vivid, shorter, in the past tense",
+                InstructAction::RewriteSelection => {
+                    "How? e.g. more vivid, shorter, in the past tense"
+                }
                 _ => "e.g. Suggest a title for this story",
             };
-            let label = ui.label(RichText::new("Instruction").color(theme::TEXT_WEAK).size(12.5));
+            let label = ui.label(
+                RichText::new("Instruction")
+                    .color(theme::TEXT_WEAK)
+                    .size(12.5),
+            );
             let r = ui.add(
                 egui::TextEdit::multiline(&mut cx.store.settings.instruction)
                     .id_salt("instruction")
@@ -638,7 +659,9 @@ impl WritePanel {
                 .add_enabled(
                     cx.engine.is_some(),
                     theme::primary_button(&format!("{}  {label}", icon::PLAY))
-                        .shortcut_text(RichText::new("Ctrl+Enter").color(theme::ON_ACCENT.gamma_multiply(0.7)))
+                        .shortcut_text(
+                            RichText::new("Ctrl+Enter").color(theme::ON_ACCENT.gamma_multiply(0.7)),
+                        )
                         .min_size(full),
                 )
                 .accessible_name("Generate");
@@ -728,7 +751,8 @@ impl WritePanel {
             }
             (WriteMode::Instruct, InstructAction::RewriteSelection) => {
                 let Some(sel) = self.selection(&text) else {
-                    self.request_error = Some("Select a passage in the document to rewrite.".into());
+                    self.request_error =
+                        Some("Select a passage in the document to rewrite.".into());
                     return;
                 };
                 let selection: String = text.chars().skip(sel.start).take(sel.len()).collect();
@@ -758,7 +782,11 @@ impl WritePanel {
                     format!(
                         "“{}{}”",
                         short,
-                        if instruction.chars().count() > 48 { "…" } else { "" }
+                        if instruction.chars().count() > 48 {
+                            "…"
+                        } else {
+                            ""
+                        }
                     ),
                 )
             }
@@ -834,9 +862,9 @@ impl WritePanel {
             return;
         };
         match suggestions::token_popup(ui.ctx(), s, at) {
-            Err(()) => self.inspected = None,
-            Ok(None) => {}
-            Ok(Some(alt)) => {
+            PopupOutcome::Close => self.inspected = None,
+            PopupOutcome::Open => {}
+            PopupOutcome::Swap(alt) => {
                 self.inspected = None;
                 self.swap(cx, at.candidate, at.token, &alt);
             }
@@ -909,17 +937,23 @@ impl WritePanel {
             return;
         }
         let old_text = doc.text.clone();
-        let Some(range) = rebase_range(&s.anchor.snapshot, &old_text, s.anchor.range.clone()) else {
+        let Some(range) = rebase_range(&s.anchor.snapshot, &old_text, s.anchor.range.clone())
+        else {
             self.request_error = Some(
                 "The text around the cursor changed since the request; generate again.".into(),
             );
             return;
         };
         if s.anchor.kind == InsertKind::Replacement {
-            let now: String = old_text.chars().skip(range.start).take(range.len()).collect();
+            let now: String = old_text
+                .chars()
+                .skip(range.start)
+                .take(range.len())
+                .collect();
             if now != s.anchor.selected_text() {
-                self.request_error =
-                    Some("The selected passage was edited since the request; rewrite again.".into());
+                self.request_error = Some(
+                    "The selected passage was edited since the request; rewrite again.".into(),
+                );
                 return;
             }
         }

@@ -72,16 +72,20 @@ impl ChatTemplate {
     pub fn compile(source: String, bos_token: String, eos_token: String) -> Result<Self, LlmError> {
         let mut env = Environment::new();
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        env.add_function("raise_exception", |msg: String| -> Result<String, minijinja::Error> {
-            Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
-        });
+        env.add_function(
+            "raise_exception",
+            |msg: String| -> Result<String, minijinja::Error> {
+                Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
+            },
+        );
         env.add_function("strftime_now", |_fmt: String| -> String {
             // Templates use it for "today's date" in system prompts; a fixed, neutral value
             // keeps renders reproducible.
             String::new()
         });
-        env.add_template_owned(NAME, source)
-            .map_err(|e| LlmError::Template(format!("the model's chat template does not compile: {e}")))?;
+        env.add_template_owned(NAME, source).map_err(|e| {
+            LlmError::Template(format!("the model's chat template does not compile: {e}"))
+        })?;
         Ok(Self {
             env,
             bos_token,

@@ -101,7 +101,9 @@ pub fn find_models() -> Vec<DiscoveredModel> {
 pub fn find_models_in(roots: &SearchRoots) -> Vec<DiscoveredModel> {
     let mut out = Vec::new();
     if let Some(dir) = &roots.bundled {
-        walk(dir, 1, &mut |p| push(&mut out, p, ModelSource::Bundled, file_name(p)));
+        walk(dir, 1, &mut |p| {
+            push(&mut out, p, ModelSource::Bundled, file_name(p))
+        });
     }
     for dir in &roots.huggingface {
         walk(dir, MAX_DEPTH, &mut |p| {
@@ -293,9 +295,18 @@ mod tests {
             ollama: vec![ol],
         });
         let names: Vec<_> = found.iter().map(|m| (m.source, m.name.as_str())).collect();
-        assert!(names.contains(&(ModelSource::HuggingFace, "org/tiny/tiny.Q4.gguf")), "{names:?}");
-        assert!(names.contains(&(ModelSource::LmStudio, "pub/repo/model-q8.gguf")), "{names:?}");
-        assert!(names.contains(&(ModelSource::Ollama, "smol:latest")), "{names:?}");
+        assert!(
+            names.contains(&(ModelSource::HuggingFace, "org/tiny/tiny.Q4.gguf")),
+            "{names:?}"
+        );
+        assert!(
+            names.contains(&(ModelSource::LmStudio, "pub/repo/model-q8.gguf")),
+            "{names:?}"
+        );
+        assert!(
+            names.contains(&(ModelSource::Ollama, "smol:latest")),
+            "{names:?}"
+        );
         assert_eq!(found.len(), 3, "{names:?}");
     }
 

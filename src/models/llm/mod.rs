@@ -17,9 +17,8 @@ use std::path::{Path, PathBuf};
 pub use arch::{Architecture, CausalLm};
 pub use chat::{ChatMessage, ChatTemplate};
 pub use generate::{
-    generate,
     GenerateParams, GeneratedToken, GenerationResult, GenerationStats, Prompt, StopReason,
-    TokenAlternative, TokenScore,
+    TokenAlternative, TokenScore, generate,
 };
 pub use sampling::SamplingParams;
 pub use tokenizer::GgufTokenizer;
@@ -59,7 +58,9 @@ pub enum LlmError {
     #[error("token id {id} is outside the model's vocabulary of {vocab} tokens")]
     BadTokenId { id: u32, vocab: usize },
     /// The instruction alone does not fit the model's context window.
-    #[error("the instruction alone needs {needed} tokens but the model's context holds {available}; shorten it")]
+    #[error(
+        "the instruction alone needs {needed} tokens but the model's context holds {available}; shorten it"
+    )]
     PromptTooLong { needed: usize, available: usize },
     /// Inference failed inside candle.
     #[error("inference failed: {0}")]
@@ -109,12 +110,11 @@ impl Llm {
         let tokenizer = GgufTokenizer::from_gguf(&content)?;
         let chat_template = ChatTemplate::from_gguf(&content, &tokenizer)?;
         let model = CausalLm::load(path, &content, &mut file, &device)?;
-        let name = gguf::metadata_string(&content, "general.name")
-            .unwrap_or_else(|| {
-                path.file_stem()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_default()
-            });
+        let name = gguf::metadata_string(&content, "general.name").unwrap_or_else(|| {
+            path.file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        });
         let info = ModelInfo {
             path: path.to_path_buf(),
             name,

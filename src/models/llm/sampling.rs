@@ -164,7 +164,10 @@ pub fn filter_candidates(logits: &[f32], p: &SamplingParams) -> Vec<(u32, f32)> 
         return cands;
     }
     let max = cands[0].1;
-    let probs: Vec<f64> = cands.iter().map(|&(_, l)| ((l - max) as f64).exp()).collect();
+    let probs: Vec<f64> = cands
+        .iter()
+        .map(|&(_, l)| ((l - max) as f64).exp())
+        .collect();
     let total: f64 = probs.iter().sum();
     let mut keep = cands.len();
     if p.top_p < 1.0 {
@@ -270,11 +273,20 @@ mod tests {
     #[test]
     fn top_p_keeps_smallest_set_reaching_p() {
         let l = logits();
-        let p = SamplingParams { top_p: 0.75, ..off() };
+        let p = SamplingParams {
+            top_p: 0.75,
+            ..off()
+        };
         assert_eq!(ids(&filter_candidates(&l, &p)), vec![0, 1]);
-        let p = SamplingParams { top_p: 0.76, ..off() };
+        let p = SamplingParams {
+            top_p: 0.76,
+            ..off()
+        };
         assert_eq!(ids(&filter_candidates(&l, &p)), vec![0, 1, 2]);
-        let p = SamplingParams { top_p: 0.4, ..off() };
+        let p = SamplingParams {
+            top_p: 0.4,
+            ..off()
+        };
         assert_eq!(ids(&filter_candidates(&l, &p)), vec![0]);
     }
 
@@ -282,9 +294,15 @@ mod tests {
     fn min_p_drops_tokens_below_fraction_of_best() {
         let l = logits();
         // 0.25 / 0.5 = 0.5 >= 0.45 stays; 0.125 / 0.5 = 0.25 goes.
-        let p = SamplingParams { min_p: 0.45, ..off() };
+        let p = SamplingParams {
+            min_p: 0.45,
+            ..off()
+        };
         assert_eq!(ids(&filter_candidates(&l, &p)), vec![0, 1]);
-        let p = SamplingParams { min_p: 0.2, ..off() };
+        let p = SamplingParams {
+            min_p: 0.2,
+            ..off()
+        };
         assert_eq!(ids(&filter_candidates(&l, &p)), vec![0, 1, 2]);
     }
 

@@ -59,8 +59,7 @@ const SPM_SPACE: &str = "\u{2581}";
 
 /// GPT-2 pre-tokenizer: llama.cpp runs a hand-written matcher for this expression that also
 /// implements the `|\s+` fallback, so it is spelled out here.
-const RE_GPT2: &str =
-    r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
+const RE_GPT2: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
 const RE_LLAMA3: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 const RE_QWEN2: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
@@ -319,8 +318,9 @@ fn byte_level_byte(c: char) -> Option<u8> {
 /// `ignore_merges` and its default for `add_bos`.
 fn pre_tokenizer_regexes(pre: &str) -> Result<(Vec<&'static str>, bool, bool), LlmError> {
     Ok(match pre {
-        "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone"
-        | "minerva-7b" => (vec![r"\p{N}", RE_GPT2], false, false),
+        "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone" | "minerva-7b" => {
+            (vec![r"\p{N}", RE_GPT2], false, false)
+        }
         "gpt-2" | "phi-2" | "roberta-bpe" | "mpt" | "olmo" | "jais" | "jina-es" | "jina-de"
         | "jina-v1-en" | "jina-v2-es" | "jina-v2-de" | "jina-v2-code" | "gigachat" => {
             (vec![RE_GPT2], false, false)
@@ -795,10 +795,8 @@ impl GgufTokenizer {
     /// SentencePiece "▁" → space, "<0xNN>" → the byte; user-defined pieces verbatim). Control
     /// tokens and ids outside the vocabulary: empty.
     pub fn token_bytes(&self, id: u32) -> Vec<u8> {
-        let (Some(piece), Some(&ty)) = (
-            self.pieces.get(id as usize),
-            self.types.get(id as usize),
-        ) else {
+        let (Some(piece), Some(&ty)) = (self.pieces.get(id as usize), self.types.get(id as usize))
+        else {
             return Vec::new();
         };
         match ty {

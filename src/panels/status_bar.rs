@@ -1,0 +1,98 @@
+//! The status bar: which model is loaded, where it runs (the LLM on the CPU; the window on the
+//! wgpu adapter), what the current job is doing, and its speed.
+
+use egui::RichText;
+
+use super::ModelState;
+use super::model_picker::display_name;
+use super::suggestions::{Phase, Suggestions, phase_pill};
+use crate::theme::{self, icon, space};
+
+/// What the bar shows besides the model.
+pub struct StatusInfo<'a> {
+    /// The Write panel's suggestions (job state, speed).
+    pub suggestions: Option<&'a Suggestions>,
+    /// Whether everything the user typed is on disk.
+    pub saved: bool,
+    /// Jobs waiting or running in the engine.
+    pub pending_jobs: usize,
+}
+
+/// Draws the bar's contents (the caller provides the panel).
+pub fn show(ui: &mut egui::Ui, model: &ModelState, info: &StatusInfo<'_>) {
+    let small = |t: String, c| RichText::new(t).size(12.0).color(c);
+    ui.horizontal_centered(|ui| {
+        ui.spacing_mut().item_spacing.x = space::M;
+        // Model.
+        let (dot, text) = if model.is_loading() {
+            (
+                theme::WARN,
+                format!("Loading {}", display_name(&model.selected, None)),
+            )
+        } else if let Some(info) = &model.loaded {
+            (theme::OK, info.name.clone())
+        } else if model.error.is_some() {
+            (theme::ERROR, "Model failed to load".into())
+        } else {
+            (theme::TEXT_FAINT, "No model loaded".into())
+        };
+        ui.label(small(icon::DOT.into(), dot));
+        ui.add_space(-space::S);
+        ui.label(small(text, theme::TEXT_WEAK));
+        separator(ui);
+        ui.label(small("LLM on CPU".into(), theme::TEXT_WEAK))
+            .on_hover_text("Language models run on the CPU with candle's quantized kernels.");
+        if let Some(adapter) = &model.gpu_adapter {
+            separator(ui);
+            ui.label(small(format!("GPU: {adapter}"), theme::TEXT_WEAK))
+                .on_hover_text("The graphics adapter drawing the window (wgpu).");
+        }
+
+        ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+            let (save_text, save_color) = if info.saved {
+                (format!("{} Saved", icon::CHECK), theme::TEXT_FAINT)
+            } else {
+                ("Saving…".to_string(), theme::TEXT_WEAK)
+            };
+            ui.label(small(save_text, save_color));
+            if let Some(s) = info.suggestions {
+                separator(ui);
+                if let Some(tps) = s.tokens_per_s() {
+                    ui.label(small(format!("{tps:.1} tok/s"), theme::TEXT_WEAK));
+                }
+                let ttft = s
+                    .candidates
+                    .iter()
+                    .filter_map(|c| c.stats.as_ref())
+                    .find(|st| st.generated_tokens > 0)
+                    .map(|st| st.time_to_first_token_ms);
+                if let Some(ms) = ttft {
+                    ui.label(small(format!("first token {ms:.0} ms"), theme::TEXT_WEAK));
+                }
+                let (text, color) = phase_pill(&s.phase);
+                let text = match &s.phase {
+                    Phase::Streaming => format!("{text} · {} tokens", s.token_count()),
+                    _ => text,
+                };
+                ui.label(small(text, color));
+            } else if info.pending_jobs > 0 {
+                separator(ui);
+                ui.label(small(
+                    format!(
+                        "{} job{} running",
+                        info.pending_jobs,
+                        if info.pending_jobs == 1 { "" } else { "s" }
+                    ),
+                    theme::TEXT_WEAK,
+                ));
+            } else {
+                separator(ui);
+                ui.label(small("Ready".into(), theme::TEXT_FAINT));
+            }
+        });
+    });
+}
+
+fn separator(ui: &mut egui::Ui) {
+    ui.label(RichText::new("·").size(12.0).color(theme::TEXT_FAINT));
+}
