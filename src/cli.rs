@@ -284,6 +284,7 @@ fn write(a: WriteArgs) -> anyhow::Result<()> {
             } => {
                 if !a.json {
                     println!();
+                    let _ = stdout.lock().flush();
                     eprintln!(
                         "[{}] {} tokens, first token {:.0} ms, {:.1} tok/s decode, {:.1} tok/s prompt ({} tokens), stop: {:?}",
                         candidate + 1,

@@ -8,6 +8,7 @@ pub mod app;
 pub mod bench;
 pub mod cli;
 pub mod engine;
+pub mod faces;
 pub mod fsutil;
 pub mod gpu;
 pub mod models;

@@ -18,6 +18,8 @@ pub const PANEL: Color32 = Color32::from_rgb(0x1c, 0x1d, 0x22);
 pub const SURFACE: Color32 = Color32::from_rgb(0x23, 0x25, 0x2b);
 /// Hovered surfaces.
 pub const SURFACE_HI: Color32 = Color32::from_rgb(0x2c, 0x2e, 0x36);
+/// Selected items and selected text.
+pub const SELECTED: Color32 = Color32::from_rgb(0x3a, 0x34, 0x36);
 /// Hairlines between areas.
 pub const BORDER: Color32 = Color32::from_rgb(0x31, 0x33, 0x3c);
 /// Body text.
@@ -195,7 +197,9 @@ pub fn apply_style(style: &mut egui::Style) {
     v.hyperlink_color = ACCENT;
     v.warn_fg_color = WARN;
     v.error_fg_color = ERROR;
-    v.selection.bg_fill = ACCENT.gamma_multiply(0.35);
+    // Selected buttons and selected text share this fill: a neutral step up, with the accent
+    // reserved for the text/stroke so selection reads without turning the panel brown.
+    v.selection.bg_fill = SELECTED;
     v.selection.stroke = Stroke::new(1.0, ACCENT);
     v.text_cursor.stroke = Stroke::new(2.0, ACCENT);
     v.slider_trailing_fill = true;
@@ -207,7 +211,8 @@ pub fn apply_style(style: &mut egui::Style) {
     w.noninteractive.bg_fill = PANEL;
     w.noninteractive.weak_bg_fill = PANEL;
     w.noninteractive.bg_stroke = Stroke::new(1.0, BORDER);
-    w.noninteractive.fg_stroke = Stroke::new(1.0, TEXT_WEAK);
+    // Plain labels: a touch softer than body text; captions use TEXT_WEAK explicitly.
+    w.noninteractive.fg_stroke = Stroke::new(1.0, Color32::from_rgb(0xd6, 0xd7, 0xdc));
     w.noninteractive.corner_radius = radius;
 
     w.inactive.bg_fill = SURFACE;
@@ -327,6 +332,30 @@ pub fn dice_button(ui: &mut egui::Ui, label: &str) -> egui::Response {
         }
     }
     response
+}
+
+/// Lays out `add` in a column at most `max_width` wide, centred horizontally in `ui`.
+/// (Margins cannot do this: egui's `Margin` holds `i8`, too small for wide windows.)
+pub fn centered_column<R>(
+    ui: &mut egui::Ui,
+    max_width: f32,
+    add: impl FnOnce(&mut egui::Ui) -> R,
+) -> R {
+    let avail = ui.available_width();
+    let width = avail.min(max_width);
+    let pad = ((avail - width) / 2.0).max(0.0);
+    let spacing = ui.spacing().item_spacing;
+    ui.horizontal_top(|ui| {
+        ui.spacing_mut().item_spacing.x = 0.0;
+        ui.add_space(pad);
+        ui.vertical(|ui| {
+            ui.spacing_mut().item_spacing = spacing;
+            ui.set_width(width);
+            add(ui)
+        })
+        .inner
+    })
+    .inner
 }
 
 /// Formats a byte count for people ("98 MB").

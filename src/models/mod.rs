@@ -1,3 +1,5 @@
 //! Model families, one module each. The worker owns loaded models; nothing here spawns threads.
 
+pub mod dcgan;
 pub mod llm;
+pub mod pickle;

@@ -43,8 +43,6 @@ pub struct ModelState {
     pub discovered: Vec<DiscoveredModel>,
     /// Whether the disk search is running.
     pub discovering: bool,
-    /// The renderer's adapter ("llvmpipe · Vulkan"), if the GUI has one.
-    pub gpu_adapter: Option<String>,
 }
 
 impl ModelState {

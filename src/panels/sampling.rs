@@ -17,11 +17,12 @@ fn row_label(ui: &mut egui::Ui, text: &str, help: &str) -> egui::Id {
 pub fn show(ui: &mut egui::Ui, params: &mut GenerateParams) -> bool {
     let before = params.clone();
     let s: &mut SamplingParams = &mut params.sampling;
-    let slider_width = (ui.available_width() - 150.0).max(90.0);
+    // Leave room for the label column, the value box and the scroll bar.
+    let slider_width = (ui.available_width() - 175.0).max(90.0);
     ui.spacing_mut().slider_width = slider_width;
     egui::Grid::new("sampling-grid")
         .num_columns(2)
-        .spacing([theme::space::S, theme::space::S])
+        .spacing([theme::space::S, theme::space::XS])
         .show(ui, |ui| {
             let id = row_label(
                 ui,

@@ -16,6 +16,8 @@ pub struct StatusInfo<'a> {
     pub saved: bool,
     /// Jobs waiting or running in the engine.
     pub pending_jobs: usize,
+    /// The wgpu adapter the engine shares with the renderer (`Engine::gpu`), if any.
+    pub gpu_adapter: Option<&'a str>,
 }
 
 /// Draws the bar's contents (the caller provides the panel).
@@ -24,13 +26,22 @@ pub fn show(ui: &mut egui::Ui, model: &ModelState, info: &StatusInfo<'_>) {
     ui.horizontal_centered(|ui| {
         ui.spacing_mut().item_spacing.x = space::M;
         // Model.
-        let (dot, text) = if model.is_loading() {
+        let queued = model
+            .load
+            .as_ref()
+            .is_some_and(|l| l.ahead > 0 && !l.started);
+        let (dot, text) = if queued {
+            (
+                theme::WARN,
+                format!("{} (queued)", display_name(&model.selected, None)),
+            )
+        } else if model.is_loading() {
             (
                 theme::WARN,
                 format!("Loading {}", display_name(&model.selected, None)),
             )
         } else if let Some(info) = &model.loaded {
-            (theme::OK, info.name.clone())
+            (theme::OK, display_name(&info.path, Some(info)))
         } else if model.error.is_some() {
             (theme::ERROR, "Model failed to load".into())
         } else {
@@ -42,7 +53,7 @@ pub fn show(ui: &mut egui::Ui, model: &ModelState, info: &StatusInfo<'_>) {
         separator(ui);
         ui.label(small("LLM on CPU".into(), theme::TEXT_WEAK))
             .on_hover_text("Language models run on the CPU with candle's quantized kernels.");
-        if let Some(adapter) = &model.gpu_adapter {
+        if let Some(adapter) = info.gpu_adapter {
             separator(ui);
             ui.label(small(format!("GPU: {adapter}"), theme::TEXT_WEAK))
                 .on_hover_text("The graphics adapter drawing the window (wgpu).");

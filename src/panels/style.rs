@@ -70,12 +70,12 @@ impl Panel for StylePanel {
     }
 }
 
-/// Decoration: 26 swatches in two rows, one per built-in style, with a blend bar under them.
+/// Decoration: 26 swatches in two rows, one per built-in style.
 fn paint_swatches(painter: &egui::Painter, rect: egui::Rect) {
     let n = 13;
     let gap = 6.0;
     let w = (rect.width() - gap * (n as f32 - 1.0)) / n as f32;
-    let h = (rect.height() - 3.0 * gap - 10.0) / 2.0;
+    let h = (rect.height() - gap) / 2.0;
     for row in 0..2 {
         for i in 0..n {
             let k = row * n + i;
@@ -89,11 +89,4 @@ fn paint_swatches(painter: &egui::Painter, rect: egui::Rect) {
             );
         }
     }
-    let bar = egui::Rect::from_min_size(
-        rect.min + egui::vec2(0.0, 2.0 * h + 2.0 * gap + 4.0),
-        egui::vec2(rect.width(), 4.0),
-    );
-    painter.rect_filled(bar, 2.0, theme::SURFACE_HI);
-    let fill = egui::Rect::from_min_size(bar.min, egui::vec2(bar.width() * 0.42, 4.0));
-    painter.rect_filled(fill, 2.0, theme::ACCENT);
 }

@@ -451,7 +451,8 @@ pub fn show(
         ui.label(RichText::new(&s.title).font(theme::strong(14.0)));
         let (text, color) = phase_pill(&s.phase);
         theme::pill(ui, &text, color);
-        if s.is_running() && s.phase != Phase::Stopping {
+        // A spinner while nothing visible moves; once tokens stream, they are the progress.
+        if s.is_running() && !matches!(s.phase, Phase::Stopping | Phase::Streaming) {
             ui.spinner();
         }
         ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
@@ -556,14 +557,24 @@ pub fn show(
                     }
                 }
             });
+            if s.candidates.iter().any(|c| !c.tokens.is_empty()) {
+                ui.label(
+                    RichText::new(
+                        "Click any word to see what else the model considered. Underlined words \
+                         were close calls.",
+                    )
+                    .size(11.5)
+                    .color(theme::TEXT_FAINT),
+                );
+            }
         });
     action
 }
 
 fn stop_label(stop: StopReason) -> &'static str {
     match stop {
-        StopReason::Eos => "finished",
-        StopReason::MaxTokens => "reached max tokens",
+        StopReason::Eos => "ended",
+        StopReason::MaxTokens => "at the limit",
         StopReason::ContextFull => "context full",
         StopReason::Cancelled => "stopped",
     }
@@ -584,22 +595,13 @@ fn candidate_card(
     let streaming_here = feeding && !c.is_done();
     theme::card().show(ui, |ui| {
         ui.set_width(ui.available_width());
-        ui.horizontal(|ui| {
-            if n > 1 {
-                ui.label(
-                    RichText::new(format!("Alternative {}", i + 1))
-                        .font(theme::strong(12.5))
-                        .color(theme::TEXT_WEAK),
-                );
-            }
-            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-                ui.label(
-                    RichText::new(stats_line(c, streaming_here))
-                        .size(11.5)
-                        .color(theme::TEXT_FAINT),
-                );
-            });
-        });
+        if n > 1 {
+            ui.label(
+                RichText::new(format!("Alternative {}", i + 1))
+                    .font(theme::strong(12.5))
+                    .color(theme::TEXT_WEAK),
+            );
+        }
         let inspected_token = inspected.filter(|x| x.candidate == i).map(|x| x.token);
         if c.tokens.is_empty() {
             let waiting = if streaming_here {
@@ -644,13 +646,16 @@ fn candidate_card(
             if r.clicked() {
                 action = Some(TrayAction::Accept(i));
             }
-            if c.forced > 0 {
-                ui.label(
-                    RichText::new(format!("edited at word {}", c.forced))
-                        .size(11.5)
-                        .color(theme::TEXT_FAINT),
+            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                let mut stats = stats_line(c, streaming_here);
+                if c.forced > 0 {
+                    stats = format!("edited at word {} · {stats}", c.forced);
+                }
+                ui.add(
+                    egui::Label::new(RichText::new(stats).size(11.5).color(theme::TEXT_FAINT))
+                        .truncate(),
                 );
-            }
+            });
         });
     });
     action
@@ -678,7 +683,7 @@ fn stats_line(c: &Candidate, streaming: bool) -> String {
 }
 
 /// Probability below which a word is underlined as "the model was unsure here".
-const UNSURE: f32 = 0.35;
+const UNSURE: f32 = 0.06;
 
 /// Lays out the candidate's tokens as one wrapped text, each clickable; returns the clicked
 /// token and its rect.
@@ -707,15 +712,21 @@ fn token_text(
             if k < c.forced {
                 f.color = Color32::from_rgb(0xf6, 0xc9, 0xb4);
             }
-            if t.logprob.exp() < UNSURE {
-                f.underline = Stroke::new(1.0, theme::WARN.gamma_multiply(0.55));
-            }
             if Some(k) == inspected {
                 f.background = theme::ACCENT.gamma_multiply(0.35);
             } else if Some(k) == hover {
                 f.background = theme::SURFACE_HI;
             }
-            job.append(&t.text, 0.0, f);
+            // Underline the word, not the space before it.
+            let word_start = t.text.len() - t.text.trim_start().len();
+            let (space, word) = t.text.split_at(word_start);
+            if !space.is_empty() {
+                job.append(space, 0.0, f.clone());
+            }
+            if t.logprob.exp() < UNSURE {
+                f.underline = Stroke::new(1.0, theme::WARN.gamma_multiply(0.35));
+            }
+            job.append(word, 0.0, f);
         }
         job
     };
@@ -813,8 +824,14 @@ pub enum PopupOutcome {
     Swap(TokenAlternative),
 }
 
-/// The popup listing the alternatives the model weighed at one token.
-pub fn token_popup(ctx: &egui::Context, s: &Suggestions, at: Inspected) -> PopupOutcome {
+/// The popup listing the alternatives the model weighed at one token. `just_opened`: the click
+/// that opened it happened this frame (so it is not a click outside).
+pub fn token_popup(
+    ctx: &egui::Context,
+    s: &Suggestions,
+    at: Inspected,
+    just_opened: bool,
+) -> PopupOutcome {
     let Some(token) = s
         .candidates
         .get(at.candidate)
@@ -876,7 +893,8 @@ pub fn token_popup(ctx: &egui::Context, s: &Suggestions, at: Inspected) -> Popup
                     );
                 });
         });
-    let clicked_outside = ctx.input(|i| i.pointer.any_click())
+    let clicked_outside = !just_opened
+        && ctx.input(|i| i.pointer.any_click())
         && ctx
             .input(|i| i.pointer.interact_pos())
             .is_some_and(|p| !area.response.rect.contains(p) && !at.rect.contains(p));
@@ -976,6 +994,65 @@ mod tests {
         // Char 4 starts " sea" (token 2); the empty token 1 is skipped.
         assert_eq!(c.token_at_char(4), Some(2));
         assert_eq!(c.token_at_char(8), Some(3));
+    }
+
+    #[test]
+    fn a_trimmed_prompt_is_announced_and_tokens_stream_into_their_slot() {
+        use crate::engine::{JobHandle, JobId};
+        use crate::models::llm::GenerateParams;
+        use crate::models::llm::context::WriteTask;
+        use egui_kittest::kittest::Queryable;
+
+        let job = JobHandle::new(JobId(7));
+        let request = WriteRequest {
+            model: "m.gguf".into(),
+            task: WriteTask::Continue { text: "x".into() },
+            params: GenerateParams::default(),
+            candidates: 2,
+            forced: vec![],
+        };
+        let anchor = Anchor {
+            doc_id: "d".into(),
+            snapshot: "x".into(),
+            range: 1..1,
+            kind: InsertKind::Continuation,
+        };
+        let mut s = Suggestions::new(job, request, anchor, "Continuation".into());
+        s.on_event(Event::Queued {
+            job: JobId(7),
+            ahead: 2,
+        });
+        assert_eq!(s.phase, Phase::Queued { ahead: 2 });
+        s.on_event(Event::PromptReady {
+            job: JobId(7),
+            prompt_tokens: 4000,
+            trimmed: Some(TrimReport {
+                dropped_chars: 12_345,
+                kept_chars: 100,
+                context_tokens: 8192,
+            }),
+        });
+        s.on_event(Event::Token {
+            job: JobId(7),
+            candidate: 1,
+            token: tok(5, " waves"),
+        });
+        assert_eq!(s.candidates[1].text, " waves");
+        assert!(s.candidates[0].text.is_empty());
+        let font = FontId::proportional(16.0);
+        let mut harness = egui_kittest::Harness::builder()
+            .with_size(egui::vec2(900.0, 500.0))
+            .with_context_setup(theme::install)
+            .build_ui_state(
+                |ui, s: &mut Suggestions| {
+                    show(ui, s, None, &font);
+                },
+                s,
+            );
+        harness.run_ok();
+        let want = "The first 12,345 characters of the document were left out to fit the \
+                    model's 8,192-token context.";
+        assert!(harness.query_all_by_label_contains(want).next().is_some());
     }
 
     #[test]

@@ -68,6 +68,8 @@ pub struct WritePanel {
     cursor: Option<CCursorRange>,
     suggestions: Option<Suggestions>,
     inspected: Option<Inspected>,
+    /// The frame the popup was opened in (its opening click is not a click outside).
+    inspected_since: u64,
     action: InstructAction,
     /// A problem with the request itself (nothing was sent), shown under Generate.
     request_error: Option<String>,
@@ -83,6 +85,7 @@ impl Default for WritePanel {
             cursor: None,
             suggestions: None,
             inspected: None,
+            inspected_since: 0,
             action: InstructAction::default(),
             request_error: None,
             words: None,
@@ -128,7 +131,7 @@ impl Panel for WritePanel {
         if self.suggestions.is_some() {
             egui::Panel::bottom("write-tray")
                 .resizable(true)
-                .default_size(300.0)
+                .default_size(380.0)
                 .min_size(160.0)
                 .max_size((ui.available_height() * 0.7).max(200.0))
                 .frame(
@@ -200,7 +203,15 @@ impl WritePanel {
         if ui.input_mut(|i| i.consume_shortcut(&GENERATE_SHORTCUT)) && !self.is_generating() {
             self.generate(ui.ctx(), cx);
         }
-        if self.is_generating() && ui.input_mut(|i| i.consume_key(Modifiers::NONE, Key::Escape)) {
+        // Esc closes the word popup first; otherwise it stops. Any modifiers are accepted: a
+        // stale Ctrl from Ctrl+Enter must not make Stop ignore the key.
+        if self.inspected.is_none()
+            && self.is_generating()
+            && ui.input_mut(|i| {
+                let m = i.modifiers;
+                i.consume_key(m, Key::Escape)
+            })
+        {
             self.stop();
         }
         // With the editor focused, its own undoer handles Ctrl+Z (and sees accepted text, see
@@ -332,8 +343,6 @@ impl WritePanel {
     // Editor
 
     fn editor(&mut self, ui: &mut egui::Ui, cx: &mut PanelContext<'_>) {
-        let column = ui.available_width().min(760.0);
-        let side = ((ui.available_width() - column) / 2.0).max(space::XL);
         let doc_id = cx.store.current().id.clone();
         let text_len = cx.store.current().text.len();
         let words = match &self.words {
@@ -344,121 +353,114 @@ impl WritePanel {
                 w
             }
         };
-        egui::Frame::new()
-            .inner_margin(egui::Margin {
-                left: side as i8,
-                right: side as i8,
-                top: space::XL as i8,
-                bottom: space::S as i8,
-            })
-            .show(ui, |ui| {
-                ui.set_max_width(column);
-                // Header: title, word count, file actions.
-                ui.horizontal(|ui| {
-                    let title_w = (column - 300.0).max(160.0);
-                    let r = ui.add(
-                        egui::TextEdit::singleline(&mut cx.store.current_mut().title)
-                            .id_salt("doc-title")
-                            .hint_text("Untitled")
-                            .font(theme::strong(22.0))
-                            .frame(egui::Frame::NONE)
-                            .desired_width(title_w),
+        ui.add_space(space::XL);
+        theme::centered_column(ui, 760.0, |ui| {
+            let column = ui.available_width();
+            // Header: title, word count, file actions.
+            ui.horizontal(|ui| {
+                let title_w = (column - 300.0).max(160.0);
+                let r = ui.add(
+                    egui::TextEdit::singleline(&mut cx.store.current_mut().title)
+                        .id_salt("doc-title")
+                        .hint_text("Untitled")
+                        .font(theme::strong(22.0))
+                        .frame(egui::Frame::NONE)
+                        .desired_width(title_w),
+                );
+                let r = r.accessible_name("Document title");
+                if r.changed() {
+                    cx.store.mark_changed();
+                }
+                ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                    ui.menu_button(format!("Export {}", icon::CARET), |ui| {
+                        if ui.button("Markdown (.md)…").clicked() {
+                            cx.commands.push(Command::Export(ExportFormat::Markdown));
+                            ui.close();
+                        }
+                        if ui.button("Plain text (.txt)…").clicked() {
+                            cx.commands.push(Command::Export(ExportFormat::PlainText));
+                            ui.close();
+                        }
+                    });
+                    if ui
+                        .button("Save As…")
+                        .on_hover_text(match &cx.store.current().file {
+                            Some(p) => {
+                                format!("Saved to {} — Ctrl+S saves there again", p.display())
+                            }
+                            None => "Save this document to a file of your choice".into(),
+                        })
+                        .clicked()
+                    {
+                        cx.commands.push(Command::SaveAs);
+                    }
+                    ui.label(
+                        RichText::new(format!(
+                            "{} word{}",
+                            theme::thousands(words),
+                            if words == 1 { "" } else { "s" }
+                        ))
+                        .color(theme::TEXT_FAINT)
+                        .size(12.5),
                     );
-                    let r = r.accessible_name("Document title");
-                    if r.changed() {
+                });
+            });
+            ui.add_space(space::S);
+            egui::ScrollArea::vertical()
+                .id_salt("editor-scroll")
+                .auto_shrink([false, false])
+                .show(ui, |ui| {
+                    let font = TextStyle::Name("editor".into());
+                    let output = egui::TextEdit::multiline(&mut cx.store.current_mut().text)
+                        .id(self.editor_id)
+                        .font(font)
+                        .hint_text("Start writing, or paste a draft…")
+                        .frame(egui::Frame::NONE)
+                        .desired_width(f32::INFINITY)
+                        .desired_rows(18)
+                        .lock_focus(true)
+                        .show(ui);
+                    let response = output.response.response.clone().accessible_name("Document");
+                    if response.changed() {
                         cx.store.mark_changed();
                     }
-                    ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-                        ui.menu_button(format!("Export {}", icon::CARET), |ui| {
-                            if ui.button("Markdown (.md)…").clicked() {
-                                cx.commands.push(Command::Export(ExportFormat::Markdown));
-                                ui.close();
-                            }
-                            if ui.button("Plain text (.txt)…").clicked() {
-                                cx.commands.push(Command::Export(ExportFormat::PlainText));
-                                ui.close();
-                            }
-                        });
-                        if ui
-                            .button("Save As…")
-                            .on_hover_text(match &cx.store.current().file {
-                                Some(p) => {
-                                    format!("Saved to {} — Ctrl+S saves there again", p.display())
-                                }
-                                None => "Save this document to a file of your choice".into(),
-                            })
-                            .clicked()
-                        {
-                            cx.commands.push(Command::SaveAs);
-                        }
-                        ui.label(
-                            RichText::new(format!(
-                                "{} word{}",
-                                theme::thousands(words),
-                                if words == 1 { "" } else { "s" }
-                            ))
-                            .color(theme::TEXT_FAINT)
-                            .size(12.5),
+                    if let Some(range) = output.cursor_range {
+                        self.cursor = Some(range);
+                    }
+                    if self.focus_editor {
+                        response.request_focus();
+                        self.focus_editor = false;
+                    }
+                    // Mark where a pending suggestion will go, so the tray reads in place.
+                    if let Some(s) = &self.suggestions
+                        && s.anchor.doc_id == doc_id
+                        && s.anchor.snapshot == cx.store.current().text
+                    {
+                        let galley_pos = output.galley_pos;
+                        let r = output
+                            .galley
+                            .pos_from_cursor(CCursor::new(s.anchor.range.end))
+                            .translate(galley_pos.to_vec2());
+                        let marker = egui::Rect::from_min_size(
+                            r.min + egui::vec2(1.0, 2.0),
+                            egui::vec2(3.0, (r.height() - 4.0).max(8.0)),
                         );
-                    });
+                        ui.painter().rect_filled(marker, 1.5, theme::ACCENT);
+                    }
                 });
-                ui.add_space(space::S);
-                egui::ScrollArea::vertical()
-                    .id_salt("editor-scroll")
-                    .auto_shrink([false, false])
-                    .show(ui, |ui| {
-                        let font = TextStyle::Name("editor".into());
-                        let output = egui::TextEdit::multiline(&mut cx.store.current_mut().text)
-                            .id(self.editor_id)
-                            .font(font)
-                            .hint_text("Start writing, or paste a draft…")
-                            .frame(egui::Frame::NONE)
-                            .desired_width(f32::INFINITY)
-                            .desired_rows(18)
-                            .lock_focus(true)
-                            .show(ui);
-                        let response = output.response.response.clone().accessible_name("Document");
-                        if response.changed() {
-                            cx.store.mark_changed();
-                        }
-                        if let Some(range) = output.cursor_range {
-                            self.cursor = Some(range);
-                        }
-                        if self.focus_editor {
-                            response.request_focus();
-                            self.focus_editor = false;
-                        }
-                        // Mark where a pending suggestion will go, so the tray reads in place.
-                        if let Some(s) = &self.suggestions
-                            && s.anchor.doc_id == doc_id
-                            && s.anchor.snapshot == cx.store.current().text
-                        {
-                            let galley_pos = output.galley_pos;
-                            let r = output
-                                .galley
-                                .pos_from_cursor(CCursor::new(s.anchor.range.end))
-                                .translate(galley_pos.to_vec2());
-                            let marker = egui::Rect::from_min_size(
-                                r.min + egui::vec2(1.0, 2.0),
-                                egui::vec2(3.0, (r.height() - 4.0).max(8.0)),
-                            );
-                            ui.painter().rect_filled(marker, 1.5, theme::ACCENT);
-                        }
-                    });
-            });
+        });
     }
 
     // ---------------------------------------------------------------------------------------
     // Assistant
 
     fn assistant(&mut self, ui: &mut egui::Ui, cx: &mut PanelContext<'_>) {
-        ui.spacing_mut().item_spacing.y = space::S;
+        ui.spacing_mut().item_spacing.y = 6.0;
         if let Some(err) = cx.engine_error {
             theme::notice_frame(theme::ERROR).show(ui, |ui| {
                 ui.label(RichText::new(format!("{} {err}", icon::WARNING)).color(theme::ERROR));
             });
         }
-        theme::section_label(ui, "Assistant");
         model_picker::show(ui, cx.model, &cx.store.settings.recent_models, cx.commands);
         ui.add_space(space::S);
 
@@ -591,7 +593,7 @@ impl WritePanel {
             let r = ui.add(
                 egui::Button::selectable(selected, job)
                     .wrap()
-                    .min_size(egui::vec2(ui.available_width(), 44.0)),
+                    .min_size(egui::vec2(ui.available_width(), 40.0)),
             );
             let r = r.accessible_name(action.label());
             if r.clicked() {
@@ -847,6 +849,7 @@ impl WritePanel {
                 let same = self
                     .inspected
                     .is_some_and(|x| x.candidate == candidate && x.token == token);
+                self.inspected_since = ui.ctx().cumulative_pass_nr();
                 self.inspected = (!same).then_some(Inspected {
                     candidate,
                     token,
@@ -861,7 +864,8 @@ impl WritePanel {
         let (Some(at), Some(s)) = (self.inspected, &self.suggestions) else {
             return;
         };
-        match suggestions::token_popup(ui.ctx(), s, at) {
+        let just_opened = self.inspected_since == ui.ctx().cumulative_pass_nr();
+        match suggestions::token_popup(ui.ctx(), s, at, just_opened) {
             PopupOutcome::Close => self.inspected = None,
             PopupOutcome::Open => {}
             PopupOutcome::Swap(alt) => {

