@@ -33,10 +33,14 @@ const CLEAR_MARGIN: f64 = 0.5;
 /// margins of up to 0.246 nats in this fixture (Gemma, "The studio was quiet except for",
 /// step 3), so a smaller threshold would fail llama.cpp against itself.
 const NEAR_TIE: f64 = 0.25;
-/// Where llama.cpp's margin exceeds [`NEAR_TIE`], our top-1 must agree at >= 90% of positions.
+/// Where llama.cpp's margin exceeds [`NEAR_TIE`], our top-1 must agree at >= 90% of positions
+/// of every case.
 const NEAR_TIE_AGREEMENT: f64 = 0.9;
-/// Agreement where llama.cpp's margin exceeds this is printed, not asserted: for Gemma 3 it is
-/// limited by quantization noise (see `gemma3_matches_llamacpp`).
+/// Top-1 agreement where llama.cpp's margin exceeds this is printed, not asserted. For Gemma 3
+/// it is set by quantization noise, not by the model code: over nine noise realizations
+/// (perturbing the embedding scale by a few ppm) one case ranged from 18/21 to 21/21 and the
+/// three cases together from 89% to 98.5%, so a 90% bar would fail at random between
+/// machines (see `gemma3_matches_llamacpp`).
 const SOFT_MARGIN: f64 = 0.1;
 
 /// llama.cpp's teacher-forced view of one generated token.
@@ -133,6 +137,23 @@ fn argmax(v: &[f32]) -> u32 {
     best as u32
 }
 
+/// The first step where our greedy generation picks another token than llama.cpp's.
+struct Divergence {
+    step: usize,
+    ours: u32,
+    theirs: u32,
+    /// llama.cpp's `lp(theirs) - lp(ours)`, if our token is in its top 5.
+    ref_gap: Option<f64>,
+    /// Whether our token is llama.cpp's own teacher-forced top-1 here (its batched and
+    /// one-at-a-time evaluations disagree).
+    ours_is_ref_top1: bool,
+    /// Our `logit(ours) - logit(theirs)`.
+    our_gap: f64,
+    /// Our |Δlp| against llama.cpp for both candidates (ours when in its top 5).
+    delta_theirs: f64,
+    delta_ours: Option<f64>,
+}
+
 /// What one case measured.
 struct Outcome {
     mean_delta: f64,
@@ -141,8 +162,7 @@ struct Outcome {
     clear: (usize, usize),
     near: (usize, usize),
     soft: (usize, usize),
-    /// `(step, ours, theirs, llama.cpp's log-prob gap theirs - ours, our logit gap)`.
-    divergence: Option<(usize, u32, u32, Option<f64>, f64)>,
+    divergence: Option<Divergence>,
     /// Tokens reproduced by greedy generation before the first divergence.
     greedy_matched: usize,
     decode_tok_s: f64,
@@ -209,16 +229,24 @@ fn run_case(forward: &mut Forward, case: &Case) -> Outcome {
         let theirs = case.greedy_ids[j];
         if ours != theirs {
             let s = &case.steps[j];
-            let lookup = |id: u32| {
+            let ref_lp = |id: u32| {
                 if id == s.token {
                     Some(s.logprob)
                 } else {
                     s.top.iter().find(|p| p.0 == id).map(|p| p.1)
                 }
             };
-            let ref_gap = lookup(ours).map(|o| s.logprob - o);
-            let our_gap = logits[ours as usize] as f64 - logits[theirs as usize] as f64;
-            divergence = Some((j, ours, theirs, ref_gap, our_gap));
+            let lp = log_softmax(&logits);
+            divergence = Some(Divergence {
+                step: j,
+                ours,
+                theirs,
+                ref_gap: ref_lp(ours).map(|o| s.logprob - o),
+                ours_is_ref_top1: s.top[0].0 == ours,
+                our_gap: logits[ours as usize] as f64 - logits[theirs as usize] as f64,
+                delta_theirs: (lp[theirs as usize] - s.logprob).abs(),
+                delta_ours: ref_lp(ours).map(|r| (lp[ours as usize] - r).abs()),
+            });
             greedy_matched = j;
             break;
         }
@@ -252,12 +280,26 @@ fn compare(file: &str, forward: &mut Forward) -> Vec<String> {
     println!("|---|---|---|---|---|---|---|---|---|");
     let pair = |p: (usize, usize)| format!("{}/{}", p.0, p.1);
     for (c, o) in cases.iter().zip(&outcomes) {
-        let div = match o.divergence {
+        let div = match &o.divergence {
             None => "none".to_string(),
-            Some((j, ours, theirs, ref_gap, our_gap)) => format!(
-                "step {j}: {ours} instead of {theirs}; llama.cpp lp({theirs}) - lp({ours}) = {} (its top-2 margin {:.3}); our logit({ours}) - logit({theirs}) = {our_gap:.3}",
-                ref_gap.map_or("n/a, ours not in its top 5".into(), |g| format!("{g:.3}")),
-                c.steps[j].margin(),
+            Some(d) => format!(
+                "step {}: {} instead of {}; llama.cpp: lp({}) - lp({}) = {} (its top-2 margin {:.3}{}); ours: logit({}) - logit({}) = {:.3}",
+                d.step,
+                d.ours,
+                d.theirs,
+                d.theirs,
+                d.ours,
+                d.ref_gap
+                    .map_or("n/a, ours not in its top 5".into(), |g| format!("{g:.3}")),
+                c.steps[d.step].margin(),
+                if d.ours_is_ref_top1 {
+                    ", its top-1 is ours"
+                } else {
+                    ""
+                },
+                d.ours,
+                d.theirs,
+                d.our_gap,
             ),
         };
         println!(
@@ -309,14 +351,25 @@ fn compare(file: &str, forward: &mut Forward) -> Vec<String> {
                 pair(o.near)
             ));
         }
-        if let Some((j, _, _, ref_gap, our_gap)) = o.divergence {
-            // Acceptable only at a near-tie: llama.cpp's log-probs for the two candidates are
-            // close (they may even prefer ours), and so are our logits.
-            let ref_close = ref_gap.is_some_and(|g| g.abs() < NEAR_TIE);
-            if !ref_close || our_gap.abs() > NEAR_TIE {
+        if let Some(d) = &o.divergence {
+            // Acceptable only at a near-tie of the reference (llama.cpp's log-probs for the two
+            // candidates are within NEAR_TIE, or its own batched evaluation already prefers
+            // ours), and when our log-probs for both candidates are within the per-position
+            // tolerance of llama.cpp's, so the swap is explained by errors we accept anywhere.
+            let near_tie = d.ours_is_ref_top1 || d.ref_gap.is_some_and(|g| g.abs() < NEAR_TIE);
+            let explained =
+                d.delta_theirs < MAX_DELTA && d.delta_ours.is_some_and(|x| x < MAX_DELTA);
+            if !near_tie || !explained {
                 failures.push(format!(
-                    "{}: greedy diverges at step {j}, which is not a near-tie (llama.cpp gap {ref_gap:?}, ours {our_gap:.3})",
-                    c.label
+                    "{}: greedy diverges at step {} ({} instead of {}), not at a near-tie (llama.cpp gap {:?}, our logit gap {:.3}, |Δlp| {:.3} / {:?})",
+                    c.label,
+                    d.step,
+                    d.ours,
+                    d.theirs,
+                    d.ref_gap,
+                    d.our_gap,
+                    d.delta_theirs,
+                    d.delta_ours
                 ));
             }
         }

@@ -110,7 +110,11 @@ fn check_prompt_cases(tok: &GgufTokenizer, model: &Json) -> usize {
 fn check_round_trips(tok: &GgufTokenizer) {
     for text in ROUND_TRIP {
         let ids = tok.encode(text, false).expect("encode");
-        assert_eq!(tok.decode(&ids), *text, "round trip of {text:?} via {ids:?}");
+        assert_eq!(
+            tok.decode(&ids),
+            *text,
+            "round trip of {text:?} via {ids:?}"
+        );
     }
 }
 
@@ -183,6 +187,11 @@ fn smollm2_matches_llamacpp() {
     let eos_ids = tok.eos_ids();
     assert_eq!(eos_ids.first(), Some(&eos));
     assert!(eos_ids.contains(&im_end));
+    // llama.cpp's end-of-generation set (checked with llama-cpp-python 0.3.16): EOS
+    // "<|im_end|>", "<|endoftext|>" and the fill-in-the-middle "<reponame>".
+    let mut sorted = eos_ids.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, [0, 2, 4]);
     assert!(tok.is_control(im_end));
     assert!(tok.token_bytes(im_end).is_empty());
     assert_eq!(tok.token_text(im_end), "<|im_end|>");
@@ -215,6 +224,11 @@ fn gemma3_matches_llamacpp() {
     let eos_ids = tok.eos_ids();
     assert_eq!(eos_ids.first(), Some(&eos));
     assert!(eos_ids.contains(&end_of_turn));
+    assert_eq!(
+        eos_ids.len(),
+        2,
+        "llama.cpp ends Gemma 3 at <eos> and <end_of_turn> only"
+    );
     assert_eq!(tok.vocab_size(), 262_144);
 
     check_tokenize_cases(&tok, &model);
@@ -247,10 +261,7 @@ fn stream_decoder_waits_for_whole_characters() {
     let tok = load(paths::GEMMA3_FILE);
     let bytes: Vec<u32> = "é🎨"
         .bytes()
-        .map(|b| {
-            tok.token_id(&format!("<0x{b:02X}>"))
-                .expect("byte piece")
-        })
+        .map(|b| tok.token_id(&format!("<0x{b:02X}>")).expect("byte piece"))
         .collect();
     let mut stream = StreamDecoder::default();
     let pieces: Vec<String> = bytes.iter().map(|&id| stream.push(&tok, id)).collect();
@@ -279,12 +290,7 @@ fn spm_metadata() -> HashMap<String, Value> {
     );
     m.insert(
         "tokenizer.ggml.token_type".to_owned(),
-        Value::Array(
-            [2, 3, 3, 1, 1, 1]
-                .iter()
-                .map(|&t| Value::I32(t))
-                .collect(),
-        ),
+        Value::Array([2, 3, 3, 1, 1, 1].iter().map(|&t| Value::I32(t)).collect()),
     );
     m
 }
@@ -320,7 +326,10 @@ fn bad_metadata_is_a_tokenizer_error() {
     expect_tokenizer_error(m, "no model");
 
     let mut m = spm_metadata();
-    m.insert("tokenizer.ggml.model".into(), Value::String("wordpiece?".into()));
+    m.insert(
+        "tokenizer.ggml.model".into(),
+        Value::String("wordpiece?".into()),
+    );
     expect_tokenizer_error(m, "unknown model");
 
     let mut m = spm_metadata();
@@ -368,7 +377,10 @@ fn bad_metadata_is_a_tokenizer_error() {
     expect_tokenizer_error(m, "scores too short");
 
     let mut m = spm_metadata();
-    m.insert("tokenizer.ggml.bos_token_id".into(), Value::String("1".into()));
+    m.insert(
+        "tokenizer.ggml.bos_token_id".into(),
+        Value::String("1".into()),
+    );
     expect_tokenizer_error(m, "bos id not an integer");
 
     let mut m = spm_metadata();
@@ -385,12 +397,18 @@ fn bad_metadata_is_a_tokenizer_error() {
         "tokenizer.ggml.merges".into(),
         Value::Array(vec![Value::String("▁ a".into())]),
     );
-    m.insert("tokenizer.ggml.pre".into(), Value::String("no-such-pre".into()));
+    m.insert(
+        "tokenizer.ggml.pre".into(),
+        Value::String("no-such-pre".into()),
+    );
     expect_tokenizer_error(m, "unknown pre-tokenizer");
 
     let mut m = spm_metadata();
     m.insert("tokenizer.ggml.model".into(), Value::String("gpt2".into()));
-    m.insert("tokenizer.ggml.merges".into(), Value::Array(vec![Value::I8(0)]));
+    m.insert(
+        "tokenizer.ggml.merges".into(),
+        Value::Array(vec![Value::I8(0)]),
+    );
     expect_tokenizer_error(m, "merges not strings");
 
     // No byte pieces and no unknown token: nothing to fall back to.

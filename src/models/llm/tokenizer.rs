@@ -54,6 +54,26 @@ const EOG_TEXTS: &[&str] = &[
     "<｜end▁of▁sentence｜>",
 ];
 
+/// Fill-in-the-middle pad / repository / file-separator pieces, which llama.cpp also treats as
+/// end-of-generation (one per list, unless the metadata names it).
+const FIM_TEXTS: &[(&str, &[&str])] = &[
+    (
+        "tokenizer.ggml.fim_pad_token_id",
+        &["<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]"],
+    ),
+    (
+        "tokenizer.ggml.fim_rep_token_id",
+        &[
+            "<|fim_repo|>",
+            "<|repo_name|>",
+            "<fim-repo>",
+            "<REPO>",
+            "<reponame>",
+        ],
+    ),
+    ("tokenizer.ggml.fim_sep_token_id", &["<|file_sep|>"]),
+];
+
 /// SentencePiece's visible space.
 const SPM_SPACE: &str = "\u{2581}";
 
@@ -480,7 +500,11 @@ impl GgufTokenizer {
             piece_to_id.insert(p.clone(), i as u32);
         }
 
+        let in_vocab = |id: Option<u32>| id.filter(|&i| (i as usize) < n);
         let (model, default_bos, default_eos, default_add_bos) = if is_spm {
+            // llama.cpp's SPM default unknown id is 0; it stands in for missing byte pieces
+            // (where llama.cpp would abort).
+            let unk = meta_id(content, KEY_UNK, n)?.or(in_vocab(Some(0)));
             let mut byte_tokens: Box<[Option<u32>; 256]> = Box::new([None; 256]);
             for (b, slot) in byte_tokens.iter_mut().enumerate() {
                 *slot = piece_to_id
@@ -492,7 +516,13 @@ impl GgufTokenizer {
                             .filter(u8::is_ascii)
                             .and_then(|b| piece_to_id.get((b as char).to_string().as_str()))
                     })
-                    .copied();
+                    .copied()
+                    .or(unk);
+            }
+            if byte_tokens.iter().any(Option::is_none) {
+                return Err(err(
+                    "the SentencePiece vocabulary lacks byte pieces <0xNN> and an unknown token",
+                ));
             }
             (Model::Spm { byte_tokens }, Some(1), Some(2), true)
         } else {
@@ -501,30 +531,26 @@ impl GgufTokenizer {
             let tk = build_bpe(content, &pieces, &piece_to_id, &regexes, ignore_merges)?;
             (Model::Bpe(Box::new(tk)), Some(11), Some(11), add_bos)
         };
-        let in_vocab = |id: Option<u32>| id.filter(|&i| (i as usize) < n);
         let bos = meta_id(content, KEY_BOS, n)?.or(in_vocab(default_bos));
         let eos = meta_id(content, KEY_EOS, n)?.or(in_vocab(default_eos));
         let eot = meta_id(content, KEY_EOT, n)?;
         let eom = meta_id(content, KEY_EOM, n)?;
-        // Read only to reject a malformed value; llama.cpp's SPM byte fallback never needs it
-        // for vocabularies with all 256 byte pieces.
-        let unk = meta_id(content, KEY_UNK, n)?.or(if is_spm { Some(0) } else { None });
         let add_bos = meta_bool(content, KEY_ADD_BOS)?.unwrap_or(default_add_bos);
         let add_space_prefix = meta_bool(content, KEY_ADD_SPACE_PREFIX)?.unwrap_or(is_spm);
 
-        if let Model::Spm { byte_tokens } = &model {
-            if byte_tokens.iter().any(Option::is_none) && in_vocab(unk).is_none() {
-                return Err(err(
-                    "the SentencePiece vocabulary lacks byte pieces <0xNN> and an unknown token",
-                ));
-            }
-        }
-
-        // End of generation: EOS first, then end-of-turn pieces; those are forced to CONTROL
-        // like llama.cpp does, so they never match as plain text.
+        // End of generation: EOS first, then end-of-turn (and fill-in-the-middle) pieces; those
+        // are forced to CONTROL like llama.cpp does, so they never match as plain text.
         let mut eog: Vec<u32> = Vec::new();
         for text in EOG_TEXTS {
             if let Some(&id) = piece_to_id.get(*text) {
+                types[id as usize] = TokenType::Control;
+                eog.push(id);
+            }
+        }
+        for (key, texts) in FIM_TEXTS {
+            if let Some(id) = meta_id(content, key, n)? {
+                eog.push(id);
+            } else if let Some(&id) = texts.iter().find_map(|t| piece_to_id.get(*t)) {
                 types[id as usize] = TokenType::Control;
                 eog.push(id);
             }
@@ -551,19 +577,6 @@ impl GgufTokenizer {
             &pieces,
             (0..n as u32).filter(|&i| types[i as usize] == TokenType::UserDefined),
         );
-
-        let unk_fallback = in_vocab(unk);
-        let model = match model {
-            Model::Spm { mut byte_tokens } => {
-                for slot in byte_tokens.iter_mut() {
-                    if slot.is_none() {
-                        *slot = unk_fallback;
-                    }
-                }
-                Model::Spm { byte_tokens }
-            }
-            bpe => bpe,
-        };
 
         Ok(Self {
             model,
@@ -759,8 +772,9 @@ impl GgufTokenizer {
         self.add_bos && self.bos.is_some()
     }
 
-    /// Token ids that end generation: EOS first, then end-of-turn tokens ("<|im_end|>",
-    /// "<end_of_turn>", `tokenizer.ggml.eot_token_id`, ...), deduplicated.
+    /// Token ids that end generation, as llama.cpp's end-of-generation set: EOS first, then
+    /// end-of-turn tokens ("<|im_end|>", "<end_of_turn>", `tokenizer.ggml.eot_token_id`, ...)
+    /// and fill-in-the-middle repository/separator/pad tokens, deduplicated.
     pub fn eos_ids(&self) -> Vec<u32> {
         self.eog.clone()
     }
