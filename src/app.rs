@@ -15,7 +15,7 @@ use egui::RichText;
 use crate::engine::Engine;
 use crate::gpu::GpuContext;
 use crate::models::llm::discover::DiscoveredModel;
-use crate::panels::faces::FacesPanel;
+use crate::panels::faces::{FaceExport, FacesPanel};
 use crate::panels::model_picker::LoadJob;
 use crate::panels::status_bar::{self, StatusInfo};
 use crate::panels::style::StylePanel;
@@ -56,7 +56,11 @@ pub fn run_gui(opts: GuiOptions) -> anyhow::Result<()> {
             if let Some(g) = &gpu {
                 tracing::info!("renderer: {}", g.adapter);
             }
-            Ok(Box::new(AtelierApp::new(opts, gpu)))
+            let mut app = AtelierApp::new(opts, gpu);
+            if let Some(rs) = &cc.wgpu_render_state {
+                app.set_render_state(rs.clone());
+            }
+            Ok(Box::new(app))
         }),
     )
     .map_err(|e| anyhow::anyhow!("the window could not be opened: {e}"))
@@ -68,6 +72,8 @@ enum Dialog {
     OpenModel,
     SaveAs,
     Export(ExportFormat),
+    /// Where to write a face or the walk; the suggested name carries the seed.
+    FacesExport(FaceExport, Option<u64>),
 }
 
 struct DialogResult {
@@ -176,6 +182,9 @@ pub struct AtelierApp {
     engine_error: Option<String>,
     /// The renderer's GPU context, handed to the engine when it starts on the first frame.
     gpu: Option<GpuContext>,
+    /// eframe's wgpu render state (a cheap clone), so panels can register native textures
+    /// the worker writes into; `None` in the test harness.
+    render_state: Option<egui_wgpu::RenderState>,
     started: bool,
     model: ModelState,
     write: WritePanel,
@@ -211,10 +220,11 @@ impl AtelierApp {
             engine: None,
             engine_error: None,
             gpu,
+            render_state: None,
             started: false,
             model,
             write: WritePanel::default(),
-            faces: FacesPanel,
+            faces: FacesPanel::default(),
             style: StylePanel,
             commands: Vec::new(),
             toasts: Vec::new(),
@@ -229,6 +239,28 @@ impl AtelierApp {
     /// test harness's context setup).
     pub fn setup_context(ctx: &egui::Context) {
         theme::install(ctx);
+    }
+
+    /// Gives the app eframe's wgpu render state (the window's renderer), so the Faces walk can
+    /// draw into a texture on its device.
+    pub fn set_render_state(&mut self, render_state: egui_wgpu::RenderState) {
+        self.render_state = Some(render_state);
+    }
+
+    /// The Faces panel.
+    pub fn faces_panel(&self) -> &FacesPanel {
+        &self.faces
+    }
+
+    /// The Faces panel, for tests that arrange a state.
+    pub fn faces_panel_mut(&mut self) -> &mut FacesPanel {
+        &mut self.faces
+    }
+
+    /// The Faces panel with the engine, as the app hands an export path to the panel once the
+    /// save dialog returns (tests skip the dialog).
+    pub fn faces_and_engine(&mut self) -> (&mut FacesPanel, Option<&Engine>) {
+        (&mut self.faces, self.engine.as_ref())
     }
 
     /// The engine, once started (tests use it to queue competing jobs).
@@ -387,6 +419,14 @@ impl AtelierApp {
                         .add_filter("Markdown", &["md"])
                         .add_filter("Plain text", &["txt"])
                         .save_file(),
+                    Dialog::FacesExport(what, seed) => {
+                        let (name, ext) = what.filter();
+                        rfd::FileDialog::new()
+                            .set_title(what.title())
+                            .set_file_name(what.file_name(*seed))
+                            .add_filter(name, &[ext])
+                            .save_file()
+                    }
                     Dialog::Export(format) => rfd::FileDialog::new()
                         .set_title("Export a copy")
                         .set_file_name(format!("{}.{}", file_stem.trim(), format.extension()))
@@ -430,6 +470,12 @@ impl AtelierApp {
         };
         let mut switched_to_base = None;
         while let Some(event) = engine.try_recv() {
+            // Faces jobs load their own generator: their ModelLoading/Failed events are not
+            // about the language model, so they skip `observe`.
+            if self.faces.owns(event.job()) {
+                self.faces.on_event(event);
+                continue;
+            }
             self.model.observe(&event);
             if let crate::engine::Event::ModelLoaded { info, .. } = &event
                 && !info.has_chat_template
@@ -501,6 +547,9 @@ impl AtelierApp {
                     message: e.to_string(),
                 }),
             },
+            Dialog::FacesExport(what, _) => {
+                self.faces.export_to(self.engine.as_ref(), what, path);
+            }
             Dialog::Export(format) => {
                 match crate::store::export_document(self.store.current(), &path, format) {
                     Ok(()) => self.toast(Notice {
@@ -522,7 +571,13 @@ impl AtelierApp {
                 Command::LoadModel(path) => self.load_model(path),
                 Command::OpenModelDialog => self.open_dialog(ctx, Dialog::OpenModel),
                 Command::RefreshModels => self.discover(ctx),
-                Command::ShowPage(page) => self.store.settings.page = page,
+                Command::ShowPage(page) => {
+                    if page != Page::Faces {
+                        // A live walk occupies the worker: leaving the page frees it for Write.
+                        self.faces.stop_walk();
+                    }
+                    self.store.settings.page = page;
+                }
                 Command::NewDocument => {
                     self.store.new_document();
                     self.write.document_switched();
@@ -565,6 +620,9 @@ impl AtelierApp {
                 },
                 Command::Export(format) => self.open_dialog(ctx, Dialog::Export(format)),
                 Command::Toast(n) => self.toast(n),
+                Command::FacesExportDialog { what, seed } => {
+                    self.open_dialog(ctx, Dialog::FacesExport(what, seed))
+                }
             }
         }
     }
@@ -594,6 +652,7 @@ impl AtelierApp {
 
         self.top_bar(ui);
         let pending = self.engine.as_ref().map_or(0, Engine::pending);
+        let faces_status = self.faces.status();
         egui::Panel::bottom("status-bar")
             .resizable(false)
             .exact_size(28.0)
@@ -615,6 +674,7 @@ impl AtelierApp {
                             .as_ref()
                             .and_then(Engine::gpu)
                             .map(|g| g.adapter.as_str()),
+                        faces: faces_status.as_deref(),
                     },
                 );
             });
@@ -624,6 +684,7 @@ impl AtelierApp {
             store: &mut self.store,
             model: &self.model,
             commands: &mut self.commands,
+            render_state: self.render_state.as_ref(),
         };
         let page = cx.store.settings.page;
         let panel: &mut dyn Panel = match page {
@@ -799,6 +860,7 @@ impl eframe::App for AtelierApp {
 
     fn on_exit(&mut self) {
         self.write.stop();
+        self.faces.stop_walk();
         self.save();
         if self.report_frames {
             tracing::info!(

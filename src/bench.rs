@@ -21,6 +21,8 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
+// The Faces benchmark lives with the faces code; `atelier bench faces` runs it.
+pub use crate::faces::bench::{FacesBenchArgs, run_faces_bench};
 use crate::models::llm::generate::{self, GenerateParams, GenerationResult, StopReason};
 use crate::models::llm::{Llm, SamplingParams};
 

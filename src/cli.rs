@@ -22,9 +22,22 @@ pub struct Cli {
     /// Model the Write panel starts with (GUI only).
     #[arg(long, global = false)]
     pub model: Option<PathBuf>,
-    /// Log filter (e.g. "info", "atelier=debug"); also read from RUST_LOG.
-    #[arg(long, default_value = "warn")]
-    pub log: String,
+    /// Log filter (e.g. "info", "atelier=debug"); also read from RUST_LOG. Default: warnings.
+    #[arg(long)]
+    pub log: Option<String>,
+}
+
+impl Cli {
+    /// The log filter to use when neither `--log` nor RUST_LOG says. Headless commands print a
+    /// failed job's error themselves as their one `error:` line, so the worker's own record of
+    /// it is left out there (it is handled once, by whoever shows it).
+    pub fn default_log_filter(&self) -> &str {
+        match (&self.log, &self.command) {
+            (Some(f), _) => f,
+            (None, Some(_)) => "warn,atelier::engine::worker=off",
+            (None, None) => "warn",
+        }
+    }
 }
 
 /// Headless commands.
@@ -36,6 +49,8 @@ pub enum Command {
     Score(ScoreArgs),
     /// Print the token ids of a text as a JSON array.
     Tokenize(TokenizeArgs),
+    /// Generate faces with the DCGAN: one face, a grid of seeds, or a looping walk as a GIF.
+    Faces(crate::faces::cli::FacesArgs),
     /// List the models Atelier knows about (bundled and discovered), or fetch the defaults.
     Models(ModelsArgs),
     /// Benchmarks (same code path as the studio); see BENCHMARKS.md.
@@ -48,6 +63,8 @@ pub enum Command {
 pub enum BenchCommand {
     /// Model load, prompt processing and decode speed, peak RSS of the Write models.
     Write(crate::bench::WriteBenchArgs),
+    /// DCGAN single-sample latency, batch throughput and live-walk frame pacing.
+    Faces(crate::bench::FacesBenchArgs),
 }
 
 /// Prompt mode of `atelier write`.
@@ -193,6 +210,7 @@ pub fn run(cmd: Command) -> anyhow::Result<()> {
         Command::Write(a) => write(a),
         Command::Score(a) => score(a),
         Command::Tokenize(a) => tokenize(a),
+        Command::Faces(a) => crate::faces::cli::run(a),
         Command::Models(a) => models(a),
         Command::Bench(BenchCommand::Write(a)) => {
             let report = crate::bench::run_write_bench(&a)?;
@@ -200,6 +218,15 @@ pub fn run(cmd: Command) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string(&report)?);
             } else {
                 println!("{}", crate::bench::summary_text(&report));
+            }
+            Ok(())
+        }
+        Command::Bench(BenchCommand::Faces(a)) => {
+            let report = crate::bench::run_faces_bench(&a)?;
+            if a.json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                println!("{}", crate::faces::bench::summary_text(&report));
             }
             Ok(())
         }

@@ -15,4 +15,5 @@ pub mod models;
 pub mod panels;
 pub mod paths;
 pub mod store;
+pub mod style;
 pub mod theme;

@@ -2,7 +2,9 @@
 
 use std::path::PathBuf;
 
+use super::faces::{FacesEvent, FacesRequest};
 use super::job::{JobHandle, JobId};
+use super::style::{StyleEvent, StyleJob};
 use crate::models::llm::context::{TrimReport, WriteTask};
 use crate::models::llm::{
     GenerateParams, GeneratedToken, GenerationResult, LlmError, ModelInfo, TokenScore,
@@ -60,6 +62,16 @@ pub(crate) enum Request {
         job: JobHandle,
         request: Box<ScoreRequest>,
     },
+    /// A Faces job (render, directions, walk, live walk); see [`FacesRequest`].
+    Faces {
+        job: JobHandle,
+        request: Box<FacesRequest>,
+    },
+    /// A Style job (preview or full resolution); see [`StyleJob`].
+    Style {
+        job: JobHandle,
+        request: Box<StyleJob>,
+    },
     /// Finish the current job's cleanup and exit the thread.
     Shutdown,
 }
@@ -73,6 +85,12 @@ pub enum EngineError {
     /// A request's parameters were out of range.
     #[error("{0}")]
     InvalidRequest(String),
+    /// The face generator failed (bad file, bad latent, bad request).
+    #[error(transparent)]
+    Faces(#[from] crate::faces::FacesError),
+    /// Style transfer failed (bad image, missing model, bad request).
+    #[error(transparent)]
+    Style(#[from] crate::models::style::StyleError),
     /// The job panicked inside the worker; the worker survived and dropped its models.
     #[error("internal error while running the job ({0}); the model will be reloaded")]
     Panicked(String),
@@ -115,6 +133,10 @@ pub enum Event {
     },
     /// Teacher-forced scores, one per continuation token.
     Scored { job: JobId, scores: Vec<TokenScore> },
+    /// Progress and results of a Faces job; see [`FacesEvent`].
+    Faces { job: JobId, event: FacesEvent },
+    /// Progress and result of a Style job; see [`StyleEvent`].
+    Style { job: JobId, event: StyleEvent },
     /// The job finished normally.
     Finished { job: JobId },
     /// The job was stopped by its cancel flag (partial output was already delivered).
@@ -135,6 +157,8 @@ impl Event {
             | Event::Token { job, .. }
             | Event::CandidateDone { job, .. }
             | Event::Scored { job, .. }
+            | Event::Faces { job, .. }
+            | Event::Style { job, .. }
             | Event::Finished { job }
             | Event::Cancelled { job }
             | Event::Failed { job, .. } => *job,

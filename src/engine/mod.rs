@@ -6,8 +6,10 @@
 //! [`Event::Queued`] with how many jobs are ahead of it. Every job ends with exactly one of
 //! [`Event::Finished`], [`Event::Cancelled`] or [`Event::Failed`].
 
+mod faces;
 mod job;
 mod messages;
+mod style;
 mod worker;
 
 use std::collections::HashMap;
@@ -17,9 +19,14 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub use faces::{
+    FacesEvent, FacesRequest, LiveWalkRequest, MAX_FACES, MAX_WALK_FRAMES, RENDER_BATCH,
+    RenderRequest, WalkRequest,
+};
 pub use job::{JobHandle, JobId};
 use messages::Request;
 pub use messages::{EngineError, Event, ScorePrompt, ScoreRequest, WriteRequest};
+pub use style::{StyleEvent, StyleJob};
 
 use crate::gpu::GpuContext;
 
@@ -109,6 +116,57 @@ impl Engine {
         self.submit(|job| Request::Score {
             job,
             request: Box::new(request),
+        })
+    }
+
+    /// Loads (or switches to) a face generator without rendering; emits
+    /// [`FacesEvent::Loaded`] when it actually loads.
+    pub fn load_faces(&self, model: PathBuf) -> JobHandle {
+        self.faces(FacesRequest::Load { model })
+    }
+
+    /// Renders faces; one [`FacesEvent::Sample`] per face, in batches of [`RENDER_BATCH`], so a
+    /// grid fills in as samples finish. Cancel it when the grid changes.
+    pub fn faces_render(&self, request: RenderRequest) -> JobHandle {
+        self.faces(FacesRequest::Render(request))
+    }
+
+    /// Loads the principal directions (disk cache) or computes and caches them, sending
+    /// [`FacesEvent::Progress`] meanwhile and then [`FacesEvent::Directions`].
+    pub fn faces_directions(&self, model: PathBuf) -> JobHandle {
+        self.faces(FacesRequest::Directions { model })
+    }
+
+    /// Renders a looping walk's frames (export); one [`FacesEvent::Sample`] per frame.
+    pub fn faces_walk(&self, request: WalkRequest) -> JobHandle {
+        self.faces(FacesRequest::Walk(request))
+    }
+
+    /// Plays a walk live until the handle is cancelled: frames go into the request's texture
+    /// (or arrive as pixels), following its [`crate::faces::WalkControl`]. It occupies the
+    /// worker while it plays: cancel it before submitting other work.
+    pub fn faces_live_walk(&self, request: LiveWalkRequest) -> JobHandle {
+        self.faces(FacesRequest::LiveWalk(request))
+    }
+
+    /// Submits any Faces job.
+    pub fn faces(&self, request: FacesRequest) -> JobHandle {
+        self.submit(|job| Request::Faces {
+            job,
+            request: Box::new(request),
+        })
+    }
+
+    /// Runs a style transfer: [`StyleEvent::Progress`] per step, then [`StyleEvent::Output`].
+    /// Cancel a stale preview's handle before asking for the next one.
+    pub fn style(
+        &self,
+        request: crate::style::StyleRequest,
+        pass: crate::style::StylePass,
+    ) -> JobHandle {
+        self.submit(|job| Request::Style {
+            job,
+            request: Box::new(StyleJob { request, pass }),
         })
     }
 

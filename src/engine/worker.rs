@@ -5,7 +5,9 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::Receiver;
 
+use super::faces::{FacesOutcome, FacesWorker};
 use super::messages::{EngineError, Event, Request, ScorePrompt, ScoreRequest, WriteRequest};
+use super::style::{StyleOutcome, StyleWorker};
 use super::{JobHandle, Outbox};
 use crate::gpu::GpuContext;
 use crate::models::llm::context::build_prompt;
@@ -14,10 +16,13 @@ use crate::models::llm::{GenerateParams, Llm, LlmError, generate};
 /// State owned by the inference thread.
 pub(crate) struct Worker {
     outbox: Outbox,
-    /// Held for image models that write previews straight into the UI's textures.
-    #[allow(dead_code)]
+    /// The renderer's device: image models write previews straight into the UI's textures.
     gpu: Option<GpuContext>,
     llm: Option<Llm>,
+    /// The face generator and its directions (loaded on first use).
+    faces: FacesWorker,
+    /// The style networks (loaded on first use).
+    style: StyleWorker,
 }
 
 /// How a job ended, before it becomes a terminal event.
@@ -32,6 +37,8 @@ impl Worker {
             outbox,
             gpu,
             llm: None,
+            faces: FacesWorker::new(),
+            style: StyleWorker::new(),
         }
     }
 
@@ -41,7 +48,9 @@ impl Worker {
                 Request::Shutdown => break,
                 Request::LoadLlm { job, .. }
                 | Request::Write { job, .. }
-                | Request::Score { job, .. } => job.clone(),
+                | Request::Score { job, .. }
+                | Request::Faces { job, .. }
+                | Request::Style { job, .. } => job.clone(),
             };
             let id = job.id();
             let result = if job.is_cancelled() {
@@ -53,6 +62,8 @@ impl Worker {
                     .unwrap_or_else(|panic| {
                         // The model may be half-updated (KV cache): drop it; the next job reloads.
                         self.llm = None;
+                        self.faces.reset();
+                        self.style.reset();
                         Err(EngineError::Panicked(panic_message(&panic)))
                     })
             };
@@ -78,6 +89,21 @@ impl Worker {
             }
             Request::Write { job, request } => self.write(&job, &request),
             Request::Score { job, request } => self.score(&job, &request),
+            Request::Faces { job, request } => {
+                match self
+                    .faces
+                    .handle(&job, *request, &self.outbox, self.gpu.as_ref())?
+                {
+                    FacesOutcome::Done => Ok(Outcome::Done),
+                    FacesOutcome::Cancelled => Ok(Outcome::Cancelled),
+                }
+            }
+            Request::Style { job, request } => {
+                match self.style.handle(&job, *request, &self.outbox)? {
+                    StyleOutcome::Done => Ok(Outcome::Done),
+                    StyleOutcome::Cancelled => Ok(Outcome::Cancelled),
+                }
+            }
         }
     }
 

@@ -2,4 +2,7 @@
 
 pub mod dcgan;
 pub mod llm;
+pub mod onnx;
 pub mod pickle;
+pub mod state_dict;
+pub mod style;

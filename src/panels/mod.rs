@@ -49,6 +49,9 @@ pub struct PanelContext<'a> {
     pub model: &'a ModelState,
     /// Requests for the app, handled after the panels have drawn.
     pub commands: &'a mut Vec<Command>,
+    /// The window renderer's wgpu state, for panels whose frames the worker writes straight
+    /// into a texture; `None` in the test harness.
+    pub render_state: Option<&'a egui_wgpu::RenderState>,
 }
 
 /// Requests from panels to the app, drained once per frame (in order).
@@ -76,4 +79,12 @@ pub enum Command {
     Export(ExportFormat),
     /// Show a short message to the user.
     Toast(crate::store::Notice),
+    /// Ask where to export a face or the latent walk (off the UI thread), then hand the path
+    /// to the Faces panel.
+    FacesExportDialog {
+        /// What is exported.
+        what: faces::FaceExport,
+        /// The selected face's seed, for the suggested file name.
+        seed: Option<u64>,
+    },
 }

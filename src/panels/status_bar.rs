@@ -18,6 +18,8 @@ pub struct StatusInfo<'a> {
     pub pending_jobs: usize,
     /// The wgpu adapter the engine shares with the renderer (`Engine::gpu`), if any.
     pub gpu_adapter: Option<&'a str>,
+    /// What Faces work is doing (rendering, directions, walk fps), if anything.
+    pub faces: Option<&'a str>,
 }
 
 /// Draws the bar's contents (the caller provides the panel).
@@ -66,6 +68,10 @@ pub fn show(ui: &mut egui::Ui, model: &ModelState, info: &StatusInfo<'_>) {
                 ("Saving…".to_string(), theme::TEXT_WEAK)
             };
             ui.label(small(save_text, save_color));
+            if let Some(f) = info.faces {
+                separator(ui);
+                ui.label(small(f.to_string(), theme::TEXT_WEAK));
+            }
             if let Some(s) = info.suggestions {
                 separator(ui);
                 if let Some(tps) = s.tokens_per_s() {
@@ -86,6 +92,8 @@ pub fn show(ui: &mut egui::Ui, model: &ModelState, info: &StatusInfo<'_>) {
                     _ => text,
                 };
                 ui.label(small(text, color));
+            } else if info.faces.is_some() {
+                // The Faces line above already says what the worker is doing.
             } else if info.pending_jobs > 0 {
                 separator(ui);
                 ui.label(small(

@@ -1,0 +1,490 @@
+//! Named weight tensors from a PyTorch zip checkpoint (through the restricted unpickler in
+//! [`super::pickle`]) or a safetensors file, with every offset and size checked against the
+//! file before a byte is read: a damaged or hostile file is an error, never a panic.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use super::pickle::{self, PickleError, StorageDType, TensorRef, Value};
+
+/// One tensor, copied out of the file into contiguous little-endian bytes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RawTensor {
+    /// Element type as stored.
+    pub dtype: StorageDType,
+    /// Shape (row-major, contiguous).
+    pub shape: Vec<usize>,
+    /// `numel * dtype.size()` bytes, little-endian.
+    pub data: Vec<u8>,
+}
+
+impl RawTensor {
+    /// Number of elements.
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// The values as f32 for floating-point tensors (f64, f16 and bf16 are converted);
+    /// `None` for integer and bool tensors.
+    pub fn to_f32(&self) -> Option<Vec<f32>> {
+        let d = &self.data;
+        Some(match self.dtype {
+            StorageDType::F32 => d
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            StorageDType::F64 => d
+                .chunks_exact(8)
+                .map(|c| {
+                    let mut a = [0u8; 8];
+                    a.copy_from_slice(c);
+                    f64::from_le_bytes(a) as f32
+                })
+                .collect(),
+            StorageDType::F16 => d
+                .chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            StorageDType::BF16 => d
+                .chunks_exact(2)
+                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            _ => return None,
+        })
+    }
+}
+
+/// Tensors by name, e.g. `main.0.weight`.
+pub type StateDict = BTreeMap<String, RawTensor>;
+
+/// Why weights could not be read. Every variant names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum WeightsError {
+    /// The file could not be opened or read.
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Neither a PyTorch zip checkpoint nor a safetensors file.
+    #[error(
+        "{} is not a model checkpoint ({reason}); expected a PyTorch .tar/.pt/.pth zip \
+         checkpoint or a .safetensors file",
+        path.display()
+    )]
+    NotACheckpoint {
+        /// The file.
+        path: PathBuf,
+        /// What was found instead.
+        reason: String,
+    },
+    /// The checkpoint's pickle was refused (forbidden global, damaged stream).
+    #[error("{}: {source}", path.display())]
+    Pickle {
+        /// The file.
+        path: PathBuf,
+        /// What the unpickler refused.
+        source: PickleError,
+    },
+    /// A zip checkpoint whose structure or storages are damaged.
+    #[error("{} is damaged: {reason}", path.display())]
+    Damaged {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A safetensors file whose header is invalid or points outside the file.
+    #[error("{} has an invalid safetensors header: {reason}", path.display())]
+    BadSafetensors {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Largest pickle accepted: a state dict's pickle is kilobytes; this bounds memory on a
+/// hostile file.
+const MAX_PICKLE_BYTES: u64 = 64 << 20;
+
+/// Reads the tensors of a checkpoint. For a PyTorch zip whose top-level object is a dict
+/// holding `key` (e.g. `netG_state_dict`), that sub-dict is read; otherwise the top-level dict
+/// itself. Non-tensor entries are skipped. Safetensors files are flat and ignore `key`.
+pub fn load(path: &Path, key: Option<&str>) -> Result<StateDict, WeightsError> {
+    let io = |source| WeightsError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"))
+    {
+        return load_safetensors(path);
+    }
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let mut magic = [0u8; 8];
+    let got = read_up_to(&mut file, &mut magic).map_err(io)?;
+    if got >= 4 && magic[..4] == *b"PK\x03\x04" {
+        load_torch_zip(path, file, key)
+    } else if got == 8 && looks_like_safetensors(&magic) {
+        drop(file);
+        load_safetensors(path)
+    } else {
+        Err(WeightsError::NotACheckpoint {
+            path: path.to_path_buf(),
+            reason: if got < 8 {
+                format!("only {got} bytes long")
+            } else {
+                "no zip signature and no safetensors header".into()
+            },
+        })
+    }
+}
+
+fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+/// A safetensors file starts with a u64 header length (sane, under 100 MB) followed by `{`.
+fn looks_like_safetensors(first8: &[u8; 8]) -> bool {
+    let n = u64::from_le_bytes(*first8);
+    (2..100_000_000).contains(&n)
+}
+
+fn load_torch_zip(
+    path: &Path,
+    file: std::fs::File,
+    key: Option<&str>,
+) -> Result<StateDict, WeightsError> {
+    let damaged = |reason: String| WeightsError::Damaged {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file))
+        .map_err(|e| damaged(format!("not a readable zip archive: {e}")))?;
+    let names: Vec<String> = zip
+        .file_names()
+        .filter_map(|n| n.ok())
+        .map(|n| n.into_owned())
+        .collect();
+    // torch.save writes `<archive>/data.pkl`, `<archive>/data/<key>`, `<archive>/byteorder`.
+    let Some(pkl) = names
+        .iter()
+        .filter(|n| n.ends_with("data.pkl"))
+        .min_by_key(|n| n.len())
+        .cloned()
+    else {
+        return Err(WeightsError::NotACheckpoint {
+            path: path.to_path_buf(),
+            reason: "a zip archive without data.pkl".into(),
+        });
+    };
+    let prefix = pkl.trim_end_matches("data.pkl").to_owned();
+    if let Ok(mut bo) = zip.by_name(&format!("{prefix}byteorder")) {
+        let mut s = String::new();
+        // A missing or unreadable byteorder means little-endian, as in torch.
+        let _ = bo.by_ref().take(16).read_to_string(&mut s);
+        if s.trim() == "big" {
+            return Err(damaged(
+                "big-endian checkpoints are not supported; re-save it on a little-endian machine"
+                    .into(),
+            ));
+        }
+    }
+    let pickle_bytes = read_entry(&mut zip, &pkl, MAX_PICKLE_BYTES).map_err(damaged)?;
+    let root = pickle::unpickle(&pickle_bytes).map_err(|source| WeightsError::Pickle {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let dict = match key.and_then(|k| root.get(k)) {
+        Some(d) => d,
+        None => &root,
+    };
+    let Value::Dict(items) = dict else {
+        return Err(WeightsError::NotACheckpoint {
+            path: path.to_path_buf(),
+            reason: "its pickle holds no dict of tensors".into(),
+        });
+    };
+    let mut out = StateDict::new();
+    for (k, v) in items {
+        let (Value::Str(name), Value::Tensor(t)) = (k, v) else {
+            continue;
+        };
+        let tensor = materialize(&mut zip, &prefix, name, t).map_err(damaged)?;
+        out.insert(name.clone(), tensor);
+    }
+    if out.is_empty() {
+        return Err(WeightsError::NotACheckpoint {
+            path: path.to_path_buf(),
+            reason: match key {
+                Some(k) => format!("no tensors at the top level or under {k:?}"),
+                None => "no tensors at the top level".into(),
+            },
+        });
+    }
+    Ok(out)
+}
+
+fn read_entry<R: Read + std::io::Seek>(
+    zip: &mut zip::ZipArchive<R>,
+    name: &str,
+    limit: u64,
+) -> Result<Vec<u8>, String> {
+    let entry = zip
+        .by_name(name)
+        .map_err(|e| format!("cannot open {name} in the archive: {e}"))?;
+    if entry.size() > limit {
+        return Err(format!(
+            "{name} is {} bytes, over the {limit}-byte limit",
+            entry.size()
+        ));
+    }
+    let mut buf = Vec::with_capacity(entry.size() as usize);
+    entry
+        .take(limit)
+        .read_to_end(&mut buf)
+        .map_err(|e| format!("cannot read {name}: {e}"))?;
+    Ok(buf)
+}
+
+/// Copies a (possibly strided) tensor view out of its storage entry, checking every bound.
+fn materialize<R: Read + std::io::Seek>(
+    zip: &mut zip::ZipArchive<R>,
+    prefix: &str,
+    name: &str,
+    t: &TensorRef,
+) -> Result<RawTensor, String> {
+    let es = t.storage.dtype.size();
+    let entry = format!("{prefix}data/{}", t.storage.key);
+    let storage_bytes = t
+        .storage
+        .numel
+        .checked_mul(es)
+        .ok_or_else(|| format!("tensor {name}: storage size overflows"))?;
+    let bytes = read_entry(zip, &entry, storage_bytes as u64)?;
+    if bytes.len() != storage_bytes {
+        return Err(format!(
+            "tensor {name}: storage {entry} holds {} bytes, the pickle says {storage_bytes}",
+            bytes.len()
+        ));
+    }
+    let numel = t
+        .shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| format!("tensor {name}: shape {:?} overflows", t.shape))?;
+    let mut data = Vec::with_capacity(numel * es);
+    if numel > 0 {
+        // The last element the view touches must lie inside the storage.
+        let mut last = t.offset;
+        for (&d, &s) in t.shape.iter().zip(&t.stride) {
+            last = (d - 1)
+                .checked_mul(s)
+                .and_then(|x| x.checked_add(last))
+                .ok_or_else(|| format!("tensor {name}: strides overflow"))?;
+        }
+        if last >= t.storage.numel {
+            return Err(format!(
+                "tensor {name}: shape {:?} with strides {:?} at offset {} reaches element {last} \
+                 of a {}-element storage",
+                t.shape, t.stride, t.offset, t.storage.numel
+            ));
+        }
+        let contiguous = is_contiguous(&t.shape, &t.stride);
+        if contiguous {
+            data.extend_from_slice(&bytes[t.offset * es..(t.offset + numel) * es]);
+        } else {
+            let mut idx = vec![0usize; t.shape.len()];
+            for _ in 0..numel {
+                let off = t.offset + idx.iter().zip(&t.stride).map(|(i, s)| i * s).sum::<usize>();
+                data.extend_from_slice(&bytes[off * es..(off + 1) * es]);
+                for ax in (0..idx.len()).rev() {
+                    idx[ax] += 1;
+                    if idx[ax] < t.shape[ax] {
+                        break;
+                    }
+                    idx[ax] = 0;
+                }
+            }
+        }
+    }
+    Ok(RawTensor {
+        dtype: t.storage.dtype,
+        shape: t.shape.clone(),
+        data,
+    })
+}
+
+fn is_contiguous(shape: &[usize], stride: &[usize]) -> bool {
+    let mut expect = 1;
+    for (&d, &s) in shape.iter().zip(stride).rev() {
+        if d != 1 && s != expect {
+            return false;
+        }
+        expect *= d;
+    }
+    true
+}
+
+/// Reads a safetensors file, validating the header ourselves first: the length prefix, the
+/// JSON, each dtype, and that every tensor's `data_offsets` lie inside the file and match its
+/// shape — a header pointing past the end is an error here, not an out-of-bounds slice later.
+pub fn load_safetensors(path: &Path) -> Result<StateDict, WeightsError> {
+    let bytes = std::fs::read(path).map_err(|source| WeightsError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let bad = |reason: String| WeightsError::BadSafetensors {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if bytes.len() < 8 {
+        return Err(bad(format!("the file is only {} bytes", bytes.len())));
+    }
+    let mut n8 = [0u8; 8];
+    n8.copy_from_slice(&bytes[..8]);
+    let header_len = u64::from_le_bytes(n8);
+    let data_start = 8u64
+        .checked_add(header_len)
+        .filter(|&e| e <= bytes.len() as u64)
+        .ok_or_else(|| {
+            bad(format!(
+                "the header claims {header_len} bytes but the file has {}",
+                bytes.len()
+            ))
+        })? as usize;
+    let header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&bytes[8..data_start])
+            .map_err(|e| bad(format!("the header is not a JSON object: {e}")))?;
+    let data = &bytes[data_start..];
+    let mut out = StateDict::new();
+    for (name, info) in &header {
+        if name == "__metadata__" {
+            continue;
+        }
+        let dtype = match info.get("dtype").and_then(|d| d.as_str()) {
+            Some("F32") => StorageDType::F32,
+            Some("F64") => StorageDType::F64,
+            Some("F16") => StorageDType::F16,
+            Some("BF16") => StorageDType::BF16,
+            Some("I64") => StorageDType::I64,
+            Some("I32") => StorageDType::I32,
+            Some("I16") => StorageDType::I16,
+            Some("I8") => StorageDType::I8,
+            Some("U8") => StorageDType::U8,
+            Some("BOOL") => StorageDType::Bool,
+            other => {
+                return Err(bad(format!("tensor {name}: unsupported dtype {other:?}")));
+            }
+        };
+        let shape: Vec<usize> = info
+            .get("shape")
+            .and_then(|s| s.as_array())
+            .and_then(|a| a.iter().map(|d| d.as_u64().map(|d| d as usize)).collect())
+            .ok_or_else(|| bad(format!("tensor {name}: missing or invalid shape")))?;
+        let offsets: Vec<u64> = info
+            .get("data_offsets")
+            .and_then(|s| s.as_array())
+            .and_then(|a| a.iter().map(|d| d.as_u64()).collect())
+            .ok_or_else(|| bad(format!("tensor {name}: missing or invalid data_offsets")))?;
+        let [begin, end] = offsets[..] else {
+            return Err(bad(format!(
+                "tensor {name}: data_offsets must be [begin, end]"
+            )));
+        };
+        if begin > end || end > data.len() as u64 {
+            return Err(bad(format!(
+                "tensor {name}: data_offsets [{begin}, {end}] point past the end of the \
+                 {}-byte data section",
+                data.len()
+            )));
+        }
+        let want = shape
+            .iter()
+            .try_fold(dtype.size(), |a, &d| a.checked_mul(d))
+            .ok_or_else(|| bad(format!("tensor {name}: shape {shape:?} overflows")))?;
+        if (end - begin) as usize != want {
+            return Err(bad(format!(
+                "tensor {name}: shape {shape:?} needs {want} bytes but data_offsets span {}",
+                end - begin
+            )));
+        }
+        out.insert(
+            name.clone(),
+            RawTensor {
+                dtype,
+                shape,
+                data: data[begin as usize..end as usize].to_vec(),
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// Serializes f32 tensors as a safetensors file (used to convert checkpoints and by tests).
+pub fn to_safetensors(tensors: &BTreeMap<String, (Vec<usize>, Vec<f32>)>) -> Vec<u8> {
+    let mut header = serde_json::Map::new();
+    let mut offset = 0usize;
+    for (name, (shape, values)) in tensors {
+        let len = values.len() * 4;
+        header.insert(
+            name.clone(),
+            serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + len]}),
+        );
+        offset += len;
+    }
+    let mut h = serde_json::Value::Object(header).to_string().into_bytes();
+    // Pad the header with spaces so the data starts 8-byte aligned, as the format recommends.
+    while (8 + h.len()) % 8 != 0 {
+        h.push(b' ');
+    }
+    let mut out = Vec::with_capacity(8 + h.len() + offset);
+    out.extend_from_slice(&(h.len() as u64).to_le_bytes());
+    out.extend_from_slice(&h);
+    for (_, values) in tensors.values() {
+        for v in values {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contiguity() {
+        assert!(is_contiguous(&[2, 3], &[3, 1]));
+        assert!(!is_contiguous(&[2, 3], &[1, 2]));
+        assert!(is_contiguous(&[1, 3], &[99, 1]));
+    }
+
+    #[test]
+    fn safetensors_round_trip_and_past_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = BTreeMap::new();
+        t.insert("a".to_string(), (vec![2, 2], vec![1.0f32, 2.0, 3.0, 4.0]));
+        let bytes = to_safetensors(&t);
+        let p = dir.path().join("x.safetensors");
+        std::fs::write(&p, &bytes).unwrap();
+        let sd = load(&p, None).unwrap();
+        assert_eq!(sd["a"].to_f32().unwrap(), vec![1.0, 2.0, 3.0, 4.0]);
+        // Cut the data section short: the offsets now point past the end.
+        std::fs::write(&p, &bytes[..bytes.len() - 4]).unwrap();
+        let err = load(&p, None).unwrap_err().to_string();
+        assert!(err.contains("past the end"), "{err}");
+    }
+}

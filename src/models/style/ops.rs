@@ -1,0 +1,924 @@
+//! The CPU kernels both style networks are built from, on planar (CHW, batch 1) feature maps.
+//!
+//! A convolution is an im2col copy into a column-major block (one row of K per kernel tap and
+//! input channel, contiguous over output pixels) and one GEMM per block (the `gemm` crate, the
+//! kernel candle's matmul uses) that writes straight into the output planes. Planar data makes
+//! the im2col copies contiguous runs, lets 1×1 convolutions read their input in place, and
+//! gives per-channel work (instance norm, fake quantisation) contiguous planes. candle's own
+//! `conv2d` was several times slower on these small-channel, large-image layers (see
+//! BENCHMARKS.md, "Style").
+//!
+//! Padding (reflect or zero) and 2× nearest upsampling are not separate passes: they are folded
+//! into the im2col source-index maps ([`axis_map`]), built on the one reflect rule in
+//! [`reflect_index`].
+
+use std::cell::RefCell;
+
+use rayon::prelude::*;
+
+use crate::models::onnx::QuantParams;
+
+/// One image's activations: `c` planes of `h × w`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FeatureMap {
+    /// Channels.
+    pub c: usize,
+    /// Height in pixels.
+    pub h: usize,
+    /// Width in pixels.
+    pub w: usize,
+    /// `c * h * w` values: plane by plane, each row-major.
+    pub data: Vec<f32>,
+}
+
+impl FeatureMap {
+    /// A zero-filled map.
+    pub fn zeros(c: usize, h: usize, w: usize) -> Self {
+        Self {
+            c,
+            h,
+            w,
+            data: vec![0.0; c * h * w],
+        }
+    }
+
+    /// Wraps `data`; `None` if its length is not `c * h * w`.
+    pub fn from_vec(c: usize, h: usize, w: usize, data: Vec<f32>) -> Option<Self> {
+        (data.len() == c * h * w).then_some(Self { c, h, w, data })
+    }
+
+    /// Pixels per plane.
+    pub fn pixels(&self) -> usize {
+        self.h * self.w
+    }
+
+    /// Channel `ch`'s plane.
+    pub fn plane(&self, ch: usize) -> &[f32] {
+        &self.data[ch * self.pixels()..(ch + 1) * self.pixels()]
+    }
+
+    /// As a candle tensor `[1, c, h, w]` (for callers that work in candle).
+    pub fn to_tensor(&self) -> candle_core::Result<candle_core::Tensor> {
+        candle_core::Tensor::from_slice(
+            &self.data,
+            (1, self.c, self.h, self.w),
+            &candle_core::Device::Cpu,
+        )
+    }
+
+    /// From a candle tensor `[1, c, h, w]` or `[c, h, w]` (any float dtype).
+    pub fn from_tensor(t: &candle_core::Tensor) -> candle_core::Result<Self> {
+        let t = match t.rank() {
+            4 => t.squeeze(0)?,
+            _ => t.clone(),
+        };
+        let (c, h, w) = t.dims3()?;
+        let data = t
+            .to_dtype(candle_core::DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        Ok(Self { c, h, w, data })
+    }
+}
+
+/// The source index of position `i` on an axis of length `n` extended by reflection about the
+/// edge samples (the edge is not repeated: `-1 -> 1`, `n -> n - 2`), as ONNX `Pad` mode
+/// `reflect`, numpy `reflect` and TensorFlow `MirrorPad(REFLECT)` define it. Positions further
+/// out than one period keep reflecting.
+pub fn reflect_index(i: isize, n: usize) -> usize {
+    if n <= 1 {
+        return 0;
+    }
+    let period = 2 * (n as isize - 1);
+    let m = i.rem_euclid(period);
+    if m < n as isize {
+        m as usize
+    } else {
+        (period - m) as usize
+    }
+}
+
+/// Reflect-pads every plane by the given amounts.
+pub fn reflect_pad(
+    x: &FeatureMap,
+    top: usize,
+    bottom: usize,
+    left: usize,
+    right: usize,
+) -> FeatureMap {
+    let (h, w) = (x.h + top + bottom, x.w + left + right);
+    let xs: Vec<usize> = (0..w)
+        .map(|i| reflect_index(i as isize - left as isize, x.w))
+        .collect();
+    let mut data = Vec::with_capacity(x.c * h * w);
+    for ch in 0..x.c {
+        let plane = x.plane(ch);
+        for y in 0..h {
+            let row = &plane[reflect_index(y as isize - top as isize, x.h) * x.w..][..x.w];
+            data.extend(xs.iter().map(|&sx| row[sx]));
+        }
+    }
+    FeatureMap { c: x.c, h, w, data }
+}
+
+/// How a convolution fills positions outside its input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PadMode {
+    /// Mirror the input about its edge samples ([`reflect_index`]).
+    Reflect,
+    /// Zeros (ONNX `Conv` pads, TensorFlow `SAME`).
+    Zero,
+}
+
+/// Source index (or -1 for a zero) of every position along one padded axis: the input of
+/// length `n` is first upsampled `up`× (nearest), then padded by `before` on the low side.
+pub fn axis_map(n: usize, up: usize, before: usize, padded: usize, mode: PadMode) -> Vec<i32> {
+    let u = n * up;
+    (0..padded)
+        .map(|i| {
+            let j = i as isize - before as isize;
+            match mode {
+                PadMode::Reflect => (reflect_index(j, u) / up) as i32,
+                PadMode::Zero if j < 0 || j >= u as isize => -1,
+                PadMode::Zero => (j as usize / up) as i32,
+            }
+        })
+        .collect()
+}
+
+/// The order in which a convolution adds up its products. Float sums depend on it in the last
+/// bit, and a fake-quantised network rounds every activation to a coarse grid, so a last-bit
+/// difference occasionally moves a value one step, and through the instance-norm statistics
+/// that can spread through the whole image. Summing like onnxruntime removes those
+/// differences at the source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SumOrder {
+    /// Whatever is fastest (one GEMM over all of K).
+    Fast,
+    /// onnxruntime's float `Conv` (MLAS im2col + SGEMM): input channel, kernel row, column;
+    /// fused multiply-adds from zero in runs of MLAS's K stride, each run's sum added to the
+    /// total; the bias added last.
+    Mlas,
+}
+
+/// The K run length MLAS's SGEMM uses for an `n`-column output of depth `k`
+/// (`MlasSgemmOperation`: strides start at 128 × 128; a shallow product shrinks the K stride
+/// while it still covers K, a deep narrow one trades N stride for K stride).
+pub fn mlas_stride_k(n: usize, k: usize) -> usize {
+    let mut stride_k = 128usize;
+    if n >= k {
+        while stride_k / 2 >= k {
+            stride_k /= 2;
+        }
+    } else {
+        let mut stride_n = 128usize;
+        while stride_n > 16 && stride_n / 2 >= n {
+            stride_k *= 2;
+            stride_n /= 2;
+        }
+    }
+    stride_k
+}
+
+/// A 2-D convolution with weights packed for a column-major im2col GEMM.
+#[derive(Clone, Debug)]
+pub struct Conv {
+    /// Input channels.
+    pub cin: usize,
+    /// Output channels.
+    pub cout: usize,
+    /// Kernel height.
+    pub kh: usize,
+    /// Kernel width.
+    pub kw: usize,
+    /// Stride (both axes).
+    pub stride: usize,
+    /// Padding `[top, left, bottom, right]`.
+    pub pads: [usize; 4],
+    /// What fills the padding.
+    pub mode: PadMode,
+    /// How the products are summed.
+    pub order: SumOrder,
+    /// `[K, cout]` row-major, `K = cin * kh * kw` in `(ci, ky, kx)` order.
+    weights: Vec<f32>,
+    /// `[cout]` (zeros when the layer has none).
+    pub bias: Vec<f32>,
+}
+
+/// Floats of im2col per block: the block (K × pixels) stays in the L2 cache while the GEMM
+/// reads it.
+const BLOCK_COL_FLOATS: usize = 96 * 1024;
+
+/// Below this many output pixels a plain loop is used instead of the GEMM (whose small-size
+/// paths sum in another order).
+const MIN_GEMM_PIXELS: usize = 16;
+
+thread_local! {
+    /// Per-thread im2col scratch, reused across blocks and layers.
+    static COLS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A raw pointer to the output that blocks write disjoint parts of from several threads.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: every user writes only its own block's pixel range of each plane (disjoint index
+// sets), and the buffer outlives the parallel loop that uses the pointer.
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+
+impl Conv {
+    /// Packs ONNX/PyTorch-layout weights `[cout, cin, kh, kw]`.
+    pub fn from_oihw(
+        w: &[f32],
+        dims: [usize; 4],
+        bias: Option<Vec<f32>>,
+        stride: usize,
+        pads: [usize; 4],
+        mode: PadMode,
+    ) -> Option<Self> {
+        let [cout, cin, kh, kw] = dims;
+        if w.len() != cout * cin * kh * kw || stride == 0 || cout == 0 || w.is_empty() {
+            return None;
+        }
+        let k = cin * kh * kw;
+        let mut weights = vec![0.0; w.len()];
+        for co in 0..cout {
+            for kk in 0..k {
+                weights[kk * cout + co] = w[co * k + kk];
+            }
+        }
+        let bias = bias.unwrap_or_else(|| vec![0.0; cout]);
+        (bias.len() == cout).then_some(Self {
+            cin,
+            cout,
+            kh,
+            kw,
+            stride,
+            pads,
+            mode,
+            order: SumOrder::Fast,
+            weights,
+            bias,
+        })
+    }
+
+    /// The same convolution summing in `order`.
+    pub fn with_order(mut self, order: SumOrder) -> Self {
+        self.order = order;
+        self
+    }
+
+    /// Output size for an input of `h × w` upsampled `up`×.
+    pub fn out_size(&self, h: usize, w: usize, up: usize) -> (usize, usize) {
+        let ph = h * up + self.pads[0] + self.pads[2];
+        let pw = w * up + self.pads[1] + self.pads[3];
+        (
+            ph.saturating_sub(self.kh) / self.stride + 1,
+            pw.saturating_sub(self.kw) / self.stride + 1,
+        )
+    }
+
+    /// Runs the convolution on `x` upsampled `up`× (nearest; 1 for none). The raw sums (bias
+    /// not added) land in the output planes; then, for each block of output pixels and each
+    /// channel, `epilogue(channel, first_pixel, values)` finishes them in place (bias,
+    /// activation, quantisation, statistics) while they are in cache, and its results come
+    /// back as `[block][channel]`.
+    pub fn forward<S, F>(&self, x: &FeatureMap, up: usize, epilogue: F) -> (FeatureMap, Vec<Vec<S>>)
+    where
+        S: Send,
+        F: Fn(usize, usize, &mut [f32]) -> S + Sync,
+    {
+        debug_assert_eq!(x.c, self.cin);
+        let (oh, ow) = self.out_size(x.h, x.w, up);
+        let hw = oh * ow;
+        let k = self.kh * self.kw * self.cin;
+        let cout = self.cout;
+        let mut out = FeatureMap::zeros(cout, oh, ow);
+        let direct = self.kh == 1
+            && self.kw == 1
+            && self.stride == 1
+            && up == 1
+            && self.pads == [0, 0, 0, 0];
+        let block = (BLOCK_COL_FLOATS / k).clamp(64, 8192) / 16 * 16;
+        let ph = x.h * up + self.pads[0] + self.pads[2];
+        let pw = x.w * up + self.pads[1] + self.pads[3];
+        let ymap = axis_map(x.h, up, self.pads[0], ph, self.mode);
+        let xmap = axis_map(x.w, up, self.pads[1], pw, self.mode);
+        let run = match self.order {
+            SumOrder::Fast => k,
+            SumOrder::Mlas => mlas_stride_k(hw, k),
+        };
+        let dst = OutPtr(out.data.as_mut_ptr());
+        let out_len = out.data.len();
+        let blocks = hw.div_ceil(block);
+        let results: Vec<Vec<S>> = (0..blocks)
+            .into_par_iter()
+            .map(|bi| {
+                let p0 = bi * block;
+                let np = block.min(hw - p0);
+                COLS.with(|cols| {
+                    let mut cols = cols.borrow_mut();
+                    // Column-major lhs: element (pixel p, depth kk) at lhs[kk * lhs_cs + p].
+                    let (lhs, lhs_cs): (&[f32], usize) = if direct {
+                        (&x.data[p0..], hw)
+                    } else {
+                        cols.resize(k * np, 0.0);
+                        self.im2col(x, &ymap, &xmap, up, ow, p0, np, &mut cols);
+                        (&cols, np)
+                    };
+                    for k0 in (0..k).step_by(run) {
+                        let kn = run.min(k - k0);
+                        if np < MIN_GEMM_PIXELS {
+                            self.small_product(lhs, lhs_cs, np, k0, kn, dst, hw, p0, out_len);
+                        } else {
+                            // SAFETY: lhs holds pixels 0..np of every depth row (checked by the
+                            // slice lengths: `direct` slices start at p0 with planes of hw,
+                            // `cols` has k * np); the weights are k × cout; dst addresses
+                            // p0..p0+np of each of the cout planes of `out` (len cout * hw),
+                            // which no other block writes.
+                            assert!(
+                                lhs.len() >= (k - 1) * lhs_cs + np
+                                    && self.weights.len() == k * cout
+                            );
+                            assert!((cout - 1) * hw + p0 + np <= out_len);
+                            unsafe {
+                                gemm::gemm(
+                                    np,
+                                    cout,
+                                    kn,
+                                    dst.0.add(p0),
+                                    hw as isize,
+                                    1,
+                                    k0 > 0,
+                                    lhs.as_ptr().add(k0 * lhs_cs),
+                                    lhs_cs as isize,
+                                    1,
+                                    self.weights.as_ptr().add(k0 * cout),
+                                    1,
+                                    cout as isize,
+                                    if k0 > 0 { 1.0 } else { 0.0 },
+                                    1.0,
+                                    false,
+                                    false,
+                                    false,
+                                    // Blocks already run in parallel on the rayon pool.
+                                    gemm::Parallelism::None,
+                                );
+                            }
+                        }
+                    }
+                });
+                (0..cout)
+                    .map(|ch| {
+                        // SAFETY: this block's pixel range of plane `ch` (bounds as above);
+                        // no other block touches it and the gemm writes above are done.
+                        let seg =
+                            unsafe { std::slice::from_raw_parts_mut(dst.0.add(ch * hw + p0), np) };
+                        epilogue(ch, p0, seg)
+                    })
+                    .collect()
+            })
+            .collect();
+        (out, results)
+    }
+
+    /// The product for a handful of pixels (e.g. a 1×1 map), summed per output value in plain
+    /// sequential fused multiply-adds, as MLAS does within a K run.
+    #[allow(clippy::too_many_arguments)]
+    fn small_product(
+        &self,
+        lhs: &[f32],
+        lhs_cs: usize,
+        np: usize,
+        k0: usize,
+        kn: usize,
+        dst: OutPtr,
+        hw: usize,
+        p0: usize,
+        out_len: usize,
+    ) {
+        let cout = self.cout;
+        for p in 0..np {
+            for co in 0..cout {
+                let mut acc = 0.0f32;
+                for kk in k0..k0 + kn {
+                    acc = lhs[kk * lhs_cs + p].mul_add(self.weights[kk * cout + co], acc);
+                }
+                let i = co * hw + p0 + p;
+                assert!(i < out_len);
+                // SAFETY: in bounds (asserted) and inside this block's own pixel range.
+                unsafe {
+                    let d = dst.0.add(i);
+                    *d = if k0 > 0 { *d + acc } else { acc };
+                }
+            }
+        }
+    }
+
+    /// Column-major im2col of output pixels `p0 .. p0 + np`: row `kk = (ci, ky, kx)` holds,
+    /// for each pixel, the input value that kernel tap reads (padding and upsampling resolved
+    /// through the axis maps). Within each output row, the columns whose tap lands inside the
+    /// (upsampled) input are copied directly; only the few at the edges use the maps.
+    #[allow(clippy::too_many_arguments)]
+    fn im2col(
+        &self,
+        x: &FeatureMap,
+        ymap: &[i32],
+        xmap: &[i32],
+        up: usize,
+        ow: usize,
+        p0: usize,
+        np: usize,
+        cols: &mut [f32],
+    ) {
+        let (kh, kw, s, pl) = (self.kh, self.kw, self.stride, self.pads[1]);
+        let hw_in = x.pixels();
+        let u = (x.w * up) as isize;
+        // Per kx, the output columns [lo, hi) whose tap position j = ox*s + kx - pl is inside
+        // the upsampled input (no padding involved).
+        let interior: Vec<(usize, usize)> = (0..kw)
+            .map(|kx| {
+                let j = |ox: usize| (ox * s + kx) as isize - pl as isize;
+                let lo = (0..ow).find(|&ox| j(ox) >= 0).unwrap_or(ow);
+                let hi = (lo..ow).find(|&ox| j(ox) >= u).unwrap_or(ow);
+                (lo, hi)
+            })
+            .collect();
+        for ci in 0..self.cin {
+            let plane = &x.data[ci * hw_in..(ci + 1) * hw_in];
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    let row_out = &mut cols[((ci * kh + ky) * kw + kx) * np..][..np];
+                    let (lo, hi) = interior[kx];
+                    let mut p = p0;
+                    while p < p0 + np {
+                        let (oy, ox0) = (p / ow, p % ow);
+                        let n = (ow - ox0).min(p0 + np - p);
+                        let dst = &mut row_out[p - p0..p - p0 + n];
+                        p += n;
+                        let sy = ymap[oy * s + ky];
+                        if sy < 0 {
+                            dst.fill(0.0);
+                            continue;
+                        }
+                        let src = &plane[sy as usize * x.w..(sy as usize + 1) * x.w];
+                        let (a, b) = (lo.clamp(ox0, ox0 + n), hi.clamp(ox0, ox0 + n));
+                        let mapped = |ox: usize| {
+                            let sx = xmap[ox * s + kx];
+                            if sx < 0 { 0.0 } else { src[sx as usize] }
+                        };
+                        for ox in (ox0..a).chain(b..ox0 + n) {
+                            dst[ox - ox0] = mapped(ox);
+                        }
+                        if a < b {
+                            let mid = &mut dst[a - ox0..b - ox0];
+                            let j0 = a * s + kx - pl;
+                            copy_mapped(mid, src, j0, up, s);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `dst[i] = src[(j0 + i * stride) / up]`, specialised for the cases the networks use so the
+/// loops vectorise (a general division per element would dominate the convolution).
+#[inline]
+fn copy_mapped(dst: &mut [f32], src: &[f32], j0: usize, up: usize, stride: usize) {
+    let n = dst.len();
+    match (up, stride) {
+        (1, 1) => dst.copy_from_slice(&src[j0..j0 + n]),
+        (1, 2) => {
+            let s = &src[j0..j0 + 2 * n - 1];
+            for (i, d) in dst.iter_mut().enumerate() {
+                *d = s[2 * i];
+            }
+        }
+        (2, 1) => {
+            // Each source value twice; the run may start on the second copy.
+            let mut i = 0;
+            let mut j = j0;
+            if j % 2 == 1 && i < n {
+                dst[0] = src[j / 2];
+                i = 1;
+                j += 1;
+            }
+            let pairs = (n - i) / 2;
+            let s = &src[j / 2..j / 2 + pairs];
+            for (d, &v) in dst[i..i + 2 * pairs].chunks_exact_mut(2).zip(s) {
+                d[0] = v;
+                d[1] = v;
+            }
+            i += 2 * pairs;
+            if i < n {
+                dst[i] = src[(j0 + i) / 2];
+            }
+        }
+        _ => {
+            for (i, d) in dst.iter_mut().enumerate() {
+                *d = src[(j0 + i * stride) / up];
+            }
+        }
+    }
+}
+
+/// Sum and sum of squares of one channel segment, in f64 (exact enough for a variance).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Moments {
+    /// Values counted.
+    pub n: usize,
+    /// Σx.
+    pub sum: f64,
+    /// Σx².
+    pub sum_sq: f64,
+}
+
+impl Moments {
+    /// Moments of `v`.
+    pub fn of(v: &[f32]) -> Self {
+        // Blocks of f32 sums keep the inner loop vectorised; 256 values stay exact enough.
+        let (mut sum, mut sum_sq) = (0.0f64, 0.0f64);
+        for chunk in v.chunks(256) {
+            let (mut s, mut q) = (0.0f32, 0.0f32);
+            for &x in chunk {
+                s += x;
+                q += x * x;
+            }
+            sum += s as f64;
+            sum_sq += q as f64;
+        }
+        Self {
+            n: v.len(),
+            sum,
+            sum_sq,
+        }
+    }
+
+    /// Adds another segment's moments.
+    pub fn add(self, o: Moments) -> Self {
+        Self {
+            n: self.n + o.n,
+            sum: self.sum + o.sum,
+            sum_sq: self.sum_sq + o.sum_sq,
+        }
+    }
+
+    /// Mean and (biased) variance.
+    pub fn mean_var(&self) -> (f32, f32) {
+        let n = self.n.max(1) as f64;
+        let mean = self.sum / n;
+        (mean as f32, (self.sum_sq / n - mean * mean).max(0.0) as f32)
+    }
+}
+
+/// Per-channel means and variances from a convolution's `[block][channel]` moments.
+pub fn merge_moments(blocks: &[Vec<Moments>], c: usize) -> (Vec<f32>, Vec<f32>) {
+    (0..c)
+        .map(|ch| {
+            blocks
+                .iter()
+                .fold(Moments::default(), |m, b| m.add(b[ch]))
+                .mean_var()
+        })
+        .unzip()
+}
+
+/// Per-channel mean (global average pooling), summed in f64.
+pub fn channel_mean(x: &FeatureMap) -> Vec<f32> {
+    let hw = x.pixels();
+    x.data
+        .par_chunks(hw.max(1))
+        .map(|p| {
+            let s: f64 = p.chunks(256).map(|c| c.iter().sum::<f32>() as f64).sum();
+            (s / hw.max(1) as f64) as f32
+        })
+        .collect()
+}
+
+/// Per-channel mean summed exactly as onnxruntime's float `GlobalAveragePool` does (MLAS's
+/// global pooling kernel): four f32 lanes over the plane in raster order, reduced as
+/// `(l0 + l2) + (l1 + l3)`, leftover pixels added one by one, then divided by the pixel count.
+/// Used where the mean is quantised right after and a true tie (grid values averaging to
+/// exactly half a step) must break the same way.
+pub fn channel_mean_mlas(x: &FeatureMap) -> Vec<f32> {
+    let n = x.pixels();
+    (0..x.c)
+        .map(|ch| {
+            let v = x.plane(ch);
+            let mut lanes = [0.0f32; 4];
+            let full = n / 4 * 4;
+            for quad in v[..full].chunks_exact(4) {
+                for (l, &q) in lanes.iter_mut().zip(quad) {
+                    *l += q;
+                }
+            }
+            let mut sum = (lanes[0] + lanes[2]) + (lanes[1] + lanes[3]);
+            for &r in &v[full..] {
+                sum += r;
+            }
+            sum / n as f32
+        })
+        .collect()
+}
+
+/// Runs `f(channel, plane)` on every plane of `data` (planes of `hw` values), in parallel.
+pub fn map_planes(data: &mut [f32], hw: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+    data.par_chunks_mut(hw.max(1))
+        .enumerate()
+        .for_each(|(ch, p)| f(ch, p));
+}
+
+/// Fake quantisation to a per-tensor int8/uint8 grid and back, exactly as ONNX
+/// `QuantizeLinear` → `DequantizeLinear` computes it: divide by the scale, round half to even,
+/// add the zero point, saturate, subtract the zero point, multiply by the scale.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FakeQuant {
+    scale: f32,
+    zp: f32,
+    lo: f32,
+    hi: f32,
+}
+
+impl FakeQuant {
+    /// From a `QuantizeLinear` node's parameters.
+    pub fn new(q: QuantParams) -> Self {
+        Self {
+            scale: q.scale,
+            zp: q.zero_point as f32,
+            lo: q.qmin as f32,
+            hi: q.qmax as f32,
+        }
+    }
+
+    /// The quantisation step.
+    pub fn scale(&self) -> f32 {
+        self.scale
+    }
+
+    /// `x` snapped to the grid.
+    #[inline(always)]
+    pub fn apply(&self, x: f32) -> f32 {
+        let q = (x / self.scale).round_ties_even() + self.zp;
+        (clamp(q, self.lo, self.hi) - self.zp) * self.scale
+    }
+}
+
+/// `v` limited to `lo..=hi` with plain comparisons: unlike `f32::clamp`/`max`/`min` (NaN
+/// handling, bound checks) this compiles to vector min/max, so the element loops vectorise.
+#[inline(always)]
+pub fn clamp(v: f32, lo: f32, hi: f32) -> f32 {
+    let v = if v < lo { lo } else { v };
+    if v > hi { hi } else { v }
+}
+
+/// A depthwise k×k convolution with zero padding.
+#[derive(Clone, Debug)]
+pub struct DepthwiseConv {
+    /// Channels.
+    pub c: usize,
+    /// Kernel size (square).
+    pub k: usize,
+    /// Stride.
+    pub stride: usize,
+    /// Padding `[top, left, bottom, right]` (zeros).
+    pub pads: [usize; 4],
+    /// `[c, k * k]`.
+    weights: Vec<f32>,
+    /// `[c]`.
+    pub bias: Vec<f32>,
+}
+
+impl DepthwiseConv {
+    /// From ONNX weights `[c, 1, k, k]`.
+    pub fn from_oihw(
+        w: &[f32],
+        dims: [usize; 4],
+        bias: Option<Vec<f32>>,
+        stride: usize,
+        pads: [usize; 4],
+    ) -> Option<Self> {
+        let [c, one, kh, kw] = dims;
+        if one != 1 || kh != kw || w.len() != c * kh * kw || stride == 0 || kh == 0 {
+            return None;
+        }
+        let bias = bias.unwrap_or_else(|| vec![0.0; c]);
+        (bias.len() == c).then_some(Self {
+            c,
+            k: kh,
+            stride,
+            pads,
+            weights: w.to_vec(),
+            bias,
+        })
+    }
+
+    /// Runs the convolution; `f(channel, row)` then finishes each output row in place (the
+    /// values arrive with the bias added last). Each output sums its taps row by row, left to
+    /// right.
+    pub fn forward(&self, x: &FeatureMap, f: impl Fn(usize, &mut [f32]) + Sync) -> FeatureMap {
+        let (k, s) = (self.k, self.stride);
+        let oh = (x.h + self.pads[0] + self.pads[2]).saturating_sub(k) / s + 1;
+        let ow = (x.w + self.pads[1] + self.pads[3]).saturating_sub(k) / s + 1;
+        let mut out = FeatureMap::zeros(self.c, oh, ow);
+        let hw_in = x.pixels();
+        out.data
+            .par_chunks_mut(oh * ow)
+            .enumerate()
+            .for_each(|(ch, plane)| {
+                let src = &x.data[ch * hw_in..(ch + 1) * hw_in];
+                let w = &self.weights[ch * k * k..(ch + 1) * k * k];
+                let mut acc = vec![0.0f32; ow];
+                for (oy, row) in plane.chunks_exact_mut(ow).enumerate() {
+                    acc.fill(0.0);
+                    for ky in 0..k {
+                        let sy = (oy * s + ky) as isize - self.pads[0] as isize;
+                        if sy < 0 || sy >= x.h as isize {
+                            continue;
+                        }
+                        let srow = &src[sy as usize * x.w..(sy as usize + 1) * x.w];
+                        for kx in 0..k {
+                            let wv = w[ky * k + kx];
+                            // Output columns whose tap is inside the row: sx = ox*s + kx - pl.
+                            let pl = self.pads[1];
+                            let lo = pl.saturating_sub(kx).div_ceil(s).min(ow);
+                            let hi = ((x.w + pl).saturating_sub(kx)).div_ceil(s).clamp(lo, ow);
+                            if lo == hi {
+                                continue;
+                            }
+                            let first = lo * s + kx - pl;
+                            let accs = &mut acc[lo..hi];
+                            if s == 1 {
+                                let src_run = &srow[first..first + accs.len()];
+                                for (a, &v) in accs.iter_mut().zip(src_run) {
+                                    *a = v.mul_add(wv, *a);
+                                }
+                            } else {
+                                for (a, &v) in accs.iter_mut().zip(srow[first..].iter().step_by(s))
+                                {
+                                    *a = v.mul_add(wv, *a);
+                                }
+                            }
+                        }
+                    }
+                    let b = self.bias[ch];
+                    for (o, &a) in row.iter_mut().zip(&acc) {
+                        *o = a + b;
+                    }
+                    f(ch, row);
+                }
+            });
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reflect_index_matches_hand_computed_cases() {
+        // n = 4: ... 2 1 | 0 1 2 3 | 2 1 0 1 ...
+        let got: Vec<usize> = (-3..8).map(|i| reflect_index(i, 4)).collect();
+        assert_eq!(got, vec![3, 2, 1, 0, 1, 2, 3, 2, 1, 0, 1]);
+        assert_eq!(reflect_index(-5, 1), 0);
+        assert_eq!(reflect_index(2, 2), 0);
+    }
+
+    #[test]
+    fn reflect_pad_matches_a_hand_worked_case() {
+        // [[1 2 3]      padded by top 1, bottom 1, left 2, right 2:
+        //  [4 5 6]]     row -1 = row 1, row 2 = row 0; cols -2,-1 = 2,1; cols 3,4 = 1,0
+        let x = FeatureMap::from_vec(1, 2, 3, vec![1., 2., 3., 4., 5., 6.]).unwrap();
+        let p = reflect_pad(&x, 1, 1, 2, 2);
+        assert_eq!((p.h, p.w), (4, 7));
+        let want = [
+            [6., 5., 4., 5., 6., 5., 4.],
+            [3., 2., 1., 2., 3., 2., 1.],
+            [6., 5., 4., 5., 6., 5., 4.],
+            [3., 2., 1., 2., 3., 2., 1.],
+        ];
+        assert_eq!(p.data, want.concat());
+    }
+
+    /// Direct (slow, obvious) convolution on a reflect-padded, upsampled input.
+    fn naive(
+        x: &FeatureMap,
+        w: &[f32],
+        dims: [usize; 4],
+        stride: usize,
+        pad: usize,
+        up: usize,
+    ) -> FeatureMap {
+        let [cout, cin, kh, kw] = dims;
+        let mut u = FeatureMap::zeros(x.c, x.h * up, x.w * up);
+        for c in 0..x.c {
+            for y in 0..u.h {
+                for xx in 0..u.w {
+                    u.data[(c * u.h + y) * u.w + xx] = x.data[(c * x.h + y / up) * x.w + xx / up];
+                }
+            }
+        }
+        let p = reflect_pad(&u, pad, pad, pad, pad);
+        let oh = (p.h - kh) / stride + 1;
+        let ow = (p.w - kw) / stride + 1;
+        let mut out = FeatureMap::zeros(cout, oh, ow);
+        for co in 0..cout {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut s = 0.0;
+                    for ci in 0..cin {
+                        for ky in 0..kh {
+                            for kx in 0..kw {
+                                s += p.data[(ci * p.h + oy * stride + ky) * p.w + ox * stride + kx]
+                                    * w[((co * cin + ci) * kh + ky) * kw + kx];
+                            }
+                        }
+                    }
+                    out.data[(co * oh + oy) * ow + ox] = s;
+                }
+            }
+        }
+        out
+    }
+
+    fn rnd(seed: &mut u32) -> f32 {
+        *seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
+        (*seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+    }
+
+    #[test]
+    fn conv_matches_naive_with_reflect_pad_stride_and_upsample() {
+        let mut seed = 1u32;
+        for &(cin, cout, k, stride, up, h, w, order) in &[
+            (3, 5, 3, 1, 1, 7, 9, SumOrder::Fast),
+            (4, 3, 9, 1, 1, 12, 10, SumOrder::Mlas),
+            (6, 7, 3, 2, 1, 9, 8, SumOrder::Fast),
+            (5, 4, 3, 1, 2, 5, 6, SumOrder::Mlas),
+            (40, 4, 1, 1, 1, 3, 2, SumOrder::Mlas),
+        ] {
+            let x = FeatureMap::from_vec(
+                cin,
+                h,
+                w,
+                (0..h * w * cin).map(|_| rnd(&mut seed)).collect(),
+            )
+            .unwrap();
+            let wt: Vec<f32> = (0..cout * cin * k * k).map(|_| rnd(&mut seed)).collect();
+            let pad = k / 2;
+            let conv = Conv::from_oihw(
+                &wt,
+                [cout, cin, k, k],
+                None,
+                stride,
+                [pad; 4],
+                PadMode::Reflect,
+            )
+            .unwrap()
+            .with_order(order);
+            let (got, _) = conv.forward(&x, up, |_, _, _| ());
+            let want = naive(&x, &wt, [cout, cin, k, k], stride, pad, up);
+            assert_eq!((got.c, got.h, got.w), (want.c, want.h, want.w));
+            let max = got
+                .data
+                .iter()
+                .zip(&want.data)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
+            assert!(
+                max < 1e-4,
+                "cin {cin} k {k} stride {stride} up {up}: max diff {max}"
+            );
+        }
+    }
+
+    #[test]
+    fn mlas_k_runs() {
+        assert_eq!(mlas_stride_k(147456, 243), 128);
+        assert_eq!(mlas_stride_k(147456, 72), 128);
+        assert_eq!(mlas_stride_k(1, 1280), 1024);
+        assert_eq!(mlas_stride_k(64, 160), 256);
+    }
+
+    #[test]
+    fn fake_quant_rounds_half_to_even_and_saturates() {
+        let fq = FakeQuant::new(QuantParams {
+            scale: 0.5,
+            zero_point: -128,
+            qmin: -128,
+            qmax: 127,
+        });
+        assert_eq!(fq.apply(0.25), 0.0); // 0.5 -> 0 (even)
+        assert_eq!(fq.apply(0.75), 1.0); // 1.5 -> 2 -> 1.0
+        assert_eq!(fq.apply(-3.0), 0.0); // below the grid: saturates at zp
+        assert_eq!(fq.apply(1000.0), 127.5); // 255 steps
+    }
+
+    #[test]
+    fn moments_give_mean_and_variance() {
+        let (mean, var) = Moments::of(&[1.0, 3.0])
+            .add(Moments::of(&[1.0, 3.0]))
+            .mean_var();
+        assert_eq!((mean, var), (2.0, 1.0));
+    }
+}
