@@ -689,7 +689,7 @@ impl AtelierApp {
 
         self.top_bar(ui);
         let pending = self.engine.as_ref().map_or(0, Engine::pending);
-        let faces_status = self.faces.status();
+        let faces_status = self.faces.status().or_else(|| self.style.status());
         egui::Panel::bottom("status-bar")
             .resizable(false)
             .exact_size(28.0)

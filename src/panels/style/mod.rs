@@ -102,6 +102,8 @@ struct Shown {
 
 /// The Style page's UI state.
 pub struct StylePanel {
+    /// Where the panel looks for the networks (to say which are missing).
+    models_dir: PathBuf,
     content: Option<Picture>,
     mode: StyleMode,
     /// Chosen presets and their weights (normalised by the engine).
@@ -141,6 +143,7 @@ pub struct StylePanel {
 impl Default for StylePanel {
     fn default() -> Self {
         Self {
+            models_dir: crate::paths::models_dir(),
             content: None,
             mode: StyleMode::Presets,
             mix: vec![(0, 1.0)],
@@ -173,9 +176,6 @@ impl Default for StylePanel {
     }
 }
 
-fn model_present(file: &str) -> bool {
-    crate::paths::models_dir().join(file).is_file()
-}
 
 fn file_label(path: &std::path::Path) -> String {
     path.file_name()
@@ -466,6 +466,7 @@ impl StylePanel {
     /// Whether a preview or full job is waiting or running (or due after the debounce).
     pub fn is_busy(&self) -> bool {
         self.dirty_at.is_some()
+            || self.full_due.is_some()
             || self
                 .jobs
                 .iter()
@@ -526,6 +527,16 @@ impl StylePanel {
     // -------------------------------------------------------------------------------------
     // Asking the worker
 
+    fn model_present(&self, file: &str) -> bool {
+        self.models_dir.join(file).is_file()
+    }
+
+    /// Looks for the networks in `dir` (tests show the missing-model notice with it; the
+    /// engine keeps loading from [`crate::paths::models_dir`]).
+    pub fn set_models_dir(&mut self, dir: PathBuf) {
+        self.models_dir = dir;
+    }
+
     fn changed(&mut self) {
         let now = Instant::now();
         self.dirty_at = Some(now);
@@ -577,7 +588,7 @@ impl StylePanel {
             matches!(j.kind, JobKind::Preview | JobKind::Full | JobKind::Thumb(_))
                 && !j.handle.is_cancelled()
         });
-        if !busy && model_present(MULTISTYLE_FILE) {
+        if !busy && self.model_present(MULTISTYLE_FILE) {
             let next = self.gallery.next_missing();
             if let (Some(index), Some(source)) = (next, next.and(self.gallery.source())) {
                 if let Ok(mix) = StyleMix::single(index) {
@@ -748,7 +759,7 @@ impl StylePanel {
     // -------------------------------------------------------------------------------------
     // Drawing
 
-    fn model_notice(ui: &mut egui::Ui, what: &str, files: &[&str]) {
+    fn model_notice(&self, ui: &mut egui::Ui, what: &str, files: &[&str]) {
         theme::notice_frame(theme::WARN).show(ui, |ui| {
             ui.set_width(ui.available_width());
             ui.label(
@@ -759,7 +770,7 @@ impl StylePanel {
                 ui.label(
                     RichText::new(format!(
                         "Looking for {}",
-                        crate::paths::models_dir().join(f).display()
+                        self.models_dir.join(f).display()
                     ))
                     .size(12.0)
                     .color(theme::TEXT_WEAK),
@@ -858,8 +869,8 @@ impl StylePanel {
     }
 
     fn presets_view(&mut self, ui: &mut egui::Ui) {
-        if !model_present(MULTISTYLE_FILE) {
-            Self::model_notice(ui, "The 26-style network is", &[MULTISTYLE_FILE]);
+        if !self.model_present(MULTISTYLE_FILE) {
+            self.model_notice(ui, "The 26-style network is", &[MULTISTYLE_FILE]);
             return;
         }
         let cols = 5;
@@ -1001,8 +1012,8 @@ impl StylePanel {
     }
 
     fn style_image_view(&mut self, ui: &mut egui::Ui, cx: &mut PanelContext<'_>) {
-        if !(model_present(PREDICT_FILE) && model_present(TRANSFORM_FILE)) {
-            Self::model_notice(
+        if !(self.model_present(PREDICT_FILE) && self.model_present(TRANSFORM_FILE)) {
+            self.model_notice(
                 ui,
                 "The arbitrary-style networks are",
                 &[PREDICT_FILE, TRANSFORM_FILE],
