@@ -110,20 +110,28 @@ fn a_picture_gets_a_preview_then_full_size_and_exports_match_the_reference() {
     let data = tempfile::tempdir().unwrap();
     let mut h = app_on(data.path());
     h.step();
-    assert!(shows(&h, "Drop a picture here"), "the empty state invites a picture");
+    assert!(
+        shows(&h, "Drop a picture here"),
+        "the empty state invites a picture"
+    );
 
     // 451×300: larger than the 384-pixel preview, smaller than the 1024 output.
     let cat = picture("chelsea.png");
-    h.state_mut().style_panel_mut().set_content_path(cat.clone());
+    h.state_mut()
+        .style_panel_mut()
+        .set_content_path(cat.clone());
     h.state_mut().style_panel_mut().select_style(3);
     wait_for(&mut h, "the preview", Duration::from_secs(120), |app| {
         app.style_panel().previews_received() >= 1
     });
     let latency = h.state().style_panel().last_latency();
     eprintln!("change to first preview: {latency:?} (includes loading the network)");
-    wait_for(&mut h, "the full-size result", Duration::from_secs(120), |app| {
-        app.style_panel().fulls_received() >= 1 && !app.style_panel().is_busy()
-    });
+    wait_for(
+        &mut h,
+        "the full-size result",
+        Duration::from_secs(120),
+        |app| app.style_panel().fulls_received() >= 1 && !app.style_panel().is_busy(),
+    );
     assert_eq!(
         h.state().style_panel().result(),
         Some(((451, 300), false)),
@@ -134,16 +142,22 @@ fn a_picture_gets_a_preview_then_full_size_and_exports_match_the_reference() {
     // A second change, with the network loaded: the debounced preview's latency.
     h.state_mut().style_panel_mut().select_style(11);
     let previews = h.state().style_panel().previews_received();
-    wait_for(&mut h, "the second preview", Duration::from_secs(60), |app| {
-        app.style_panel().previews_received() > previews
-    });
+    wait_for(
+        &mut h,
+        "the second preview",
+        Duration::from_secs(60),
+        |app| app.style_panel().previews_received() > previews,
+    );
     eprintln!(
         "change to preview, network loaded: {:?}",
         h.state().style_panel().last_latency()
     );
-    wait_for(&mut h, "the second full result", Duration::from_secs(60), |app| {
-        !app.style_panel().is_busy()
-    });
+    wait_for(
+        &mut h,
+        "the second full result",
+        Duration::from_secs(60),
+        |app| !app.style_panel().is_busy(),
+    );
 
     // Strength and preserve-colour are the shader's: no job, no new result.
     let (previews, fulls) = {
@@ -157,7 +171,10 @@ fn a_picture_gets_a_preview_then_full_size_and_exports_match_the_reference() {
     }
     let s = h.state().style_panel();
     assert!(!s.is_busy(), "strength does not run the network");
-    assert_eq!((s.previews_received(), s.fulls_received()), (previews, fulls));
+    assert_eq!(
+        (s.previews_received(), s.fulls_received()),
+        (previews, fulls)
+    );
     assert!(s.finish().preserve_colour);
     h.state_mut().style_panel_mut().set_preserve_colour(false);
 
@@ -199,25 +216,34 @@ fn a_picture_gets_a_preview_then_full_size_and_exports_match_the_reference() {
         app.style_panel().thumbnails_ready() == 26
     });
     let cached = data.path().join("style/thumbs/v1-style-25.png");
-    wait_for(&mut h, "the thumbnail cache", Duration::from_secs(20), |_| {
-        cached.is_file()
-    });
+    wait_for(
+        &mut h,
+        "the thumbnail cache",
+        Duration::from_secs(20),
+        |_| cached.is_file(),
+    );
 
     // A blend: Ctrl+click adds a style, the preview follows.
     let previews = h.state().style_panel().previews_received();
     h.state_mut().style_panel_mut().toggle_blend(19);
     assert_eq!(h.state().style_panel().mix().len(), 2);
-    wait_for(&mut h, "the blend's result", Duration::from_secs(60), |app| {
-        app.style_panel().previews_received() > previews && !app.style_panel().is_busy()
-    });
+    wait_for(
+        &mut h,
+        "the blend's result",
+        Duration::from_secs(60),
+        |app| app.style_panel().previews_received() > previews && !app.style_panel().is_busy(),
+    );
     assert!(shows(&h, "Weight of style 20"));
 
     // The snapshot: the result with the divider, strength 80 %, autosave settled.
     h.state_mut().style_panel_mut().set_strength(0.8);
     h.state_mut().style_panel_mut().set_split(true, 0.42);
-    wait_for(&mut h, "everything settled", Duration::from_secs(60), |app| {
-        !app.style_panel().is_busy() && !app.store().has_unsaved_changes()
-    });
+    wait_for(
+        &mut h,
+        "everything settled",
+        Duration::from_secs(60),
+        |app| !app.style_panel().is_busy() && !app.store().has_unsaved_changes(),
+    );
     for _ in 0..3 {
         h.step();
     }
@@ -236,10 +262,16 @@ fn cached_thumbnails_are_read_not_rendered_again() {
         tile.save(dir.join(format!("v1-style-{i:02}.png"))).unwrap();
     }
     let mut h = app_on(data.path());
-    wait_for(&mut h, "the cached thumbnails", Duration::from_secs(10), |app| {
-        app.style_panel().thumbnails_ready() == 26
-    });
-    assert!(!h.state().style_panel().is_busy(), "no job for cached thumbnails");
+    wait_for(
+        &mut h,
+        "the cached thumbnails",
+        Duration::from_secs(10),
+        |app| app.style_panel().thumbnails_ready() == 26,
+    );
+    assert!(
+        !h.state().style_panel().is_busy(),
+        "no job for cached thumbnails"
+    );
 }
 
 #[test]
@@ -254,8 +286,16 @@ fn a_broken_file_and_missing_networks_are_explained_inline() {
         app.style_panel().error().is_some()
     });
     h.step();
-    let err = h.state().style_panel().error().unwrap_or_default().to_string();
-    assert!(err.contains("broken.png"), "the error names the file: {err}");
+    let err = h
+        .state()
+        .style_panel()
+        .error()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        err.contains("broken.png"),
+        "the error names the file: {err}"
+    );
     assert!(shows(&h, "broken.png"));
 
     h.state_mut()
@@ -279,9 +319,43 @@ fn any_picture_can_be_the_style() {
         .style_panel_mut()
         .set_style_image(picture("coffee.png"));
     h.state_mut().style_panel_mut().set_max_side(512);
-    wait_for(&mut h, "the arbitrary-style result", Duration::from_secs(240), |app| {
-        app.style_panel().fulls_received() >= 1 && !app.style_panel().is_busy()
-    });
+    wait_for(
+        &mut h,
+        "the arbitrary-style result",
+        Duration::from_secs(240),
+        |app| app.style_panel().fulls_received() >= 1 && !app.style_panel().is_busy(),
+    );
     assert_eq!(h.state().style_panel().result(), Some(((512, 512), false)));
     assert!(shows(&h, "coffee.png"));
+}
+
+#[test]
+fn large_pictures_run_in_tiles_with_progress() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let data = tempfile::tempdir().unwrap();
+    let mut h = app_on(data.path());
+    // 1411×1411, scaled to 1024: more than one 512-pixel tile.
+    h.state_mut()
+        .style_panel_mut()
+        .set_content_path(picture("retina.jpg"));
+    let saw_steps = std::cell::Cell::new(false);
+    wait_for(
+        &mut h,
+        "the tiled result",
+        Duration::from_secs(240),
+        |app| {
+            let s = app.style_panel();
+            if s.status().is_some_and(|t| t.contains("step")) {
+                saw_steps.set(true);
+            }
+            s.fulls_received() >= 1 && !s.is_busy()
+        },
+    );
+    assert!(saw_steps.get(), "the full pass reported its steps");
+    assert_eq!(
+        h.state().style_panel().result(),
+        Some(((1024, 1024), false))
+    );
+    assert!(shows(&h, "tiles"), "the result says it ran in tiles");
+    assert!(shows(&h, "scaled from 1411×1411"), "the notes are shown");
 }

@@ -109,6 +109,8 @@ pub struct StylePanel {
     /// Chosen presets and their weights (normalised by the engine).
     mix: Vec<(usize, f32)>,
     style_image: Option<Picture>,
+    /// A small copy of the content for the Content card, made from the first preview.
+    content_thumb: Option<egui::TextureHandle>,
     style_thumb: Option<egui::TextureHandle>,
     style_thumb_rx: Option<Receiver<Option<egui::ColorImage>>>,
     finish: Finish,
@@ -148,6 +150,7 @@ impl Default for StylePanel {
             mode: StyleMode::Presets,
             mix: vec![(0, 1.0)],
             style_image: None,
+            content_thumb: None,
             style_thumb: None,
             style_thumb_rx: None,
             finish: Finish::default(),
@@ -175,7 +178,6 @@ impl Default for StylePanel {
         }
     }
 }
-
 
 fn file_label(path: &std::path::Path) -> String {
     path.file_name()
@@ -280,6 +282,10 @@ impl StylePanel {
                 }
                 if !job.handle.is_cancelled() {
                     self.error = Some(error.to_string());
+                    if matches!(job.kind, JobKind::Preview | JobKind::Full) {
+                        // No full result is coming for the export to wait for.
+                        self.pending_export = None;
+                    }
                 }
             }
             _ => {}
@@ -313,6 +319,22 @@ impl StylePanel {
                         // A picture that fit the preview whole is already at full size.
                         let fits = w.max(h) < PREVIEW_SIZE.min(self.max_side);
                         let preview = kind == JobKind::Preview && !fits;
+                        if self.content_thumb.is_none()
+                            && let Some(ctx) = &self.ctx
+                        {
+                            // Previews are at most 384 pixels: shrinking one costs well under
+                            // a millisecond here.
+                            let small = crate::models::style::image::fit_within(&out.content, 112)
+                                .unwrap_or_else(|| (*out.content).clone());
+                            self.content_thumb = Some(ctx.load_texture(
+                                "style-content-thumb",
+                                egui::ColorImage::from_rgb(
+                                    [small.width() as usize, small.height() as usize],
+                                    small.as_raw(),
+                                ),
+                                egui::TextureOptions::LINEAR,
+                            ));
+                        }
                         if let Some(t) = self.changed_at.take() {
                             self.last_latency = Some(t.elapsed());
                         }
@@ -362,6 +384,7 @@ impl StylePanel {
     fn set_content(&mut self, source: ImageSource, name: String) {
         self.content = Some(Picture { source, name });
         self.shown = None;
+        self.content_thumb = None;
         self.changed();
     }
 
@@ -542,8 +565,6 @@ impl StylePanel {
         self.dirty_at = Some(now);
         self.changed_at = Some(now);
         self.error = None;
-        // A result for the old request is no longer wanted.
-        self.pending_export = None;
         self.cancel(|k| matches!(k, JobKind::Preview | JobKind::Full));
     }
 
@@ -768,12 +789,9 @@ impl StylePanel {
             );
             for f in files {
                 ui.label(
-                    RichText::new(format!(
-                        "Looking for {}",
-                        self.models_dir.join(f).display()
-                    ))
-                    .size(12.0)
-                    .color(theme::TEXT_WEAK),
+                    RichText::new(format!("Looking for {}", self.models_dir.join(f).display()))
+                        .size(12.0)
+                        .color(theme::TEXT_WEAK),
                 );
             }
             ui.horizontal(|ui| {
@@ -805,39 +823,51 @@ impl StylePanel {
         theme::section_label(ui, "Content");
         theme::card().show(ui, |ui| {
             ui.set_width(ui.available_width());
-            match &self.content {
-                Some(c) => {
-                    ui.label(RichText::new(&c.name).color(theme::TEXT).strong());
-                    let size = self
-                        .shown
-                        .as_ref()
-                        .filter(|s| !s.preview)
-                        .map(|s| s.images.content.dimensions());
-                    if let Some((w, h)) = size {
-                        ui.label(
-                            RichText::new(format!("{w}×{h} output"))
-                                .size(12.0)
-                                .color(theme::TEXT_WEAK),
-                        );
+            ui.horizontal_top(|ui| {
+                if let Some(t) = &self.content_thumb {
+                    ui.add(
+                        egui::Image::new(t)
+                            .fit_to_exact_size(egui::vec2(64.0, 64.0))
+                            .maintain_aspect_ratio(true)
+                            .corner_radius(4),
+                    );
+                }
+                ui.vertical(|ui| {
+                    ui.spacing_mut().item_spacing.y = 4.0;
+                    match &self.content {
+                        Some(c) => {
+                            ui.add(
+                                egui::Label::new(RichText::new(&c.name).color(theme::TEXT))
+                                    .truncate(),
+                            );
+                            let size = self
+                                .shown
+                                .as_ref()
+                                .filter(|s| !s.preview)
+                                .map(|s| s.images.content.dimensions());
+                            let line = match size {
+                                Some((w, h)) => format!("{w}×{h} output"),
+                                None => "Rendering…".into(),
+                            };
+                            ui.label(RichText::new(line).size(12.0).color(theme::TEXT_WEAK));
+                        }
+                        None => {
+                            ui.label(RichText::new("No picture yet").color(theme::TEXT_WEAK));
+                        }
                     }
-                }
-                None => {
-                    ui.label(RichText::new("No image yet").color(theme::TEXT_WEAK));
-                }
-            }
-            ui.horizontal(|ui| {
-                let label = if self.content.is_some() {
-                    "Open another…"
-                } else {
-                    "Open image…"
-                };
-                if ui.button(label).clicked() {
-                    cx.commands
-                        .push(Command::StyleOpenDialog(StyleImageSlot::Content));
-                }
+                    let label = if self.content.is_some() {
+                        "Open another…"
+                    } else {
+                        "Open image…"
+                    };
+                    if ui.button(label).clicked() {
+                        cx.commands
+                            .push(Command::StyleOpenDialog(StyleImageSlot::Content));
+                    }
+                });
             });
             ui.label(
-                RichText::new("or drop a file here, or paste with Ctrl+V")
+                RichText::new("or drop a file anywhere, or paste with Ctrl+V")
                     .size(12.0)
                     .color(theme::TEXT_FAINT),
             );
@@ -1178,7 +1208,7 @@ impl StylePanel {
                 if let Some(l) = self.last_latency {
                     ui.label(
                         RichText::new(format!(
-                            "first result {:.0} ms after the change",
+                            "preview {:.0} ms after the last change",
                             l.as_secs_f64() * 1000.0
                         ))
                         .size(12.0)
@@ -1218,10 +1248,10 @@ impl StylePanel {
         let (w, h) = shown.images.content.dimensions();
         let scale = (room.x / w as f32).min(room.y / h as f32);
         let size = egui::vec2(w as f32 * scale, h as f32 * scale);
-        let rect = egui::Rect::from_center_size(
-            egui::pos2(avail.center().x, avail.top() + room.y / 2.0),
-            size,
-        );
+        // The image and its caption line form one block, centred in the area.
+        let top = avail.top() + ((avail.height() - size.y - footer) / 2.0).max(0.0);
+        let rect =
+            egui::Rect::from_min_size(egui::pos2(avail.center().x - size.x / 2.0, top), size);
         let r = ui.allocate_rect(avail, egui::Sense::click_and_drag());
         if self.split
             && (r.dragged() || r.clicked())
@@ -1307,8 +1337,8 @@ impl StylePanel {
 
         // Footer: what is on screen, and the running job's progress.
         let footer_rect = egui::Rect::from_min_size(
-            egui::pos2(avail.left(), avail.bottom() - footer + 6.0),
-            egui::vec2(avail.width(), footer - 6.0),
+            egui::pos2(rect.left(), rect.bottom() + 8.0),
+            egui::vec2(rect.width().max(360.0), footer - 8.0),
         );
         let job = self.jobs.iter().find(|j| {
             matches!(j.kind, JobKind::Preview | JobKind::Full) && !j.handle.is_cancelled()
