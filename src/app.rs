@@ -657,10 +657,32 @@ impl AtelierApp {
                     self.open_dialog(ctx, Dialog::FacesExport(what, seed))
                 }
                 Command::StyleOpenDialog(slot) => self.open_dialog(ctx, Dialog::StyleOpen(slot)),
+                Command::StyleUseFace => self.style_use_face(),
                 Command::StyleExportDialog { format, file_name } => {
                     self.open_dialog(ctx, Dialog::StyleExport(format, file_name))
                 }
             }
+        }
+    }
+
+    /// Hands the selected face's pixels to the Style panel as its style image.
+    fn style_use_face(&mut self) {
+        let Some((face, seed)) = self.faces.selected_image() else {
+            self.toast(Notice {
+                level: NoticeLevel::Info,
+                message: "Select a face on the Faces page first.".into(),
+            });
+            return;
+        };
+        let rgb: Vec<u8> = face
+            .rgba
+            .chunks_exact(4)
+            .flat_map(|p| [p[0], p[1], p[2]])
+            .collect();
+        let name = seed.map_or_else(|| "Face".to_string(), |s| format!("Face, seed {s}"));
+        match image::RgbImage::from_raw(face.width, face.height, rgb) {
+            Some(img) => self.style.set_style_pixels(img, &name),
+            None => tracing::warn!("the face preview has the wrong number of bytes"),
         }
     }
 

@@ -90,6 +90,8 @@ pub enum Command {
     /// Show the "Open image…" dialog (off the UI thread) for the Style panel's content or
     /// style image, then hand the path to the panel.
     StyleOpenDialog(style::StyleImageSlot),
+    /// Use the face selected on the Faces page as the Style panel's style image.
+    StyleUseFace,
     /// Ask where to export the Style result (off the UI thread), then hand the path to the
     /// Style panel.
     StyleExportDialog {

@@ -435,6 +435,16 @@ impl FacesPanel {
         })
     }
 
+    /// The selected face's preview pixels and seed, once rendered (the Style panel can use
+    /// it as a style image).
+    pub fn selected_image(&self) -> Option<(&FaceImage, Option<u64>)> {
+        if !self.preview_ready() {
+            return None;
+        }
+        let seed = self.selected.as_ref().and_then(|s| s.seed);
+        self.preview_image.as_ref().map(|(_, img)| (img, seed))
+    }
+
     /// Samples received from the worker so far.
     pub fn samples_received(&self) -> u64 {
         self.samples

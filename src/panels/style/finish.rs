@@ -315,7 +315,10 @@ impl CpuView {
             self.finished = Some(ui.ctx().load_texture(
                 "style-finished",
                 to_color_image(&img),
-                egui::TextureOptions::LINEAR,
+                egui::TextureOptions {
+                    mipmap_mode: Some(egui::TextureFilter::Linear),
+                    ..egui::TextureOptions::LINEAR
+                },
             ));
             self.key = Some(key);
         }
@@ -323,7 +326,10 @@ impl CpuView {
             let t = ui.ctx().load_texture(
                 "style-content",
                 to_color_image(&images.content),
-                egui::TextureOptions::LINEAR,
+                egui::TextureOptions {
+                    mipmap_mode: Some(egui::TextureFilter::Linear),
+                    ..egui::TextureOptions::LINEAR
+                },
             );
             self.content = Some((images.generation, t));
         }

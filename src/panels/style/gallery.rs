@@ -52,7 +52,10 @@ fn texture(ctx: &egui::Context, index: usize, img: &RgbImage) -> egui::TextureHa
     ctx.load_texture(
         format!("style-thumb-{index}"),
         egui::ColorImage::from_rgb([img.width() as usize, img.height() as usize], img.as_raw()),
-        egui::TextureOptions::LINEAR,
+        egui::TextureOptions {
+            mipmap_mode: Some(egui::TextureFilter::Linear),
+            ..egui::TextureOptions::LINEAR
+        },
     )
 }
 

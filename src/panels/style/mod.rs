@@ -179,6 +179,14 @@ impl Default for StylePanel {
     }
 }
 
+/// Thumbnails are drawn smaller than their pixels: mipmaps keep them from shimmering.
+fn thumb_options() -> egui::TextureOptions {
+    egui::TextureOptions {
+        mipmap_mode: Some(egui::TextureFilter::Linear),
+        ..egui::TextureOptions::LINEAR
+    }
+}
+
 fn file_label(path: &std::path::Path) -> String {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -332,7 +340,7 @@ impl StylePanel {
                                     [small.width() as usize, small.height() as usize],
                                     small.as_raw(),
                                 ),
-                                egui::TextureOptions::LINEAR,
+                                thumb_options(),
                             ));
                         }
                         if let Some(t) = self.changed_at.take() {
@@ -395,6 +403,29 @@ impl StylePanel {
         self.style_image = Some(Picture {
             source: ImageSource::File(path),
             name,
+        });
+        self.mode = StyleMode::Image;
+        self.changed();
+    }
+
+    /// Uses decoded pixels (the Faces selection) as the style image.
+    pub fn set_style_pixels(&mut self, pixels: RgbImage, name: &str) {
+        if let Some(ctx) = &self.ctx {
+            let small = crate::models::style::image::fit_within(&pixels, 160)
+                .unwrap_or_else(|| pixels.clone());
+            self.style_thumb = Some(ctx.load_texture(
+                "style-image",
+                egui::ColorImage::from_rgb(
+                    [small.width() as usize, small.height() as usize],
+                    small.as_raw(),
+                ),
+                thumb_options(),
+            ));
+        }
+        self.style_thumb_rx = None;
+        self.style_image = Some(Picture {
+            source: ImageSource::Pixels(Arc::new(pixels)),
+            name: name.to_string(),
         });
         self.mode = StyleMode::Image;
         self.changed();
@@ -720,8 +751,7 @@ impl StylePanel {
             && let Ok(img) = rx.try_recv()
         {
             // A file that does not decode gets its error from the style job itself.
-            self.style_thumb =
-                img.map(|i| ctx.load_texture("style-image", i, egui::TextureOptions::LINEAR));
+            self.style_thumb = img.map(|i| ctx.load_texture("style-image", i, thumb_options()));
             self.style_thumb_rx = None;
         }
     }
@@ -1072,10 +1102,19 @@ impl StylePanel {
                     );
                 }
             }
-            if ui.button("Choose style image…").clicked() {
-                cx.commands
-                    .push(Command::StyleOpenDialog(StyleImageSlot::Style));
-            }
+            ui.horizontal(|ui| {
+                if ui.button("Choose style image…").clicked() {
+                    cx.commands
+                        .push(Command::StyleOpenDialog(StyleImageSlot::Style));
+                }
+                if ui
+                    .button("Use the selected face")
+                    .on_hover_text("The face selected on the Faces page")
+                    .clicked()
+                {
+                    cx.commands.push(Command::StyleUseFace);
+                }
+            });
         });
     }
 
