@@ -596,6 +596,10 @@ impl StylePanel {
         self.dirty_at = Some(now);
         self.changed_at = Some(now);
         self.error = None;
+        // Changes from the app (a dialog's path, the Faces selection) come between frames.
+        if let Some(ctx) = &self.ctx {
+            ctx.request_repaint_after(DEBOUNCE);
+        }
         self.cancel(|k| matches!(k, JobKind::Preview | JobKind::Full));
     }
 
@@ -642,14 +646,14 @@ impl StylePanel {
         });
         if !busy && self.model_present(MULTISTYLE_FILE) {
             let next = self.gallery.next_missing();
-            if let (Some(index), Some(source)) = (next, next.and(self.gallery.source())) {
-                if let Ok(mix) = StyleMix::single(index) {
-                    let mut req =
-                        StyleRequest::new(ImageSource::Pixels(source), StyleChoice::Preset(mix));
-                    req.max_size = Some(THUMB_SIZE);
-                    let handle = engine.style(req, StylePass::Full);
-                    self.push(handle, JobKind::Thumb(index), None);
-                }
+            if let (Some(index), Some(source)) = (next, next.and(self.gallery.source()))
+                && let Ok(mix) = StyleMix::single(index)
+            {
+                let mut req =
+                    StyleRequest::new(ImageSource::Pixels(source), StyleChoice::Preset(mix));
+                req.max_size = Some(THUMB_SIZE);
+                let handle = engine.style(req, StylePass::Full);
+                self.push(handle, JobKind::Thumb(index), None);
             }
         }
     }
