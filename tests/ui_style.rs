@@ -349,7 +349,9 @@ fn large_pictures_run_in_tiles_with_progress() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let data = tempfile::tempdir().unwrap();
     let mut h = app_on(data.path());
-    // 1411×1411, scaled to 1024: more than one 512-pixel tile.
+    // 1411×1411 at its own size: nine 512-pixel tiles, statistics from a 1024 copy, and a
+    // result large enough to be readied for the GPU on a thread.
+    h.state_mut().style_panel_mut().set_max_side(2048);
     h.state_mut()
         .style_panel_mut()
         .set_content_path(picture("retina.jpg"));
@@ -369,10 +371,24 @@ fn large_pictures_run_in_tiles_with_progress() {
     assert!(saw_steps.get(), "the full pass reported its steps");
     assert_eq!(
         h.state().style_panel().result(),
-        Some(((1024, 1024), false))
+        Some(((1411, 1411), false))
     );
     assert!(shows(&h, "tiles"), "the result says it ran in tiles");
-    assert!(shows(&h, "scaled from 1411×1411"), "the notes are shown");
+    assert!(
+        shows(
+            &h,
+            "normalisation statistics from the image scaled to 1024×1024"
+        ),
+        "the notes are shown"
+    );
+    // The shader draws the big result: the middle of the view is the picture, not background.
+    let frame = h.render().expect("a frame renders");
+    let middle = frame.get_pixel(frame.width() / 2 - 50, frame.height() / 2);
+    assert_ne!(
+        [middle[0], middle[1], middle[2]],
+        [0x16, 0x17, 0x1b],
+        "the result is drawn"
+    );
 }
 
 #[test]

@@ -27,6 +27,18 @@ pub struct Images {
     pub content: Arc<RgbImage>,
     /// The network's output, unfinished.
     pub stylised: Arc<RgbImage>,
+    /// Both as RGBA8 for the upload, when made ahead off the UI thread ([`to_rgba`]);
+    /// otherwise the upload converts them itself.
+    pub rgba: Option<Arc<[Vec<u8>; 2]>>,
+}
+
+/// RGB to RGBA8 (wgpu has no 3-channel 8-bit format).
+pub fn to_rgba(img: &RgbImage) -> Vec<u8> {
+    let mut rgba = Vec::with_capacity(img.as_raw().len() / 3 * 4);
+    for p in img.as_raw().chunks_exact(3) {
+        rgba.extend_from_slice(&[p[0], p[1], p[2], 255]);
+    }
+    rgba
 }
 
 /// The uniform block, laid out as the shader's `Finish` struct.
@@ -153,13 +165,16 @@ impl Resources {
     }
 
     fn upload(&mut self, device: &wgpu::Device, queue: &wgpu::Queue, images: &Images) {
-        let texture = |img: &RgbImage, label| {
+        let texture = |img: &RgbImage, rgba: Option<&Vec<u8>>, label| {
             let (w, h) = img.dimensions();
-            // wgpu has no 3-channel 8-bit format.
-            let mut rgba = Vec::with_capacity((w * h * 4) as usize);
-            for p in img.pixels() {
-                rgba.extend_from_slice(&[p[0], p[1], p[2], 255]);
-            }
+            let converted;
+            let rgba = match rgba {
+                Some(r) => r,
+                None => {
+                    converted = to_rgba(img);
+                    &converted
+                }
+            };
             let t = device.create_texture_with_data(
                 queue,
                 &wgpu::TextureDescriptor {
@@ -178,12 +193,13 @@ impl Resources {
                     view_formats: &[],
                 },
                 wgpu::util::TextureDataOrder::LayerMajor,
-                &rgba,
+                rgba,
             );
             t.create_view(&wgpu::TextureViewDescriptor::default())
         };
-        let original = texture(&images.content, "style-original");
-        let stylised = texture(&images.stylised, "style-stylised");
+        let ready = images.rgba.as_deref();
+        let original = texture(&images.content, ready.map(|r| &r[0]), "style-original");
+        let stylised = texture(&images.stylised, ready.map(|r| &r[1]), "style-stylised");
         let group = device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("style-finish"),
             layout: &self.layout,

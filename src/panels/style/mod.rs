@@ -42,6 +42,10 @@ pub const FETCH_STYLE: &str = "models/fetch.sh style";
 /// asks once when the hand rests, not on every frame.
 pub const DEBOUNCE: Duration = Duration::from_millis(100);
 
+/// Results up to this many pixels are converted for the GPU as they are uploaded (a few
+/// milliseconds); larger ones on a thread first.
+const INLINE_RGBA_PIXELS: u64 = 1 << 20;
+
 /// Output sizes offered (longest side in pixels).
 pub const OUTPUT_SIZES: [u32; 4] = [512, 1024, 2048, 4096];
 
@@ -125,6 +129,10 @@ pub struct StylePanel {
     changed_at: Option<Instant>,
     last_latency: Option<Duration>,
     jobs: Vec<Job>,
+    /// A large result being converted for the GPU, with what it will show.
+    readying: Option<(Receiver<[Vec<u8>; 2]>, JobKind, Shown)>,
+    /// Whether the view draws on the GPU (set each frame from the context).
+    gpu: bool,
     /// A full pass to submit on the next frame (the preview it follows has arrived).
     full_due: Option<StyleRequest>,
     shown: Option<Shown>,
@@ -164,6 +172,8 @@ impl Default for StylePanel {
             last_latency: None,
             jobs: Vec::new(),
             full_due: None,
+            readying: None,
+            gpu: false,
             shown: None,
             generation: 0,
             loading_model: None,
@@ -215,6 +225,8 @@ impl Panel for StylePanel {
         self.gallery
             .open(cx.store.dir().join("style").join("thumbs"), &ctx);
         self.gallery.poll(&ctx);
+        self.gpu = cx.render_state.is_some();
+        self.poll_readying();
         self.poll_style_thumb(&ctx);
         self.poll_exports(cx);
         self.take_input(&ctx);
@@ -322,7 +334,6 @@ impl StylePanel {
                         }
                     }
                     JobKind::Preview | JobKind::Full => {
-                        self.generation += 1;
                         let (w, h) = out.content.dimensions();
                         // A picture that fit the preview whole is already at full size.
                         let fits = w.max(h) < PREVIEW_SIZE.min(self.max_side);
@@ -343,33 +354,92 @@ impl StylePanel {
                                 thumb_options(),
                             ));
                         }
-                        if let Some(t) = self.changed_at.take() {
-                            self.last_latency = Some(t.elapsed());
-                        }
-                        self.shown = Some(Shown {
+                        let shown = Shown {
                             images: Images {
-                                generation: self.generation,
+                                generation: 0,
                                 content: out.content,
                                 stylised: out.stylized,
+                                rgba: None,
                             },
                             preview,
                             notes: out.notes,
                             seconds: out.seconds,
                             tiles: out.report.tiles,
-                        });
-                        if kind == JobKind::Preview {
-                            self.previews += 1;
-                        } else {
-                            self.fulls += 1;
+                        };
+                        if preview && let Some(req) = request {
+                            self.submit_full(req);
                         }
-                        if preview {
-                            if let Some(req) = request {
-                                self.submit_full(req);
-                            }
+                        if self.gpu && u64::from(w) * u64::from(h) > INLINE_RGBA_PIXELS {
+                            self.ready_in_background(kind, shown);
                         } else {
-                            self.start_pending_export();
+                            self.present(kind, shown);
                         }
                     }
+                }
+            }
+        }
+    }
+
+    /// Puts a result on screen.
+    fn present(&mut self, kind: JobKind, mut shown: Shown) {
+        self.generation += 1;
+        shown.images.generation = self.generation;
+        if let Some(t) = self.changed_at.take() {
+            self.last_latency = Some(t.elapsed());
+        }
+        let preview = shown.preview;
+        self.shown = Some(shown);
+        if kind == JobKind::Preview {
+            self.previews += 1;
+        } else {
+            self.fulls += 1;
+        }
+        if !preview {
+            self.start_pending_export();
+        }
+    }
+
+    /// Converts a large result to RGBA on a named thread (a 4096² pair takes a noticeable
+    /// fraction of a second), keeping the previous result on screen meanwhile.
+    fn ready_in_background(&mut self, kind: JobKind, mut shown: Shown) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let ctx = self.ctx.clone();
+        let content = shown.images.content.clone();
+        let stylised = shown.images.stylised.clone();
+        let spawned = std::thread::Builder::new()
+            .name("atelier-style-ready".into())
+            .spawn(move || {
+                let _ = tx.send([finish::to_rgba(&content), finish::to_rgba(&stylised)]);
+                if let Some(ctx) = ctx {
+                    ctx.request_repaint();
+                }
+            });
+        match spawned {
+            Ok(_) => self.readying = Some((rx, kind, shown)),
+            Err(e) => {
+                tracing::warn!("converting on the UI thread: {e}");
+                shown.images.rgba = None;
+                self.present(kind, shown);
+            }
+        }
+    }
+
+    fn poll_readying(&mut self) {
+        let Some((rx, _, _)) = &self.readying else {
+            return;
+        };
+        match rx.try_recv() {
+            Ok(rgba) => {
+                if let Some((_, kind, mut shown)) = self.readying.take() {
+                    shown.images.rgba = Some(Arc::new(rgba));
+                    self.present(kind, shown);
+                }
+            }
+            Err(std::sync::mpsc::TryRecvError::Empty) => {}
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                // The thread died: the upload converts instead.
+                if let Some((_, kind, shown)) = self.readying.take() {
+                    self.present(kind, shown);
                 }
             }
         }
@@ -521,6 +591,7 @@ impl StylePanel {
     pub fn is_busy(&self) -> bool {
         self.dirty_at.is_some()
             || self.full_due.is_some()
+            || self.readying.is_some()
             || self
                 .jobs
                 .iter()
@@ -596,6 +667,7 @@ impl StylePanel {
         self.dirty_at = Some(now);
         self.changed_at = Some(now);
         self.error = None;
+        self.readying = None;
         // Changes from the app (a dialog's path, the Faces selection) come between frames.
         if let Some(ctx) = &self.ctx {
             ctx.request_repaint_after(DEBOUNCE);
