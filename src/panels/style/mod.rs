@@ -900,8 +900,9 @@ impl StylePanel {
                         .color(theme::TEXT_WEAK),
                 );
             }
+            // The command on its own line: with its label it is wider than the panel.
+            ui.label(RichText::new("Fetch with").color(theme::TEXT));
             ui.horizontal(|ui| {
-                ui.label(RichText::new("Fetch with").color(theme::TEXT));
                 ui.label(RichText::new(FETCH_STYLE).monospace().color(theme::ACCENT));
                 if ui.small_button("Copy").clicked() {
                     ui.ctx().copy_text(FETCH_STYLE.into());
@@ -1178,19 +1179,22 @@ impl StylePanel {
                     );
                 }
             }
-            ui.horizontal(|ui| {
-                if ui.button("Choose style image…").clicked() {
-                    cx.commands
-                        .push(Command::StyleOpenDialog(StyleImageSlot::Style));
-                }
-                if ui
-                    .button("Use the selected face")
-                    .on_hover_text("The face selected on the Faces page")
-                    .clicked()
-                {
-                    cx.commands.push(Command::StyleUseFace);
-                }
-            });
+            // Stacked, full width: side by side they are wider than the panel.
+            let wide = egui::vec2(ui.available_width(), 28.0);
+            if ui
+                .add(egui::Button::new("Choose style image…").min_size(wide))
+                .clicked()
+            {
+                cx.commands
+                    .push(Command::StyleOpenDialog(StyleImageSlot::Style));
+            }
+            if ui
+                .add(egui::Button::new("Use the selected face").min_size(wide))
+                .on_hover_text("The face selected on the Faces page")
+                .clicked()
+            {
+                cx.commands.push(Command::StyleUseFace);
+            }
         });
     }
 
