@@ -220,6 +220,16 @@ fn a_picture_gets_a_preview_then_full_size_and_exports_match_the_reference() {
         );
     }
 
+    // JPEG at the chosen quality; a bare name gets the extension.
+    h.state_mut()
+        .style_panel_mut()
+        .export_to(StyleExport::Jpeg(85), data.path().join("cat"));
+    wait_for(&mut h, "the JPEG", Duration::from_secs(60), |app| {
+        !app.style_panel().is_exporting()
+    });
+    let jpeg = image::open(data.path().join("cat.jpg")).expect("a JPEG");
+    assert_eq!((jpeg.width(), jpeg.height()), (451, 300));
+
     // The gallery renders all 26 thumbnails once the user's jobs are done, and caches them.
     wait_for(&mut h, "26 thumbnails", Duration::from_secs(180), |app| {
         app.style_panel().thumbnails_ready() == 26

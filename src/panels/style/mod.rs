@@ -1268,8 +1268,11 @@ impl StylePanel {
             }
         });
         if self.jpeg {
-            ui.add(egui::Slider::new(&mut self.jpeg_quality, 1..=100).text("quality"))
-                .on_hover_text("JPEG quality: 90 is visually lossless for most pictures");
+            // A label above, not `Slider::text`: beside the slider it overflows the panel.
+            ui.label(RichText::new("Quality").size(12.0).color(theme::TEXT_WEAK));
+            ui.add(egui::Slider::new(&mut self.jpeg_quality, 1..=100))
+                .on_hover_text("JPEG quality: 90 is visually lossless for most pictures")
+                .accessible_name("JPEG quality");
         }
         let format = if self.jpeg {
             StyleExport::Jpeg(self.jpeg_quality)
