@@ -447,3 +447,55 @@ fn the_selected_face_can_be_the_style_without_a_gpu() {
     h.step();
     assert!(shows(&h, "Full size · 512×512"));
 }
+
+/// A file dropped on the window, as egui-winit hands it over.
+#[derive(Debug)]
+struct Dropped(PathBuf);
+
+impl egui::DroppedFile for Dropped {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+
+    fn bytes(&self) -> Result<Vec<u8>, String> {
+        std::fs::read(&self.0).map_err(|e| e.to_string())
+    }
+}
+
+#[test]
+fn dropped_files_and_pasted_images_become_the_content() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let data = tempfile::tempdir().unwrap();
+    let mut h = app_on(data.path());
+    h.step();
+
+    h.input_mut()
+        .dropped_files
+        .push(std::sync::Arc::new(Dropped(picture("coffee.png"))));
+    wait_for(
+        &mut h,
+        "the dropped picture",
+        Duration::from_secs(120),
+        |app| app.style_panel().fulls_received() >= 1 && !app.style_panel().is_busy(),
+    );
+    assert!(shows(&h, "coffee.png"));
+    assert_eq!(h.state().style_panel().result(), Some(((600, 400), false)));
+
+    // Ctrl+V with an image on the clipboard: egui-winit sends its pixels.
+    let pasted = egui::ColorImage::new(
+        [200, 120],
+        vec![egui::Color32::from_rgb(40, 90, 160); 200 * 120],
+    );
+    h.event(egui::Event::PasteImage(std::sync::Arc::new(pasted)));
+    // It fits the preview whole, so the preview is the final result.
+    wait_for(
+        &mut h,
+        "the pasted picture",
+        Duration::from_secs(60),
+        |app| {
+            let s = app.style_panel();
+            s.result() == Some(((200, 120), false)) && !s.is_busy()
+        },
+    );
+    assert!(shows(&h, "Pasted image"));
+}
