@@ -503,7 +503,8 @@ impl StylePanel {
 
     /// Selects one built-in style (0–25), replacing any blend.
     pub fn select_style(&mut self, index: usize) {
-        if index < STYLE_COUNT {
+        let same = self.mode == StyleMode::Presets && self.mix == [(index, 1.0)];
+        if index < STYLE_COUNT && !same {
             self.mix = vec![(index, 1.0)];
             self.mode = StyleMode::Presets;
             self.changed();
@@ -515,11 +516,17 @@ impl StylePanel {
         if index >= STYLE_COUNT {
             return;
         }
+        let switched = self.mode != StyleMode::Presets;
         self.mode = StyleMode::Presets;
         if let Some(k) = self.mix.iter().position(|(i, _)| *i == index) {
-            if self.mix.len() > 1 {
-                self.mix.remove(k);
+            if self.mix.len() == 1 {
+                // The last style stays: no style is not a request.
+                if switched {
+                    self.changed();
+                }
+                return;
             }
+            self.mix.remove(k);
         } else {
             self.mix.push((index, 1.0));
         }
