@@ -104,6 +104,13 @@ struct Shown {
     tiles: usize,
 }
 
+/// A large result whose RGBA copies are being made on a thread, and what it will show.
+struct Readying {
+    rx: Receiver<[Vec<u8>; 2]>,
+    kind: JobKind,
+    shown: Shown,
+}
+
 /// The Style page's UI state.
 pub struct StylePanel {
     /// Where the panel looks for the networks (to say which are missing).
@@ -130,7 +137,7 @@ pub struct StylePanel {
     last_latency: Option<Duration>,
     jobs: Vec<Job>,
     /// A large result being converted for the GPU, with what it will show.
-    readying: Option<(Receiver<[Vec<u8>; 2]>, JobKind, Shown)>,
+    readying: Option<Readying>,
     /// Whether the view draws on the GPU (set each frame from the context).
     gpu: bool,
     /// A full pass to submit on the next frame (the preview it follows has arrived).
@@ -415,7 +422,7 @@ impl StylePanel {
                 }
             });
         match spawned {
-            Ok(_) => self.readying = Some((rx, kind, shown)),
+            Ok(_) => self.readying = Some(Readying { rx, kind, shown }),
             Err(e) => {
                 tracing::warn!("converting on the UI thread: {e}");
                 shown.images.rgba = None;
@@ -425,23 +432,18 @@ impl StylePanel {
     }
 
     fn poll_readying(&mut self) {
-        let Some((rx, _, _)) = &self.readying else {
+        let Some(r) = &self.readying else {
             return;
         };
-        match rx.try_recv() {
-            Ok(rgba) => {
-                if let Some((_, kind, mut shown)) = self.readying.take() {
-                    shown.images.rgba = Some(Arc::new(rgba));
-                    self.present(kind, shown);
-                }
-            }
-            Err(std::sync::mpsc::TryRecvError::Empty) => {}
-            Err(std::sync::mpsc::TryRecvError::Disconnected) => {
-                // The thread died: the upload converts instead.
-                if let Some((_, kind, shown)) = self.readying.take() {
-                    self.present(kind, shown);
-                }
-            }
+        let rgba = match r.rx.try_recv() {
+            Ok(rgba) => Some(Arc::new(rgba)),
+            Err(std::sync::mpsc::TryRecvError::Empty) => return,
+            // The thread died: the upload converts instead.
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => None,
+        };
+        if let Some(mut r) = self.readying.take() {
+            r.shown.images.rgba = rgba;
+            self.present(r.kind, r.shown);
         }
     }
 
