@@ -18,7 +18,7 @@ use crate::models::llm::discover::DiscoveredModel;
 use crate::panels::faces::{FaceExport, FacesPanel};
 use crate::panels::model_picker::LoadJob;
 use crate::panels::status_bar::{self, StatusInfo};
-use crate::panels::style::StylePanel;
+use crate::panels::style::{StyleExport, StyleImageSlot, StylePanel};
 use crate::panels::write::WritePanel;
 use crate::panels::{Command, ModelState, Panel, PanelContext};
 use crate::store::{ExportFormat, Notice, NoticeLevel, Page, Store, WriteMode};
@@ -74,6 +74,10 @@ enum Dialog {
     Export(ExportFormat),
     /// Where to write a face or the walk; the suggested name carries the seed.
     FacesExport(FaceExport, Option<u64>),
+    /// A picture for the Style panel (its content or its style image).
+    StyleOpen(StyleImageSlot),
+    /// Where to write the Style result, and the suggested file name.
+    StyleExport(StyleExport, String),
 }
 
 struct DialogResult {
@@ -225,7 +229,7 @@ impl AtelierApp {
             model,
             write: WritePanel::default(),
             faces: FacesPanel::default(),
-            style: StylePanel,
+            style: StylePanel::default(),
             commands: Vec::new(),
             toasts: Vec::new(),
             discovery: None,
@@ -261,6 +265,16 @@ impl AtelierApp {
     /// save dialog returns (tests skip the dialog).
     pub fn faces_and_engine(&mut self) -> (&mut FacesPanel, Option<&Engine>) {
         (&mut self.faces, self.engine.as_ref())
+    }
+
+    /// The Style panel.
+    pub fn style_panel(&self) -> &StylePanel {
+        &self.style
+    }
+
+    /// The Style panel, for tests that arrange a state (open a file, export to a path).
+    pub fn style_panel_mut(&mut self) -> &mut StylePanel {
+        &mut self.style
     }
 
     /// The engine, once started (tests use it to queue competing jobs).
@@ -427,6 +441,18 @@ impl AtelierApp {
                             .add_filter(name, &[ext])
                             .save_file()
                     }
+                    Dialog::StyleOpen(slot) => rfd::FileDialog::new()
+                        .set_title(match slot {
+                            StyleImageSlot::Content => "Open a picture to restyle",
+                            StyleImageSlot::Style => "Open a picture to use as the style",
+                        })
+                        .add_filter("Images", &["png", "jpg", "jpeg", "gif", "webp"])
+                        .pick_file(),
+                    Dialog::StyleExport(format, name) => rfd::FileDialog::new()
+                        .set_title("Export the styled picture")
+                        .set_file_name(name)
+                        .add_filter(format.filter_name(), &[format.extension()])
+                        .save_file(),
                     Dialog::Export(format) => rfd::FileDialog::new()
                         .set_title("Export a copy")
                         .set_file_name(format!("{}.{}", file_stem.trim(), format.extension()))
@@ -474,6 +500,11 @@ impl AtelierApp {
             // about the language model, so they skip `observe`.
             if self.faces.owns(event.job()) {
                 self.faces.on_event(event);
+                continue;
+            }
+            // Style jobs load their own networks, like Faces.
+            if self.style.owns(event.job()) {
+                self.style.on_event(event);
                 continue;
             }
             self.model.observe(&event);
@@ -550,6 +581,8 @@ impl AtelierApp {
             Dialog::FacesExport(what, _) => {
                 self.faces.export_to(self.engine.as_ref(), what, path);
             }
+            Dialog::StyleOpen(slot) => self.style.open_path(slot, path),
+            Dialog::StyleExport(format, _) => self.style.export_to(format, path),
             Dialog::Export(format) => {
                 match crate::store::export_document(self.store.current(), &path, format) {
                     Ok(()) => self.toast(Notice {
@@ -623,7 +656,33 @@ impl AtelierApp {
                 Command::FacesExportDialog { what, seed } => {
                     self.open_dialog(ctx, Dialog::FacesExport(what, seed))
                 }
+                Command::StyleOpenDialog(slot) => self.open_dialog(ctx, Dialog::StyleOpen(slot)),
+                Command::StyleUseFace => self.style_use_face(),
+                Command::StyleExportDialog { format, file_name } => {
+                    self.open_dialog(ctx, Dialog::StyleExport(format, file_name))
+                }
             }
+        }
+    }
+
+    /// Hands the selected face's pixels to the Style panel as its style image.
+    fn style_use_face(&mut self) {
+        let Some((face, seed)) = self.faces.selected_image() else {
+            self.toast(Notice {
+                level: NoticeLevel::Info,
+                message: "Select a face on the Faces page first.".into(),
+            });
+            return;
+        };
+        let rgb: Vec<u8> = face
+            .rgba
+            .chunks_exact(4)
+            .flat_map(|p| [p[0], p[1], p[2]])
+            .collect();
+        let name = seed.map_or_else(|| "Face".to_string(), |s| format!("Face, seed {s}"));
+        match image::RgbImage::from_raw(face.width, face.height, rgb) {
+            Some(img) => self.style.set_style_pixels(img, &name),
+            None => tracing::warn!("the face preview has the wrong number of bytes"),
         }
     }
 
@@ -652,7 +711,7 @@ impl AtelierApp {
 
         self.top_bar(ui);
         let pending = self.engine.as_ref().map_or(0, Engine::pending);
-        let faces_status = self.faces.status();
+        let faces_status = self.faces.status().or_else(|| self.style.status());
         egui::Panel::bottom("status-bar")
             .resizable(false)
             .exact_size(28.0)
@@ -861,6 +920,7 @@ impl eframe::App for AtelierApp {
     fn on_exit(&mut self) {
         self.write.stop();
         self.faces.stop_walk();
+        self.style.stop();
         self.save();
         if self.report_frames {
             tracing::info!(

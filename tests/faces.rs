@@ -623,8 +623,8 @@ fn cancelling_a_render_stops_it_between_samples() {
     }
     assert!(cancelled);
     assert!(
-        samples < 400 && samples <= 2 * atelier::engine::RENDER_BATCH,
-        "{samples}"
+        samples <= 2 * atelier::engine::RENDER_BATCH,
+        "cancelled within two batches, not all 400 faces: {samples}"
     );
 }
 

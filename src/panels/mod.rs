@@ -87,4 +87,17 @@ pub enum Command {
         /// The selected face's seed, for the suggested file name.
         seed: Option<u64>,
     },
+    /// Show the "Open image…" dialog (off the UI thread) for the Style panel's content or
+    /// style image, then hand the path to the panel.
+    StyleOpenDialog(style::StyleImageSlot),
+    /// Use the face selected on the Faces page as the Style panel's style image.
+    StyleUseFace,
+    /// Ask where to export the Style result (off the UI thread), then hand the path to the
+    /// Style panel.
+    StyleExportDialog {
+        /// PNG or JPEG (with its quality).
+        format: style::StyleExport,
+        /// The suggested file name.
+        file_name: String,
+    },
 }

@@ -18,7 +18,8 @@ pub struct StatusInfo<'a> {
     pub pending_jobs: usize,
     /// The wgpu adapter the engine shares with the renderer (`Engine::gpu`), if any.
     pub gpu_adapter: Option<&'a str>,
-    /// What Faces work is doing (rendering, directions, walk fps), if anything.
+    /// What Faces or Style work is doing (rendering, directions, walk fps, style steps), if
+    /// anything.
     pub faces: Option<&'a str>,
 }
 

@@ -144,6 +144,7 @@ fn fused_by_onnxruntime(m: &OnnxModel, conv_output: &str) -> bool {
 
 /// Integer weights, bias and requantisation of a conv onnxruntime fuses, or `None` to run it
 /// in float like the graph says.
+#[allow(clippy::type_complexity)] // the four parts go straight into one constructor
 fn int8_parts(
     m: &OnnxModel,
     conv_output: &str,

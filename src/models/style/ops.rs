@@ -556,6 +556,7 @@ impl Moments {
     }
 
     /// Adds another segment's moments.
+    #[allow(clippy::should_implement_trait)] // a merge of statistics, not arithmetic
     pub fn add(self, o: Moments) -> Self {
         Self {
             n: self.n + o.n,

@@ -283,6 +283,8 @@ pub fn stylize<N: TiledNet>(
                 .map(|i| ramp(i, tw, overlap, x0 > 0, x0 + tw < w4))
                 .collect();
             let cols = (w.saturating_sub(x0)).min(tw) as usize;
+            // `r` indexes the tile's rows in three buffers at once.
+            #[allow(clippy::needless_range_loop)]
             for r in 0..th as usize {
                 let yy = y0 as usize + r;
                 if yy >= h as usize {

@@ -359,16 +359,15 @@ impl FacesPanel {
     fn job_ended(&mut self, i: usize) {
         let job = self.jobs.remove(i);
         match job.kind {
-            JobKind::Walk => {
+            JobKind::Walk
                 if self
                     .walk
                     .job
                     .as_ref()
-                    .is_some_and(|w| w.id() == job.handle.id())
-                {
-                    self.walk.job = None;
-                    self.walk.showing = false;
-                }
+                    .is_some_and(|w| w.id() == job.handle.id()) =>
+            {
+                self.walk.job = None;
+                self.walk.showing = false;
             }
             JobKind::Export { what, path, frames } if !job.handle.is_cancelled() => {
                 let frames: Vec<FaceImage> = frames.into_iter().flatten().collect();
@@ -433,6 +432,16 @@ impl FacesPanel {
                 .as_ref()
                 .is_some_and(|(k, _)| *k == face_key(s))
         })
+    }
+
+    /// The selected face's preview pixels and seed, once rendered (the Style panel can use
+    /// it as a style image).
+    pub fn selected_image(&self) -> Option<(&FaceImage, Option<u64>)> {
+        if !self.preview_ready() {
+            return None;
+        }
+        let seed = self.selected.as_ref().and_then(|s| s.seed);
+        self.preview_image.as_ref().map(|(_, img)| (img, seed))
     }
 
     /// Samples received from the worker so far.
