@@ -194,7 +194,7 @@ pub fn run_style_bench(args: &StyleBenchArgs) -> anyhow::Result<Value> {
         );
         let t = Instant::now();
         let job = engine.style(req, StylePass::Full);
-        wait(&engine, job.id())?;
+        wait(&engine, job.id(), false)?;
         engine_ms.push(t.elapsed().as_secs_f64() * 1000.0);
     }
 

@@ -146,7 +146,7 @@ pub fn run(a: StyleArgs) -> anyhow::Result<()> {
     let (req, what) = a.request()?;
     let engine = Engine::spawn(None, None)?;
     let job = engine.style(req, StylePass::Full);
-    let out = wait(&engine, job.id())?;
+    let out = wait(&engine, job.id(), true)?;
     for note in &out.notes {
         eprintln!("note: {note}");
     }
@@ -171,10 +171,14 @@ pub fn run(a: StyleArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Waits for the style job `job` and returns its output. Progress goes to stderr: rewritten in
-/// place on a terminal, one line per step otherwise. The model files being loaded are named
-/// once loading has worked, so a failed job leaves only its one error line.
-pub fn wait(engine: &Engine, job: crate::engine::JobId) -> anyhow::Result<StyleOutput> {
+/// Waits for the style job `job` and returns its output. With `show_progress`, progress goes to
+/// stderr: rewritten in place on a terminal, one line per step otherwise; the model files being
+/// loaded are named once loading has worked, so a failed job leaves only its one error line.
+pub fn wait(
+    engine: &Engine,
+    job: crate::engine::JobId,
+    show_progress: bool,
+) -> anyhow::Result<StyleOutput> {
     let tty = std::io::stderr().is_terminal();
     let mut loading: Vec<PathBuf> = Vec::new();
     let mut output = None;
@@ -187,6 +191,7 @@ pub fn wait(engine: &Engine, job: crate::engine::JobId) -> anyhow::Result<StyleO
         }
         match ev {
             Event::Style { event, .. } => match event {
+                StyleEvent::Progress { .. } | StyleEvent::Loading { .. } if !show_progress => {}
                 StyleEvent::Loading { path } => loading.push(path),
                 StyleEvent::Progress { done, total } => {
                     for p in loading.drain(..) {
