@@ -44,8 +44,8 @@ pub struct StyleBenchArgs {
     /// Style image for the arbitrary-style cases (default: models/images/coffee.png).
     #[arg(long, value_name = "FILE")]
     pub style_image: Option<PathBuf>,
-    /// Write the exact input images of every case to DIR as PNGs (for the onnxruntime peer)
-    /// and exit without timing.
+    /// Write the exact input images of every case to DIR (`NAME.rgb`: raw 8-bit RGB, rows top
+    /// to bottom, for the onnxruntime peer; `NAME.png` to look at) and exit without timing.
     #[arg(long, value_name = "DIR")]
     pub save_inputs: Option<PathBuf>,
     /// Print one JSON object instead of a text summary.
@@ -125,12 +125,17 @@ pub fn run_style_bench(args: &StyleBenchArgs) -> anyhow::Result<Value> {
         std::fs::create_dir_all(out)
             .with_context(|| format!("cannot create {}", out.display()))?;
         for (name, img) in [
-            ("content_512.png", &inp.content_512),
-            ("content_1024.png", &inp.content_1024),
-            ("content_384.png", &inp.content_384),
-            ("style_256.png", &inp.style_256),
+            ("content_512", &inp.content_512),
+            ("content_1024", &inp.content_1024),
+            ("content_384", &inp.content_384),
+            ("style_256", &inp.style_256),
         ] {
-            models::image::save(img, &out.join(name), 100)?;
+            // Raw interleaved 8-bit RGB for the peer (numpy reads it without an image
+            // library), a PNG of the same pixels to look at.
+            let raw = out.join(format!("{name}.rgb"));
+            std::fs::write(&raw, img.as_raw())
+                .with_context(|| format!("cannot write {}", raw.display()))?;
+            models::image::save(img, &out.join(format!("{name}.png")), 100)?;
         }
         return Ok(json!({ "saved": out }));
     }
