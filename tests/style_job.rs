@@ -125,8 +125,7 @@ fn tiled_output_matches_whole_image_output() {
     // Tolerance: the statistics are the whole image's exactly (it fits `stats_size`), so the
     // tiles differ from the whole run only where a tile's reflect-padded border (the networks
     // see ~62 px around each pixel) reaches into the feathered overlap. Measured: mean
-    // 0.03/255, 99th percentile 1/255, max 6/255 (a few pixels at a tile corner). Without
-    // shared statistics each tile normalises itself and the mean is several /255.
+    // 0.03/255, 99th percentile 1/255, max 6/255 (a few pixels near tile corners).
     assert!(mean < 0.15, "mean difference {mean}/255");
     assert!(p99 <= 1, "99th percentile difference {p99}/255");
     assert!(max <= 16, "largest difference {max}/255");

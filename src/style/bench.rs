@@ -97,9 +97,9 @@ fn time(
         f()?;
         ms.push(t.elapsed().as_secs_f64() * 1000.0);
     }
-    let (lo, hi) = ms
-        .iter()
-        .fold((f64::INFINITY, 0.0f64), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    let (lo, hi) = ms.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), &v| {
+        (lo.min(v), hi.max(v))
+    });
     Ok(json!({ "median_ms": median(&ms), "min_ms": lo, "max_ms": hi, "runs": runs }))
 }
 
@@ -110,7 +110,10 @@ pub fn run(args: &StyleBenchArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&report)?);
     } else if let Some(cases) = report["cases"].as_object() {
         for (name, v) in cases {
-            println!("{name:16} {:8.1} ms", v["median_ms"].as_f64().unwrap_or(f64::NAN));
+            println!(
+                "{name:16} {:8.1} ms",
+                v["median_ms"].as_f64().unwrap_or(f64::NAN)
+            );
         }
     }
     Ok(())
@@ -122,8 +125,7 @@ pub fn run_style_bench(args: &StyleBenchArgs) -> anyhow::Result<Value> {
     let dir = crate::paths::models_dir();
     let inp = inputs(args, &dir)?;
     if let Some(out) = &args.save_inputs {
-        std::fs::create_dir_all(out)
-            .with_context(|| format!("cannot create {}", out.display()))?;
+        std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
         for (name, img) in [
             ("content_512", &inp.content_512),
             ("content_1024", &inp.content_1024),

@@ -97,7 +97,10 @@ impl StyleArgs {
                     STYLE_COUNT - 1
                 );
             }
-            return Ok((StyleChoice::Preset(StyleMix::single(i)?), format!("style {i}")));
+            return Ok((
+                StyleChoice::Preset(StyleMix::single(i)?),
+                format!("style {i}"),
+            ));
         }
         if let Some(m) = &self.mix {
             return Ok((StyleChoice::Preset(StyleMix::parse(m)?), format!("mix {m}")));
@@ -150,11 +153,7 @@ pub fn run(a: StyleArgs) -> anyhow::Result<()> {
     for note in &out.notes {
         eprintln!("note: {note}");
     }
-    crate::models::style::image::save(
-        &out.image,
-        &a.out,
-        a.quality.unwrap_or(DEFAULT_QUALITY),
-    )?;
+    crate::models::style::image::save(&out.image, &a.out, a.quality.unwrap_or(DEFAULT_QUALITY))?;
     let (w, h) = out.image.dimensions();
     // Peak resident memory of this process, so scripts and tests can check the bounded-memory
     // promise for large images.
@@ -197,14 +196,16 @@ pub fn wait(
                     for p in loading.drain(..) {
                         eprintln!("loaded {}", p.display());
                     }
+                    let line = progress_line(done, total);
                     if tty {
-                        eprint!("\rstylising: step {done}/{total}");
+                        // Padded so a shorter line fully covers the previous one.
+                        eprint!("\r{line:<60}");
                         if done == total {
                             eprintln!();
                         }
                         let _ = std::io::stderr().flush();
                     } else {
-                        eprintln!("stylising: step {done}/{total}");
+                        eprintln!("{line}");
                     }
                 }
                 StyleEvent::Output(out) => output = Some(out),
@@ -218,5 +219,18 @@ pub fn wait(
     match output {
         Some(out) => Ok(*out),
         None => bail!("the style job finished without an image"),
+    }
+}
+
+/// What a progress step means: a job that fits one tile has one step; a tiled job reports the
+/// normalisation-statistics pass first, then each tile (see [`StyleEvent::Progress`]).
+fn progress_line(done: usize, total: usize) -> String {
+    match (done, total) {
+        (_, 1) => "stylising: whole image done".into(),
+        (1, _) => format!(
+            "stylising: normalisation statistics done, {} tiles to go",
+            total - 1
+        ),
+        _ => format!("stylising: tile {}/{}", done - 1, total - 1),
     }
 }
