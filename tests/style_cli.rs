@@ -405,3 +405,49 @@ fn bad_input_is_one_line_and_non_zero() {
     ]));
     assert!(e.contains("notes.png") && e.contains("not an image"), "{e}");
 }
+
+/// `jpeg` with an APP1 Exif segment saying "rotate 90° clockwise to display" (orientation 6).
+fn with_exif_orientation_6(jpeg: &[u8]) -> Vec<u8> {
+    let mut tiff = b"II*\x00\x08\x00\x00\x00".to_vec(); // little-endian, first IFD at 8
+    tiff.extend_from_slice(&1u16.to_le_bytes()); // one entry
+    tiff.extend_from_slice(&0x0112u16.to_le_bytes()); // Orientation
+    tiff.extend_from_slice(&3u16.to_le_bytes()); // SHORT
+    tiff.extend_from_slice(&1u32.to_le_bytes()); // count
+    tiff.extend_from_slice(&[6, 0, 0, 0]); // value 6, padded
+    tiff.extend_from_slice(&0u32.to_le_bytes()); // no next IFD
+    let mut app1 = b"Exif\x00\x00".to_vec();
+    app1.extend_from_slice(&tiff);
+    let mut out = jpeg[..2].to_vec(); // SOI
+    out.extend_from_slice(&[0xFF, 0xE1]);
+    out.extend_from_slice(&((app1.len() + 2) as u16).to_be_bytes());
+    out.extend_from_slice(&app1);
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
+
+#[test]
+fn an_exif_rotated_photo_is_styled_upright_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let src =
+        image::imageops::crop_imm(&read(&image_file("chelsea.png")), 100, 50, 120, 80).to_image();
+    let mut jpeg = Vec::new();
+    src.write_to(
+        &mut std::io::Cursor::new(&mut jpeg),
+        image::ImageFormat::Jpeg,
+    )
+    .unwrap();
+    let input = dir.path().join("rotated.jpg");
+    std::fs::write(&input, with_exif_orientation_6(&jpeg)).unwrap();
+    let out = dir.path().join("o.png");
+    let err = ok(&atelier(&[
+        "style",
+        "--in",
+        s(&input),
+        "--style",
+        "2",
+        "--out",
+        s(&out),
+    ]));
+    assert_eq!(read(&out).dimensions(), (80, 120), "not rotated upright");
+    assert!(err.contains("note: rotated upright"), "{err}");
+}
