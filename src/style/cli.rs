@@ -49,7 +49,8 @@ pub struct StyleArgs {
     #[arg(long, value_name = "PIXELS")]
     pub max_size: Option<u32>,
     /// Tile side in pixels for large images (at least 128; images that fit one tile run whole;
-    /// tiles overlap by 128 pixels and share normalisation statistics).
+    /// neighbouring tiles overlap by 128 pixels, at most a third of the tile, and share
+    /// normalisation statistics).
     #[arg(long, value_name = "PIXELS", default_value_t = TileOptions::default().tile)]
     pub tile: u32,
     /// JPEG quality, 1 to 100 (only for .jpg/.jpeg output).
@@ -232,5 +233,29 @@ fn progress_line(done: usize, total: usize) -> String {
             total - 1
         ),
         _ => format!("stylising: tile {}/{}", done - 1, total - 1),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_names_the_statistics_pass_and_the_tiles() {
+        assert_eq!(progress_line(1, 1), "stylising: whole image done");
+        assert_eq!(
+            progress_line(1, 10),
+            "stylising: normalisation statistics done, 9 tiles to go"
+        );
+        assert_eq!(progress_line(10, 10), "stylising: tile 9/9");
+    }
+
+    #[test]
+    fn the_output_format_follows_the_extension() {
+        assert_eq!(out_format(Path::new("a.PNG")).unwrap(), OutFormat::Png);
+        assert_eq!(out_format(Path::new("a.jpeg")).unwrap(), OutFormat::Jpeg);
+        assert_eq!(out_format(Path::new("a.JPG")).unwrap(), OutFormat::Jpeg);
+        assert!(out_format(Path::new("a.webp")).is_err());
+        assert!(out_format(Path::new("a")).is_err());
     }
 }
