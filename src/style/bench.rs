@@ -48,6 +48,10 @@ pub struct StyleBenchArgs {
     /// to bottom, for the onnxruntime peer; `NAME.png` to look at) and exit without timing.
     #[arg(long, value_name = "DIR")]
     pub save_inputs: Option<PathBuf>,
+    /// Time only the cases whose names contain this (e.g. `predict`, for profiling); the
+    /// engine job is then left out too.
+    #[arg(long, value_name = "TEXT")]
+    pub only: Option<String>,
     /// Print one JSON object instead of a text summary.
     #[arg(long)]
     pub json: bool,
@@ -86,7 +90,7 @@ fn inputs(args: &StyleBenchArgs, dir: &Path) -> anyhow::Result<Inputs> {
 fn time(
     warmup: usize,
     runs: usize,
-    mut f: impl FnMut() -> anyhow::Result<()>,
+    f: &mut dyn FnMut() -> anyhow::Result<()>,
 ) -> anyhow::Result<Value> {
     for _ in 0..warmup {
         f()?;
@@ -154,6 +158,15 @@ pub fn run_style_bench(args: &StyleBenchArgs) -> anyhow::Result<Value> {
     };
     let never = || false;
     let (w, r) = (args.warmup, args.repeats);
+    let wanted = |case: &str| args.only.as_deref().is_none_or(|o| case.contains(o));
+    // A case left out by --only reports null.
+    let time = |case: &str, f: &mut dyn FnMut() -> anyhow::Result<()>| -> anyhow::Result<Value> {
+        if wanted(case) {
+            time(w, r, f)
+        } else {
+            Ok(Value::Null)
+        }
+    };
 
     let t = Instant::now();
     let multi = Multistyle26::load(&model(models::MULTISTYLE_FILE)?)?;
@@ -165,16 +178,16 @@ pub fn run_style_bench(args: &StyleBenchArgs) -> anyhow::Result<Value> {
         net: &multi,
         style: multi.mix(&StyleMix::single(0)?),
     };
-    let multistyle_512 = time(w, r, || {
+    let multistyle_512 = time("multistyle_512", &mut || {
         std::hint::black_box(run_whole(&net, &inp.content_512, &never)?);
         Ok(())
     })?;
-    let multistyle_1024 = time(w, r, || {
+    let multistyle_1024 = time("multistyle_1024", &mut || {
         std::hint::black_box(run_whole(&net, &inp.content_1024, &never)?);
         Ok(())
     })?;
     let style_map = to_feature_map(&inp.style_256);
-    let predict_256 = time(w, r, || {
+    let predict_256 = time("predict_256", &mut || {
         std::hint::black_box(predictor.predict(&style_map, &never)?);
         Ok(())
     })?;
@@ -183,7 +196,7 @@ pub fn run_style_bench(args: &StyleBenchArgs) -> anyhow::Result<Value> {
         net: &transform,
         style: transform.style(&bottleneck)?,
     };
-    let transform_384 = time(w, r, || {
+    let transform_384 = time("transform_384", &mut || {
         std::hint::black_box(run_whole(&tnet, &inp.content_384, &never)?);
         Ok(())
     })?;
@@ -194,7 +207,8 @@ pub fn run_style_bench(args: &StyleBenchArgs) -> anyhow::Result<Value> {
     let engine = Engine::spawn(None, None)?;
     let pixels = std::sync::Arc::new(inp.content_1024.clone());
     let mut engine_ms = Vec::new();
-    for _ in 0..3 {
+    let engine_runs = if args.only.is_some() { 0 } else { 3 };
+    for _ in 0..engine_runs {
         let req = StyleRequest::new(
             ImageSource::Pixels(pixels.clone()),
             StyleChoice::Preset(StyleMix::single(0)?),
@@ -218,6 +232,6 @@ pub fn run_style_bench(args: &StyleBenchArgs) -> anyhow::Result<Value> {
             "transform_384": transform_384,
             "predict_256": predict_256,
         },
-        "engine_job_1024_tiled_ms": median(&engine_ms[1..]),
+        "engine_job_1024_tiled_ms": median(engine_ms.get(1..).unwrap_or_default()),
     }))
 }

@@ -729,6 +729,10 @@ impl DepthwiseConv {
                 let src = &x.data[ch * hw_in..(ch + 1) * hw_in];
                 let w = &self.weights[ch * k * k..(ch + 1) * k * k];
                 let mut acc = vec![0.0f32; ow];
+                // A strided row split into its `s` phases (every s-th value from 0, 1, ...), so
+                // strided taps read contiguous runs that vectorise like the stride-1 ones.
+                let phase_len = x.w.div_ceil(s);
+                let mut phases = vec![0.0f32; if s > 1 { s * phase_len } else { 0 }];
                 for (oy, row) in plane.chunks_exact_mut(ow).enumerate() {
                     acc.fill(0.0);
                     for ky in 0..k {
@@ -737,6 +741,11 @@ impl DepthwiseConv {
                             continue;
                         }
                         let srow = &src[sy as usize * x.w..(sy as usize + 1) * x.w];
+                        if s > 1 {
+                            for (i, &v) in srow.iter().enumerate() {
+                                phases[(i % s) * phase_len + i / s] = v;
+                            }
+                        }
                         for kx in 0..k {
                             let wv = w[ky * k + kx];
                             // Output columns whose tap is inside the row: sx = ox*s + kx - pl.
@@ -754,8 +763,10 @@ impl DepthwiseConv {
                                     *a = v.mul_add(wv, *a);
                                 }
                             } else {
-                                for (a, &v) in accs.iter_mut().zip(srow[first..].iter().step_by(s))
-                                {
+                                // Same taps in the same order as stepping through `srow`.
+                                let start = (first % s) * phase_len + first / s;
+                                let src_run = &phases[start..start + accs.len()];
+                                for (a, &v) in accs.iter_mut().zip(src_run) {
                                     *a = v.mul_add(wv, *a);
                                 }
                             }
@@ -920,5 +931,43 @@ mod tests {
             .add(Moments::of(&[1.0, 3.0]))
             .mean_var();
         assert_eq!((mean, var), (2.0, 1.0));
+    }
+
+    #[test]
+    fn depthwise_matches_naive_for_strides_1_and_2() {
+        let (c, h, w, k) = (3, 9, 11, 3);
+        let data: Vec<f32> = (0..c * h * w)
+            .map(|i| ((i * 37 % 23) as f32 - 11.0) / 7.0)
+            .collect();
+        let x = FeatureMap::from_vec(c, h, w, data).unwrap();
+        let wts: Vec<f32> = (0..c * k * k)
+            .map(|i| ((i * 13 % 17) as f32 - 8.0) / 5.0)
+            .collect();
+        for (stride, pads) in [(1, [1, 1, 1, 1]), (2, [0, 0, 1, 1]), (2, [1, 1, 1, 1])] {
+            let dw = DepthwiseConv::from_oihw(&wts, [c, 1, k, k], None, stride, pads).unwrap();
+            let y = dw.forward(&x, |_, _| {});
+            let oh = (h + pads[0] + pads[2] - k) / stride + 1;
+            let ow = (w + pads[1] + pads[3] - k) / stride + 1;
+            assert_eq!((y.h, y.w), (oh, ow));
+            for ch in 0..c {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let mut want = 0.0f32;
+                        for ky in 0..k {
+                            for kx in 0..k {
+                                let sy = (oy * stride + ky) as isize - pads[0] as isize;
+                                let sx = (ox * stride + kx) as isize - pads[1] as isize;
+                                if (0..h as isize).contains(&sy) && (0..w as isize).contains(&sx) {
+                                    let v = x.data[ch * h * w + sy as usize * w + sx as usize];
+                                    want = v.mul_add(wts[ch * k * k + ky * k + kx], want);
+                                }
+                            }
+                        }
+                        let got = y.data[ch * oh * ow + oy * ow + ox];
+                        assert_eq!(got, want, "stride {stride} pads {pads:?} at {ch},{oy},{ox}");
+                    }
+                }
+            }
+        }
     }
 }
