@@ -729,10 +729,23 @@ impl DepthwiseConv {
                 let src = &x.data[ch * hw_in..(ch + 1) * hw_in];
                 let w = &self.weights[ch * k * k..(ch + 1) * k * k];
                 let mut acc = vec![0.0f32; ow];
-                // A strided row split into its `s` phases (every s-th value from 0, 1, ...), so
-                // strided taps read contiguous runs that vectorise like the stride-1 ones.
+                // Strided: each input row split once into its `s` phases (every s-th value from
+                // 0, 1, ...), so strided taps read contiguous runs that vectorise like the
+                // stride-1 ones.
                 let phase_len = x.w.div_ceil(s);
-                let mut phases = vec![0.0f32; if s > 1 { s * phase_len } else { 0 }];
+                let row_len = s * phase_len;
+                let mut phases = Vec::new();
+                if s > 1 {
+                    phases = vec![0.0f32; x.h * row_len];
+                    for (srow, prow) in src.chunks_exact(x.w).zip(phases.chunks_exact_mut(row_len))
+                    {
+                        for (p, dst) in prow.chunks_exact_mut(phase_len).enumerate() {
+                            for (d, &v) in dst.iter_mut().zip(srow[p..].iter().step_by(s)) {
+                                *d = v;
+                            }
+                        }
+                    }
+                }
                 for (oy, row) in plane.chunks_exact_mut(ow).enumerate() {
                     acc.fill(0.0);
                     for ky in 0..k {
@@ -741,11 +754,11 @@ impl DepthwiseConv {
                             continue;
                         }
                         let srow = &src[sy as usize * x.w..(sy as usize + 1) * x.w];
-                        if s > 1 {
-                            for (i, &v) in srow.iter().enumerate() {
-                                phases[(i % s) * phase_len + i / s] = v;
-                            }
-                        }
+                        let prow = if s > 1 {
+                            &phases[sy as usize * row_len..(sy as usize + 1) * row_len]
+                        } else {
+                            &[]
+                        };
                         for kx in 0..k {
                             let wv = w[ky * k + kx];
                             // Output columns whose tap is inside the row: sx = ox*s + kx - pl.
@@ -765,7 +778,7 @@ impl DepthwiseConv {
                             } else {
                                 // Same taps in the same order as stepping through `srow`.
                                 let start = (first % s) * phase_len + first / s;
-                                let src_run = &phases[start..start + accs.len()];
+                                let src_run = &prow[start..start + accs.len()];
                                 for (a, &v) in accs.iter_mut().zip(src_run) {
                                     *a = v.mul_add(wv, *a);
                                 }
