@@ -622,10 +622,7 @@ fn cancelling_a_render_stops_it_between_samples() {
         }
     }
     assert!(cancelled);
-    assert!(
-        samples < 400 && samples <= 2 * atelier::engine::RENDER_BATCH,
-        "{samples}"
-    );
+    assert!(samples <= 2 * atelier::engine::RENDER_BATCH, "{samples}");
 }
 
 #[test]

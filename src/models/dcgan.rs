@@ -48,7 +48,10 @@ const KERNEL: usize = 4;
 const TAPS: usize = KERNEL * KERNEL;
 
 /// (conv index, BN index or none, c_in, c_out, stride, padding, input size)
-const ARCH: [(usize, Option<usize>, usize, usize, usize, usize, usize); 5] = [
+type ArchRow = (usize, Option<usize>, usize, usize, usize, usize, usize);
+
+/// The generator's layers, one [`ArchRow`] each.
+const ARCH: [ArchRow; 5] = [
     (0, Some(1), 100, 512, 1, 0, 1),
     (3, Some(4), 512, 256, 2, 1, 4),
     (6, Some(7), 256, 128, 2, 1, 8),
@@ -514,6 +517,8 @@ const COLS_BUDGET: usize = 2 << 20;
 /// tanh as a rational function (Eigen's `generic_fast_tanh_float`): within a few float ulps of
 /// `f32::tanh` (checked in the tests) and several times faster, which matters because the
 /// last layer applies it to 12,288 values per sample.
+// The coefficients are written as Eigen publishes them, so they can be checked against it.
+#[allow(clippy::excessive_precision)]
 fn fast_tanh(x: f32) -> f32 {
     if x.abs() < 4e-4 {
         return x;
@@ -598,7 +603,7 @@ pub fn sgemm_strided(
 }
 
 fn check_latents(latents: &[f32]) -> Result<usize, DcganError> {
-    if latents.len() % LATENT_DIM != 0 {
+    if !latents.len().is_multiple_of(LATENT_DIM) {
         return Err(DcganError::LatentLength(latents.len()));
     }
     if let Some(i) = latents.iter().position(|v| !v.is_finite()) {

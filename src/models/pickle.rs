@@ -601,7 +601,7 @@ impl Machine<'_> {
     }
 
     fn pairs(&self, items: Vec<Value>) -> Result<Vec<(Value, Value)>, PickleError> {
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             return Err(self.malformed("odd number of dict items".into()));
         }
         let mut it = items.into_iter();

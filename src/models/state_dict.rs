@@ -447,7 +447,7 @@ pub fn to_safetensors(tensors: &BTreeMap<String, (Vec<usize>, Vec<f32>)>) -> Vec
     }
     let mut h = serde_json::Value::Object(header).to_string().into_bytes();
     // Pad the header with spaces so the data starts 8-byte aligned, as the format recommends.
-    while (8 + h.len()) % 8 != 0 {
+    while !(8 + h.len()).is_multiple_of(8) {
         h.push(b' ');
     }
     let mut out = Vec::with_capacity(8 + h.len() + offset);

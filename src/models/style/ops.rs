@@ -556,7 +556,7 @@ impl Moments {
     }
 
     /// Adds another segment's moments.
-    pub fn add(self, o: Moments) -> Self {
+    pub fn merge(self, o: Moments) -> Self {
         Self {
             n: self.n + o.n,
             sum: self.sum + o.sum,
@@ -578,7 +578,7 @@ pub fn merge_moments(blocks: &[Vec<Moments>], c: usize) -> (Vec<f32>, Vec<f32>) 
         .map(|ch| {
             blocks
                 .iter()
-                .fold(Moments::default(), |m, b| m.add(b[ch]))
+                .fold(Moments::default(), |m, b| m.merge(b[ch]))
                 .mean_var()
         })
         .unzip()
@@ -941,7 +941,7 @@ mod tests {
     #[test]
     fn moments_give_mean_and_variance() {
         let (mean, var) = Moments::of(&[1.0, 3.0])
-            .add(Moments::of(&[1.0, 3.0]))
+            .merge(Moments::of(&[1.0, 3.0]))
             .mean_var();
         assert_eq!((mean, var), (2.0, 1.0));
     }

@@ -283,7 +283,7 @@ pub fn stylize<N: TiledNet>(
                 .map(|i| ramp(i, tw, overlap, x0 > 0, x0 + tw < w4))
                 .collect();
             let cols = (w.saturating_sub(x0)).min(tw) as usize;
-            for r in 0..th as usize {
+            for (r, &wy_r) in wy.iter().enumerate().take(th as usize) {
                 let yy = y0 as usize + r;
                 if yy >= h as usize {
                     break;
@@ -293,7 +293,7 @@ pub fn stylize<N: TiledNet>(
                 let hw = y.pixels();
                 let row = r * tw as usize;
                 for i in 0..cols {
-                    let wt = wy[r] * wx[i];
+                    let wt = wy_r * wx[i];
                     wsum[wr + i] += wt;
                     for c in 0..3 {
                         acc[ar + i * 3 + c] += wt * y.data[c * hw + row + i];

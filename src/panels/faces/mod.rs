@@ -359,16 +359,15 @@ impl FacesPanel {
     fn job_ended(&mut self, i: usize) {
         let job = self.jobs.remove(i);
         match job.kind {
-            JobKind::Walk => {
+            JobKind::Walk
                 if self
                     .walk
                     .job
                     .as_ref()
-                    .is_some_and(|w| w.id() == job.handle.id())
-                {
-                    self.walk.job = None;
-                    self.walk.showing = false;
-                }
+                    .is_some_and(|w| w.id() == job.handle.id()) =>
+            {
+                self.walk.job = None;
+                self.walk.showing = false;
             }
             JobKind::Export { what, path, frames } if !job.handle.is_cancelled() => {
                 let frames: Vec<FaceImage> = frames.into_iter().flatten().collect();
