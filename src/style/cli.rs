@@ -18,7 +18,7 @@ use crate::models::style::{STYLE_COUNT, StyleMix};
 #[derive(Debug, clap::Args)]
 #[command(
     group(clap::ArgGroup::new("which").required(true).args(["style", "mix", "style_image"])),
-    after_help = "Styles are numbered 0 to 25 (the order of multistyle26's style weights, as in the Style panel).\n\n\
+    after_help = "Styles are numbered 0 to 25, in the order of multistyle26's style weights.\n\n\
 Examples:\n  \
     atelier style --in photo.jpg --style 19 --out out.png\n  \
     atelier style --in photo.jpg --mix 3:0.5,11:0.5 --strength 0.8 --out out.jpg --quality 90\n  \
