@@ -7,7 +7,7 @@
 //! whole image scaled to fit [`TileOptions::stats_size`], and every tile is normalised with
 //! those. When the image is no larger than `stats_size` the statistics are exactly the
 //! whole-image ones, and tiled output equals whole-image output except within the overlaps,
-//! where the blend hides the tiles' edge effects (tests/style.rs measures the difference).
+//! where the blend hides the tiles' edge effects (tests/style_job.rs measures the difference).
 //!
 //! Tiles are aligned to multiples of 4 pixels so the networks' two stride-2 layers sample the
 //! same grid as for the whole image. Output rows are assembled one tile row at a time: memory
