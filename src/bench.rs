@@ -311,7 +311,7 @@ pub fn median(xs: &[f64]) -> f64 {
 }
 
 /// A `/proc/self/status` memory line (e.g. `VmHWM:`) in KiB; `None` off Linux.
-fn memory_kib(key: &str) -> Option<u64> {
+pub fn memory_kib(key: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     status
         .lines()

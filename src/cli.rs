@@ -51,6 +51,8 @@ pub enum Command {
     Tokenize(TokenizeArgs),
     /// Generate faces with the DCGAN: one face, a grid of seeds, or a looping walk as a GIF.
     Faces(crate::faces::cli::FacesArgs),
+    /// Restyle a photo with one of 26 built-in styles, a blend of them, or any painting.
+    Style(crate::style::cli::StyleArgs),
     /// List the models Atelier knows about (bundled and discovered), or fetch the defaults.
     Models(ModelsArgs),
     /// Benchmarks (same code path as the studio); see BENCHMARKS.md.
@@ -65,6 +67,8 @@ pub enum BenchCommand {
     Write(crate::bench::WriteBenchArgs),
     /// DCGAN single-sample latency, batch throughput and live-walk frame pacing.
     Faces(crate::bench::FacesBenchArgs),
+    /// Style network latency (multistyle26, arbitrary-style transform and predictor).
+    Style(crate::style::bench::StyleBenchArgs),
 }
 
 /// Prompt mode of `atelier write`.
@@ -211,6 +215,8 @@ pub fn run(cmd: Command) -> anyhow::Result<()> {
         Command::Score(a) => score(a),
         Command::Tokenize(a) => tokenize(a),
         Command::Faces(a) => crate::faces::cli::run(a),
+        Command::Style(a) => crate::style::cli::run(a),
+        Command::Bench(BenchCommand::Style(a)) => crate::style::bench::run(&a),
         Command::Models(a) => models(a),
         Command::Bench(BenchCommand::Write(a)) => {
             let report = crate::bench::run_write_bench(&a)?;

@@ -48,8 +48,10 @@ const KERNEL: usize = 4;
 const TAPS: usize = KERNEL * KERNEL;
 
 /// (conv index, BN index or none, c_in, c_out, stride, padding, input size)
-#[allow(clippy::type_complexity)] // one row per layer reads better than a named tuple type
-const ARCH: [(usize, Option<usize>, usize, usize, usize, usize, usize); 5] = [
+type ArchRow = (usize, Option<usize>, usize, usize, usize, usize, usize);
+
+/// The generator's layers, one [`ArchRow`] each.
+const ARCH: [ArchRow; 5] = [
     (0, Some(1), 100, 512, 1, 0, 1),
     (3, Some(4), 512, 256, 2, 1, 4),
     (6, Some(7), 256, 128, 2, 1, 8),
@@ -515,7 +517,8 @@ const COLS_BUDGET: usize = 2 << 20;
 /// tanh as a rational function (Eigen's `generic_fast_tanh_float`): within a few float ulps of
 /// `f32::tanh` (checked in the tests) and several times faster, which matters because the
 /// last layer applies it to 12,288 values per sample.
-#[allow(clippy::excessive_precision)] // the coefficients as published, digit for digit
+// The coefficients are written as Eigen publishes them, so they can be checked against it.
+#[allow(clippy::excessive_precision)]
 fn fast_tanh(x: f32) -> f32 {
     if x.abs() < 4e-4 {
         return x;

@@ -142,6 +142,9 @@ fn fused_by_onnxruntime(m: &OnnxModel, conv_output: &str) -> bool {
     input_ok && output_ok
 }
 
+/// An ONNX-fused int8 convolution: weights, their dims, bias and the integer rescaling.
+type Int8Parts = (Vec<f32>, Vec<usize>, Vec<f32>, Int8);
+
 /// Integer weights, bias and requantisation of a conv onnxruntime fuses, or `None` to run it
 /// in float like the graph says.
 #[allow(clippy::type_complexity)] // the four parts go straight into one constructor
@@ -149,7 +152,7 @@ fn int8_parts(
     m: &OnnxModel,
     conv_output: &str,
     q_output: &str,
-) -> Result<Option<(Vec<f32>, Vec<usize>, Vec<f32>, Int8)>, StyleError> {
+) -> Result<Option<Int8Parts>, StyleError> {
     if !fused_by_onnxruntime(m, conv_output) {
         return Ok(None);
     }

@@ -556,8 +556,7 @@ impl Moments {
     }
 
     /// Adds another segment's moments.
-    #[allow(clippy::should_implement_trait)] // a merge of statistics, not arithmetic
-    pub fn add(self, o: Moments) -> Self {
+    pub fn merge(self, o: Moments) -> Self {
         Self {
             n: self.n + o.n,
             sum: self.sum + o.sum,
@@ -579,7 +578,7 @@ pub fn merge_moments(blocks: &[Vec<Moments>], c: usize) -> (Vec<f32>, Vec<f32>) 
         .map(|ch| {
             blocks
                 .iter()
-                .fold(Moments::default(), |m, b| m.add(b[ch]))
+                .fold(Moments::default(), |m, b| m.merge(b[ch]))
                 .mean_var()
         })
         .unzip()
@@ -730,6 +729,23 @@ impl DepthwiseConv {
                 let src = &x.data[ch * hw_in..(ch + 1) * hw_in];
                 let w = &self.weights[ch * k * k..(ch + 1) * k * k];
                 let mut acc = vec![0.0f32; ow];
+                // Strided: each input row split once into its `s` phases (every s-th value from
+                // 0, 1, ...), so strided taps read contiguous runs that vectorise like the
+                // stride-1 ones.
+                let phase_len = x.w.div_ceil(s);
+                let row_len = s * phase_len;
+                let mut phases = Vec::new();
+                if s > 1 {
+                    phases = vec![0.0f32; x.h * row_len];
+                    for (srow, prow) in src.chunks_exact(x.w).zip(phases.chunks_exact_mut(row_len))
+                    {
+                        for (p, dst) in prow.chunks_exact_mut(phase_len).enumerate() {
+                            for (d, &v) in dst.iter_mut().zip(srow[p..].iter().step_by(s)) {
+                                *d = v;
+                            }
+                        }
+                    }
+                }
                 for (oy, row) in plane.chunks_exact_mut(ow).enumerate() {
                     acc.fill(0.0);
                     for ky in 0..k {
@@ -738,6 +754,11 @@ impl DepthwiseConv {
                             continue;
                         }
                         let srow = &src[sy as usize * x.w..(sy as usize + 1) * x.w];
+                        let prow = if s > 1 {
+                            &phases[sy as usize * row_len..(sy as usize + 1) * row_len]
+                        } else {
+                            &[]
+                        };
                         for kx in 0..k {
                             let wv = w[ky * k + kx];
                             // Output columns whose tap is inside the row: sx = ox*s + kx - pl.
@@ -755,8 +776,10 @@ impl DepthwiseConv {
                                     *a = v.mul_add(wv, *a);
                                 }
                             } else {
-                                for (a, &v) in accs.iter_mut().zip(srow[first..].iter().step_by(s))
-                                {
+                                // Same taps in the same order as stepping through `srow`.
+                                let start = (first % s) * phase_len + first / s;
+                                let src_run = &prow[start..start + accs.len()];
+                                for (a, &v) in accs.iter_mut().zip(src_run) {
                                     *a = v.mul_add(wv, *a);
                                 }
                             }
@@ -918,8 +941,46 @@ mod tests {
     #[test]
     fn moments_give_mean_and_variance() {
         let (mean, var) = Moments::of(&[1.0, 3.0])
-            .add(Moments::of(&[1.0, 3.0]))
+            .merge(Moments::of(&[1.0, 3.0]))
             .mean_var();
         assert_eq!((mean, var), (2.0, 1.0));
+    }
+
+    #[test]
+    fn depthwise_matches_naive_for_strides_1_and_2() {
+        let (c, h, w, k) = (3, 9, 11, 3);
+        let data: Vec<f32> = (0..c * h * w)
+            .map(|i| ((i * 37 % 23) as f32 - 11.0) / 7.0)
+            .collect();
+        let x = FeatureMap::from_vec(c, h, w, data).unwrap();
+        let wts: Vec<f32> = (0..c * k * k)
+            .map(|i| ((i * 13 % 17) as f32 - 8.0) / 5.0)
+            .collect();
+        for (stride, pads) in [(1, [1, 1, 1, 1]), (2, [0, 0, 1, 1]), (2, [1, 1, 1, 1])] {
+            let dw = DepthwiseConv::from_oihw(&wts, [c, 1, k, k], None, stride, pads).unwrap();
+            let y = dw.forward(&x, |_, _| {});
+            let oh = (h + pads[0] + pads[2] - k) / stride + 1;
+            let ow = (w + pads[1] + pads[3] - k) / stride + 1;
+            assert_eq!((y.h, y.w), (oh, ow));
+            for ch in 0..c {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let mut want = 0.0f32;
+                        for ky in 0..k {
+                            for kx in 0..k {
+                                let sy = (oy * stride + ky) as isize - pads[0] as isize;
+                                let sx = (ox * stride + kx) as isize - pads[1] as isize;
+                                if (0..h as isize).contains(&sy) && (0..w as isize).contains(&sx) {
+                                    let v = x.data[ch * h * w + sy as usize * w + sx as usize];
+                                    want = v.mul_add(wts[ch * k * k + ky * k + kx], want);
+                                }
+                            }
+                        }
+                        let got = y.data[ch * oh * ow + oy * ow + ox];
+                        assert_eq!(got, want, "stride {stride} pads {pads:?} at {ch},{oy},{ox}");
+                    }
+                }
+            }
+        }
     }
 }

@@ -7,7 +7,7 @@
 //! whole image scaled to fit [`TileOptions::stats_size`], and every tile is normalised with
 //! those. When the image is no larger than `stats_size` the statistics are exactly the
 //! whole-image ones, and tiled output equals whole-image output except within the overlaps,
-//! where the blend hides the tiles' edge effects (tests/style.rs measures the difference).
+//! where the blend hides the tiles' edge effects (tests/style_job.rs measures the difference).
 //!
 //! Tiles are aligned to multiples of 4 pixels so the networks' two stride-2 layers sample the
 //! same grid as for the whole image. Output rows are assembled one tile row at a time: memory
@@ -283,9 +283,7 @@ pub fn stylize<N: TiledNet>(
                 .map(|i| ramp(i, tw, overlap, x0 > 0, x0 + tw < w4))
                 .collect();
             let cols = (w.saturating_sub(x0)).min(tw) as usize;
-            // `r` indexes the tile's rows in three buffers at once.
-            #[allow(clippy::needless_range_loop)]
-            for r in 0..th as usize {
+            for (r, &wy_r) in wy.iter().enumerate().take(th as usize) {
                 let yy = y0 as usize + r;
                 if yy >= h as usize {
                     break;
@@ -295,7 +293,7 @@ pub fn stylize<N: TiledNet>(
                 let hw = y.pixels();
                 let row = r * tw as usize;
                 for i in 0..cols {
-                    let wt = wy[r] * wx[i];
+                    let wt = wy_r * wx[i];
                     wsum[wr + i] += wt;
                     for c in 0..3 {
                         acc[ar + i * 3 + c] += wt * y.data[c * hw + row + i];

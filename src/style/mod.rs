@@ -11,6 +11,9 @@
 //! [`StyleOutput`] carries the content and the raw stylised image at the same size as well as
 //! the finished one ([`crate::models::style::colour`] is the shader's CPU reference).
 
+pub mod bench;
+pub mod cli;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
