@@ -407,7 +407,6 @@ impl Layer {
 
     /// One GEMM + col2im over `batch` samples.
     fn forward_chunk(&self, input: &[f32], batch: usize, cols: &mut Vec<f32>, output: &mut [f32]) {
-        let t0 = tmp_cpu();
         // cols(pixel, tap, co) = Σ_ci input[pixel][ci] · weight[tap][co][ci]
         let m = batch * self.h_in * self.h_in;
         let n = TAPS * self.c_out;
@@ -429,20 +428,11 @@ impl Layer {
                 channel: 1,
             }
         };
-        let t1 = tmp_cpu();
         let row = self.h_out * self.c_out;
         let cols = &cols[..];
         output.par_chunks_mut(row).enumerate().for_each(|(r, out)| {
             self.col2im_row(r / self.h_out, r % self.h_out, cols, strides, out)
         });
-        let t2 = tmp_cpu();
-        if std::env::var_os("DCGAN_PROFILE").is_some() {
-            eprintln!(
-                "PROFILE m={m} n={n} k={k} gemm={:.3} col2im={:.3}",
-                t1 - t0,
-                t2 - t1
-            );
-        }
     }
 
     /// Output row `oy` of sample `b` (`[h_out][c_out]`): for each output pixel, the shift plus
@@ -733,19 +723,3 @@ mod tests {
     }
 }
 
-// TEMPORARY profiling
-#[repr(C)]
-struct TmpTs {
-    s: i64,
-    ns: i64,
-}
-unsafe extern "C" {
-    fn clock_gettime(clk: i32, ts: *mut TmpTs) -> i32;
-}
-fn tmp_cpu() -> f64 {
-    let mut t = TmpTs { s: 0, ns: 0 };
-    unsafe {
-        clock_gettime(3, &mut t);
-    }
-    t.s as f64 * 1e3 + t.ns as f64 / 1e6
-}
