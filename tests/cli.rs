@@ -67,7 +67,11 @@ fn write_json_greedy_reproduces_llama_cpp() {
         .iter()
         .map(|x| x.as_u64().unwrap())
         .collect();
-    assert_eq!(ids[..4], [28, 260, 2240, 282], "before the near-tie: {ids:?}");
+    assert_eq!(
+        ids[..4],
+        [28, 260, 2240, 282],
+        "before the near-tie: {ids:?}"
+    );
     assert!([23324, 1315].contains(&ids[4]), "at the near-tie: {ids:?}");
     assert_eq!(ids.len(), 6);
     assert!(v["text"].as_str().unwrap().starts_with(", the city of"));

@@ -722,4 +722,3 @@ mod tests {
         assert_eq!(rgba[8], 255);
     }
 }
-
