@@ -2,11 +2,15 @@
 //! headless command on the same engine.
 
 use clap::Parser;
+use clap::error::ErrorKind;
 
 use atelier::cli::{self, Cli};
 
 fn main() -> std::process::ExitCode {
-    let args = Cli::parse();
+    let args = match Cli::try_parse() {
+        Ok(args) => args,
+        Err(e) => return usage_error(e),
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(args.default_log_filter()));
     tracing_subscriber::fmt()
@@ -27,6 +31,23 @@ fn main() -> std::process::ExitCode {
             let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
             eprintln!("error: {}", chain.join(": "));
             std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Help and version go out as clap prints them; a usage mistake is one line, like every other
+/// error, so scripts can show it as is.
+fn usage_error(e: clap::Error) -> std::process::ExitCode {
+    match e.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
+        _ => {
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            eprintln!("error: {first} (see --help)");
+            std::process::ExitCode::from(2)
         }
     }
 }

@@ -159,4 +159,18 @@ fn bad_input_exits_non_zero_with_one_line() {
         "x",
     ]));
     assert!(e.contains("not a GGUF model"), "{e}");
+    // Usage mistakes caught by the argument parser are one line too.
+    for (args, want) in [
+        (
+            &["write", "--prompt", "x", "--max-tokens", "many"][..],
+            "--max-tokens",
+        ),
+        (&["write", "--no-such-flag"][..], "--no-such-flag"),
+    ] {
+        let out = atelier(args);
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+        assert!(err.starts_with("error: ") && err.contains(want), "{err}");
+    }
 }
