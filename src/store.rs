@@ -125,6 +125,73 @@ pub struct Settings {
     pub show_sampling: bool,
     /// Models opened with "Open GGUF…", most recent first (at most 8).
     pub recent_models: Vec<PathBuf>,
+    /// The Style panel's picture, style and finish.
+    pub style: StyleSettings,
+}
+
+/// What the Style panel restores on start. Only pictures opened from files are remembered
+/// (pasted pixels have no path).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StyleSettings {
+    /// The content picture's file.
+    pub content: Option<PathBuf>,
+    /// The style picture's file (the arbitrary-style model).
+    pub style_image: Option<PathBuf>,
+    /// Whether the style picture is in use (otherwise the built-in styles).
+    pub use_style_image: bool,
+    /// Built-in styles (0–25) and their weights.
+    pub mix: Vec<(usize, f32)>,
+    /// Blend with the original, 0–1.
+    pub strength: f32,
+    /// Keep the original's colours.
+    pub preserve_colour: bool,
+    /// Whether the before/after divider shows.
+    pub split: bool,
+    /// Longest side of the output.
+    pub max_side: u32,
+    /// Export as JPEG (otherwise PNG).
+    pub jpeg: bool,
+    /// JPEG quality, 1–100.
+    pub jpeg_quality: u8,
+}
+
+impl Default for StyleSettings {
+    fn default() -> Self {
+        Self {
+            content: None,
+            style_image: None,
+            use_style_image: false,
+            mix: vec![(0, 1.0)],
+            strength: 1.0,
+            preserve_colour: false,
+            split: false,
+            max_side: 1024,
+            jpeg: false,
+            jpeg_quality: 90,
+        }
+    }
+}
+
+impl StyleSettings {
+    /// Brings an edited file's values back into range; true if anything changed.
+    fn sanitize(&mut self) -> bool {
+        let before = self.clone();
+        let styles = crate::models::style::STYLE_COUNT;
+        self.mix
+            .retain(|&(i, w)| i < styles && w.is_finite() && w >= 0.0);
+        self.mix.truncate(styles);
+        if self.mix.is_empty() {
+            self.mix = Self::default().mix;
+        }
+        if !self.strength.is_finite() {
+            self.strength = 1.0;
+        }
+        self.strength = self.strength.clamp(0.0, 1.0);
+        self.max_side = self.max_side.clamp(64, 8192);
+        self.jpeg_quality = self.jpeg_quality.clamp(1, 100);
+        *self != before
+    }
 }
 
 impl Default for Settings {
@@ -139,6 +206,7 @@ impl Default for Settings {
             page: Page::default(),
             show_sampling: true,
             recent_models: Vec::new(),
+            style: StyleSettings::default(),
         }
     }
 }
@@ -161,6 +229,9 @@ impl Settings {
             fixed.push("max new tokens");
         }
         self.recent_models.truncate(8);
+        if self.style.sanitize() {
+            fixed.push("style");
+        }
         (!fixed.is_empty()).then(|| fixed.join(", "))
     }
 }

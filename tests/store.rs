@@ -194,12 +194,20 @@ fn out_of_range_settings_are_repaired_with_a_notice() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("settings.json"),
-        br#"{"candidates": 9, "params": {"sampling": {"temperature": -1.0}}, "unknown_field": 1}"#,
+        br#"{"candidates": 9, "params": {"sampling": {"temperature": -1.0}}, "unknown_field": 1,
+             "style": {"mix": [[99, 1.0], [3, -2.0]], "strength": 5.0, "jpeg_quality": 0}}"#,
     )
     .unwrap();
     let mut store = Store::open(dir.path());
     assert_eq!(store.settings.candidates, 4);
     assert!(store.settings.params.sampling.temperature >= 0.0);
+    let style = &store.settings.style;
+    assert_eq!(
+        style.mix,
+        vec![(0, 1.0)],
+        "no valid style left: the default"
+    );
+    assert_eq!((style.strength, style.jpeg_quality), (1.0, 1));
     let notices = store.take_notices();
     assert_eq!(notices.len(), 1);
     assert_eq!(notices[0].level, NoticeLevel::Info);

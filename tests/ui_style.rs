@@ -499,3 +499,41 @@ fn dropped_files_and_pasted_images_become_the_content() {
     );
     assert!(shows(&h, "Pasted image"));
 }
+
+#[test]
+fn the_picture_style_and_finish_survive_a_restart() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let data = tempfile::tempdir().unwrap();
+    {
+        let mut h = app_with(data.path(), false);
+        h.step();
+        let s = h.state_mut().style_panel_mut();
+        s.set_content_path(picture("chelsea.png"));
+        s.select_style(7);
+        s.toggle_blend(12);
+        s.set_strength(0.6);
+        s.set_preserve_colour(true);
+        s.set_max_side(512);
+        h.step();
+        h.state_mut().save();
+    }
+    let mut h = app_with(data.path(), false);
+    h.step();
+    let s = h.state().style_panel();
+    assert_eq!(s.mix(), &[(7, 1.0), (12, 1.0)]);
+    assert_eq!(s.finish().strength, 0.6);
+    assert!(s.finish().preserve_colour);
+    let settings = &h.state().store().settings.style;
+    assert_eq!(
+        settings.content.as_deref(),
+        Some(picture("chelsea.png").as_path())
+    );
+    assert_eq!(settings.max_side, 512);
+    // The restored picture is rendered again without being opened.
+    wait_for(
+        &mut h,
+        "the restored picture's preview",
+        Duration::from_secs(120),
+        |app| app.style_panel().result().is_some(),
+    );
+}

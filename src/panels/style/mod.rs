@@ -31,7 +31,7 @@ use super::{Command, Panel, PanelContext};
 use crate::engine::{Engine, Event, JobHandle, JobId, StyleEvent};
 use crate::models::style::colour::Finish;
 use crate::models::style::{MULTISTYLE_FILE, PREDICT_FILE, STYLE_COUNT, StyleMix, TRANSFORM_FILE};
-use crate::store::{Notice, NoticeLevel, Page};
+use crate::store::{Notice, NoticeLevel, Page, StyleSettings};
 use crate::style::{ImageSource, PREVIEW_SIZE, StyleChoice, StylePass, StyleRequest};
 use crate::theme::{self, icon, space};
 
@@ -155,6 +155,8 @@ pub struct StylePanel {
     previews: u64,
     fulls: u64,
     ctx: Option<egui::Context>,
+    /// Whether the saved settings were applied (on the first frame).
+    restored: bool,
 }
 
 impl Default for StylePanel {
@@ -192,6 +194,7 @@ impl Default for StylePanel {
             previews: 0,
             fulls: 0,
             ctx: None,
+            restored: false,
         }
     }
 }
@@ -233,6 +236,10 @@ impl Panel for StylePanel {
             .open(cx.store.dir().join("style").join("thumbs"), &ctx);
         self.gallery.poll(&ctx);
         self.gpu = cx.render_state.is_some();
+        if !self.restored {
+            self.restored = true;
+            self.restore(&cx.store.settings.style.clone());
+        }
         self.poll_readying();
         self.poll_style_thumb(&ctx);
         self.poll_exports(cx);
@@ -276,6 +283,11 @@ impl Panel for StylePanel {
                     .inner_margin(egui::Margin::same(space::XL as i8)),
             )
             .show(ui, |ui| self.result_view(ui, cx));
+        // Mirrored every frame: the store saves (atomically, debounced) only when it changed.
+        let settings = self.settings();
+        if cx.store.settings.style != settings {
+            cx.store.settings.style = settings;
+        }
     }
 }
 
@@ -669,6 +681,48 @@ impl StylePanel {
     /// engine keeps loading from [`crate::paths::models_dir`]).
     pub fn set_models_dir(&mut self, dir: PathBuf) {
         self.models_dir = dir;
+    }
+
+    /// Applies saved settings; pictures whose files are gone are skipped.
+    fn restore(&mut self, s: &StyleSettings) {
+        self.mix = s.mix.clone();
+        self.finish = Finish {
+            strength: s.strength,
+            preserve_colour: s.preserve_colour,
+        };
+        self.split = s.split;
+        self.max_side = s.max_side;
+        self.jpeg = s.jpeg;
+        self.jpeg_quality = s.jpeg_quality;
+        if let Some(p) = s.style_image.as_ref().filter(|p| p.is_file()) {
+            self.set_style_image(p.clone());
+        }
+        if !(s.use_style_image && self.style_image.is_some()) {
+            self.mode = StyleMode::Presets;
+        }
+        if let Some(p) = s.content.as_ref().filter(|p| p.is_file()) {
+            self.set_content_path(p.clone());
+        }
+    }
+
+    /// What is saved of the panel's state.
+    fn settings(&self) -> StyleSettings {
+        let file = |p: &Option<Picture>| match p.as_ref().map(|p| &p.source) {
+            Some(ImageSource::File(path)) => Some(path.clone()),
+            _ => None,
+        };
+        StyleSettings {
+            content: file(&self.content),
+            style_image: file(&self.style_image),
+            use_style_image: self.mode == StyleMode::Image,
+            mix: self.mix.clone(),
+            strength: self.finish.strength,
+            preserve_colour: self.finish.preserve_colour,
+            split: self.split,
+            max_side: self.max_side,
+            jpeg: self.jpeg,
+            jpeg_quality: self.jpeg_quality,
+        }
     }
 
     fn changed(&mut self) {
