@@ -510,6 +510,10 @@ impl FacesPanel {
             .iter()
             .filter(|j| !j.handle.is_cancelled())
             .collect();
+        // One worker runs every model: say so when a Write or Style job holds it.
+        if !active.is_empty() && active.iter().all(|j| !j.started) {
+            return Some("Faces: waiting for the running job to finish".into());
+        }
         if let Some(j) = active
             .iter()
             .find(|j| matches!(j.kind, JobKind::Export { .. }))

@@ -86,6 +86,8 @@ struct Job {
     request: Option<StyleRequest>,
     done: usize,
     total: usize,
+    /// Whether the worker has begun it (it waits while another panel's job runs).
+    started: bool,
 }
 
 /// An image the user gave, and what to call it.
@@ -308,6 +310,7 @@ impl StylePanel {
         };
         match event {
             Event::Style { event, .. } => self.on_style_event(i, event),
+            Event::Started { .. } => self.jobs[i].started = true,
             Event::Finished { .. } | Event::Cancelled { .. } => {
                 self.jobs.remove(i);
                 self.loading_model = None;
@@ -661,6 +664,8 @@ impl StylePanel {
             .iter()
             .find(|j| matches!(j.kind, JobKind::Preview | JobKind::Full))?;
         Some(match (&self.loading_model, job.kind) {
+            // One worker runs every model: say so when a Write or Faces job holds it.
+            _ if !job.started => "Style: waiting for the running job to finish".into(),
             (Some(m), _) => format!("Style: loading {m}…"),
             (None, JobKind::Full) if job.total > 1 => {
                 format!("Style: full size, step {} of {}", job.done, job.total)
@@ -815,6 +820,7 @@ impl StylePanel {
             request,
             done: 0,
             total: 0,
+            started: false,
         });
     }
 
