@@ -6,7 +6,6 @@
 
 pub mod faces;
 pub mod model_picker;
-pub mod preview;
 pub mod sampling;
 pub mod status_bar;
 pub mod style;
