@@ -1089,16 +1089,16 @@ impl StylePanel {
                 for i in 0..STYLE_COUNT {
                     let (rect, r) =
                         ui.allocate_exact_size(egui::vec2(side, side), egui::Sense::click());
+                    // Numbered from 0, as `atelier style --style N` and the model number them.
                     let r = r.on_hover_text(format!(
-                        "Style {}: click to use it, Ctrl+click to blend it in",
-                        i + 1
+                        "Style {i}: click to use it, Ctrl+click to blend it in"
                     ));
                     r.widget_info(|| {
                         egui::WidgetInfo::selected(
                             egui::Role::Button,
                             true,
                             self.mix.iter().any(|(k, _)| *k == i),
-                            format!("Style {}", i + 1),
+                            format!("Style {i}"),
                         )
                     });
                     let chosen = self.mix.iter().any(|(k, _)| *k == i);
@@ -1172,7 +1172,7 @@ impl StylePanel {
                             .corner_radius(4),
                     );
                 }
-                ui.label(RichText::new(format!("Style {}", *index + 1)).color(theme::TEXT));
+                ui.label(RichText::new(format!("Style {index}")).color(theme::TEXT));
                 if blend {
                     let r = ui
                         .add(
