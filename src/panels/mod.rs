@@ -100,3 +100,31 @@ pub enum Command {
         file_name: String,
     },
 }
+
+/// Turns finished background exports (a file written on a named thread) into toasts; keeps
+/// the ones still running.
+pub(crate) fn poll_exports(
+    exports: &mut Vec<std::sync::mpsc::Receiver<Result<PathBuf, String>>>,
+    commands: &mut Vec<Command>,
+) {
+    use crate::store::{Notice, NoticeLevel};
+    use std::sync::mpsc::TryRecvError;
+    exports.retain(|rx| match rx.try_recv() {
+        Ok(result) => {
+            let notice = match result {
+                Ok(path) => Notice {
+                    level: NoticeLevel::Info,
+                    message: format!("Exported to {}", path.display()),
+                },
+                Err(e) => Notice {
+                    level: NoticeLevel::Error,
+                    message: e,
+                },
+            };
+            commands.push(Command::Toast(notice));
+            false
+        }
+        Err(TryRecvError::Empty) => true,
+        Err(TryRecvError::Disconnected) => false,
+    });
+}

@@ -844,24 +844,7 @@ impl FacesPanel {
     }
 
     fn poll_exports(&mut self, cx: &mut PanelContext<'_>) {
-        self.exports.retain(|rx| match rx.try_recv() {
-            Ok(result) => {
-                let notice = match result {
-                    Ok(path) => Notice {
-                        level: NoticeLevel::Info,
-                        message: format!("Exported to {}", path.display()),
-                    },
-                    Err(e) => Notice {
-                        level: NoticeLevel::Error,
-                        message: e,
-                    },
-                };
-                cx.commands.push(Command::Toast(notice));
-                false
-            }
-            Err(std::sync::mpsc::TryRecvError::Empty) => true,
-            Err(std::sync::mpsc::TryRecvError::Disconnected) => false,
-        });
+        super::poll_exports(&mut self.exports, cx.commands);
     }
 
     // -------------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ use super::{Command, Panel, PanelContext};
 use crate::engine::{Engine, Event, JobHandle, JobId, StyleEvent};
 use crate::models::style::colour::Finish;
 use crate::models::style::{MULTISTYLE_FILE, PREDICT_FILE, STYLE_COUNT, StyleMix, TRANSFORM_FILE};
-use crate::store::{Notice, NoticeLevel, Page, StyleSettings};
+use crate::store::{Page, StyleSettings};
 use crate::style::{ImageSource, PREVIEW_SIZE, StyleChoice, StylePass, StyleRequest};
 use crate::theme::{self, icon, space};
 
@@ -845,24 +845,7 @@ impl StylePanel {
     }
 
     fn poll_exports(&mut self, cx: &mut PanelContext<'_>) {
-        self.exports.retain(|rx| match rx.try_recv() {
-            Ok(result) => {
-                let notice = match result {
-                    Ok(path) => Notice {
-                        level: NoticeLevel::Info,
-                        message: format!("Exported to {}", path.display()),
-                    },
-                    Err(e) => Notice {
-                        level: NoticeLevel::Error,
-                        message: e,
-                    },
-                };
-                cx.commands.push(Command::Toast(notice));
-                false
-            }
-            Err(std::sync::mpsc::TryRecvError::Empty) => true,
-            Err(std::sync::mpsc::TryRecvError::Disconnected) => false,
-        });
+        super::poll_exports(&mut self.exports, cx.commands);
     }
 
     /// Loads a small preview of the style image on a named thread.
