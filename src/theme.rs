@@ -242,6 +242,13 @@ pub fn apply_style(style: &mut egui::Style) {
     w.open.corner_radius = radius;
 }
 
+/// A side panel of a page (controls, details): panel fill, roomy margin.
+pub fn side_panel() -> egui::Frame {
+    egui::Frame::new()
+        .fill(PANEL)
+        .inner_margin(Margin::same(space::L as i8))
+}
+
 /// A raised card: surface fill, hairline border, rounded.
 pub fn card() -> egui::Frame {
     egui::Frame::new()

@@ -117,11 +117,7 @@ impl Panel for WritePanel {
         egui::Panel::right("write-assistant")
             .resizable(false)
             .exact_size(348.0)
-            .frame(
-                egui::Frame::new()
-                    .fill(theme::PANEL)
-                    .inner_margin(egui::Margin::same(space::L as i8)),
-            )
+            .frame(theme::side_panel())
             .show(ui, |ui| {
                 egui::ScrollArea::vertical()
                     .id_salt("assistant-scroll")

@@ -206,11 +206,7 @@ impl Panel for FacesPanel {
         egui::Panel::left("faces-controls")
             .resizable(false)
             .exact_size(320.0)
-            .frame(
-                egui::Frame::new()
-                    .fill(theme::PANEL)
-                    .inner_margin(egui::Margin::same(space::L as i8)),
-            )
+            .frame(theme::side_panel())
             .show(ui, |ui| {
                 egui::ScrollArea::vertical()
                     .id_salt("faces-controls-scroll")
@@ -220,11 +216,7 @@ impl Panel for FacesPanel {
         egui::Panel::right("faces-selected")
             .resizable(false)
             .exact_size(440.0)
-            .frame(
-                egui::Frame::new()
-                    .fill(theme::PANEL)
-                    .inner_margin(egui::Margin::same(space::L as i8)),
-            )
+            .frame(theme::side_panel())
             .show(ui, |ui| {
                 egui::ScrollArea::vertical()
                     .id_salt("faces-selected-scroll")

@@ -253,11 +253,7 @@ impl Panel for StylePanel {
         egui::Panel::left("style-controls")
             .resizable(false)
             .exact_size(340.0)
-            .frame(
-                egui::Frame::new()
-                    .fill(theme::PANEL)
-                    .inner_margin(egui::Margin::same(space::L as i8)),
-            )
+            .frame(theme::side_panel())
             .show(ui, |ui| {
                 egui::ScrollArea::vertical()
                     .id_salt("style-controls-scroll")
@@ -267,11 +263,7 @@ impl Panel for StylePanel {
         egui::Panel::right("style-finish")
             .resizable(false)
             .exact_size(300.0)
-            .frame(
-                egui::Frame::new()
-                    .fill(theme::PANEL)
-                    .inner_margin(egui::Margin::same(space::L as i8)),
-            )
+            .frame(theme::side_panel())
             .show(ui, |ui| {
                 egui::ScrollArea::vertical()
                     .id_salt("style-finish-scroll")
