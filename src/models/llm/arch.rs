@@ -9,7 +9,7 @@ use candle_core::quantized::gguf_file::Content;
 use candle_core::{Device, Tensor};
 use candle_transformers::models::{quantized_llama, quantized_qwen2, quantized_qwen3};
 
-use super::{LlmError, gemma3, gguf};
+use super::{LlmError, gemma3, gguf, native};
 
 /// A language-model architecture Atelier can run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -67,6 +67,8 @@ pub fn detect(path: &Path, content: &Content) -> Result<Architecture, LlmError> 
 }
 
 enum Weights {
+    /// Atelier's own decoder (Llama and Gemma 3 on CPUs with AVX-512 VNNI).
+    Native(Box<native::Decoder>),
     Llama(quantized_llama::ModelWeights),
     Qwen2(quantized_qwen2::ModelWeights),
     Qwen3(quantized_qwen3::ModelWeights),
@@ -107,6 +109,29 @@ impl CausalLm {
                 })?
                 .map_err(corrupt)
         };
+        if let Some(family) = native::family_of(arch).filter(|_| native::supported()) {
+            let decoder = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                native::Decoder::load(family, &ct, file)
+            }))
+            .map_err(|_| LlmError::Corrupt {
+                path: path.to_path_buf(),
+                detail: "the tensors do not match the architecture's layout".into(),
+            })?
+            .map_err(|e| LlmError::Corrupt {
+                path: path.to_path_buf(),
+                detail: e.to_string(),
+            })?;
+            let context_length = match arch {
+                Architecture::Gemma3 => trained_ctx.min(gemma3::MAX_SEQ_LEN),
+                _ => trained_ctx,
+            };
+            return Ok(Self {
+                weights: Weights::Native(Box::new(decoder)),
+                arch,
+                context_length,
+                device: device.clone(),
+            });
+        }
         let (weights, context_length) = match arch {
             Architecture::Llama => (
                 guarded(&mut || {
@@ -172,8 +197,15 @@ impl CausalLm {
         if pos == 0 {
             self.clear_cache();
         }
+        if let Weights::Native(m) = &mut self.weights {
+            return m
+                .forward(tokens, pos)
+                .map_err(|e| LlmError::Inference(e.to_string()));
+        }
         let input = Tensor::new(tokens, &self.device)?.unsqueeze(0)?;
         let logits = match &mut self.weights {
+            // Returned above; an empty result would fail the caller's vocabulary check.
+            Weights::Native(_) => return Ok(Vec::new()),
             Weights::Llama(m) => m.forward(&input, pos)?,
             Weights::Qwen2(m) => m.forward(&input, pos)?,
             Weights::Qwen3(m) => m.forward(&input, pos)?,
@@ -187,6 +219,7 @@ impl CausalLm {
 
     fn clear_cache(&mut self) {
         match &mut self.weights {
+            Weights::Native(m) => m.clear_cache(),
             Weights::Llama(m) => m.clear_kv_cache(),
             Weights::Qwen2(m) => m.clear_kv_cache(),
             Weights::Qwen3(m) => m.clear_kv_cache(),

@@ -42,8 +42,8 @@ pub const MAX_SEQ_LEN: usize = 131_072;
 
 /// llama.cpp hard-codes Gemma 3's pattern: five sliding-window layers, then one global.
 const DEFAULT_SLIDING_WINDOW_PATTERN: usize = 6;
-const DEFAULT_ROPE_FREQ_BASE: f32 = 1_000_000.;
-const DEFAULT_ROPE_FREQ_BASE_SLIDING: f32 = 10_000.;
+pub(crate) const DEFAULT_ROPE_FREQ_BASE: f32 = 1_000_000.;
+pub(crate) const DEFAULT_ROPE_FREQ_BASE_SLIDING: f32 = 10_000.;
 /// Gemma 3 27B (62 layers) is the one size whose `query_pre_attn_scalar` is not `head_dim`;
 /// llama.cpp recognises it by its layer count too.
 const GEMMA3_27B_BLOCK_COUNT: usize = 62;
@@ -305,6 +305,38 @@ impl Masks {
     }
 }
 
+/// Which layers use the sliding window: a per-layer bool array if the GGUF has one, else
+/// every `pattern`-th layer is global (llama.cpp's default for Gemma 3: 6).
+pub(crate) fn sliding_layers(ct: &gguf_file::Content, block_count: usize) -> Vec<bool> {
+    let md = |s: &str| ct.metadata.get(&format!("gemma3.{s}"));
+    if let Some(gguf_file::Value::Array(flags)) = md("attention.sliding_window_pattern")
+        && flags.len() == block_count
+        && let Ok(flags) = flags.iter().map(|f| f.to_bool()).collect::<Result<Vec<_>>>()
+    {
+        return flags;
+    }
+    let pattern = md("attention.sliding_window_pattern")
+        .or_else(|| md("attention.sliding_window_type"))
+        .and_then(|v| v.to_u32().ok())
+        .map_or(DEFAULT_SLIDING_WINDOW_PATTERN, |v| v as usize)
+        .max(1);
+    (0..block_count).map(|i| (i + 1) % pattern != 0).collect()
+}
+
+/// Gemma 3's `query_pre_attn_scalar`: `n_embd / n_head` for the 27B, `head_dim` otherwise.
+pub(crate) fn query_pre_attn_scalar(
+    block_count: usize,
+    n_embd: usize,
+    n_head: usize,
+    head_dim: usize,
+) -> usize {
+    if block_count == GEMMA3_27B_BLOCK_COUNT {
+        n_embd / n_head
+    } else {
+        head_dim
+    }
+}
+
 struct Layer {
     wq: QMatMul,
     wk: QMatMul,
@@ -431,19 +463,7 @@ impl ModelWeights {
                 "gemma3: unsupported shapes (key {head_dim}, value {value_length}, window {window})"
             )
         }
-        // Which layers slide: a per-layer bool array if the GGUF has one, else every
-        // `pattern`-th layer is global (llama.cpp's default for Gemma 3: 6).
-        let pattern = md("attention.sliding_window_pattern")
-            .or_else(|_| md("attention.sliding_window_type"))
-            .and_then(|v| v.to_u32())
-            .map_or(DEFAULT_SLIDING_WINDOW_PATTERN, |v| v as usize)
-            .max(1);
-        let sliding_layers: Vec<bool> = match md("attention.sliding_window_pattern") {
-            Ok(gguf_file::Value::Array(flags)) if flags.len() == block_count => {
-                flags.iter().map(|f| f.to_bool()).collect::<Result<_>>()?
-            }
-            _ => (0..block_count).map(|i| (i + 1) % pattern != 0).collect(),
-        };
+        let sliding_layers = sliding_layers(&ct, block_count);
         let freq_base = md("rope.freq_base")
             .and_then(|v| v.to_f32())
             .unwrap_or(DEFAULT_ROPE_FREQ_BASE);
@@ -462,12 +482,8 @@ impl ModelWeights {
             None | Some("linear") if factor > 0.0 => 1.0 / factor as f64,
             _ => 1.0,
         };
-        // Gemma 3's query_pre_attn_scalar: n_embd / n_head for the 27B, head_dim otherwise.
-        let query_pre_attn_scalar = if block_count == GEMMA3_27B_BLOCK_COUNT {
-            n_embd / n_head
-        } else {
-            head_dim
-        };
+        let query_pre_attn_scalar =
+            query_pre_attn_scalar(block_count, n_embd, n_head, head_dim);
         let attn_scale = 1.0 / (query_pre_attn_scalar as f64).sqrt();
 
         let tok_embeddings = Arc::new(ct.tensor(reader, "token_embd.weight", device)?);

@@ -9,6 +9,7 @@ pub mod discover;
 pub mod gemma3;
 pub mod generate;
 pub mod gguf;
+pub mod native;
 pub mod sampling;
 pub mod tokenizer;
 
@@ -62,6 +63,9 @@ pub enum LlmError {
         "the instruction alone needs {needed} tokens but the model's context holds {available}; shorten it"
     )]
     PromptTooLong { needed: usize, available: usize },
+    /// Inference failed in Atelier's own decoder.
+    #[error("inference failed: {0}")]
+    Inference(String),
     /// Inference failed inside candle.
     #[error("inference failed: {0}")]
     Candle(#[from] candle_core::Error),

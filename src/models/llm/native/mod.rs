@@ -1,0 +1,577 @@
+//! Atelier's own decoder for Llama- and Gemma 3-style GGUF models on the CPU: f32
+//! activations, integer dot products on weights repacked at load ([`quant`]), AVX-512 VNNI
+//! kernels ([`avx512`]), and its own two-thread pool. candle's quantized models remain the
+//! path for other CPUs (see [`supported`]) and for the other architectures.
+//!
+//! Why not candle here: its Q4_1 dot product (SmolLM2's format) is scalar, its CPU ops
+//! allocate a tensor per step and run single-threaded on small shapes, and llama.cpp ran the
+//! default models 1.5-4x faster on the same two cores (BENCHMARKS.md).
+//!
+//! The layer follows llama.cpp's `llm_build_llama` and `llm_build_gemma3` (pre-norm
+//! attention with RoPE and grouped-query heads, then a gated MLP; Gemma adds q/k norms,
+//! post-norms, sliding-window layers and the scaled embedding); `gemma3.rs` documents the
+//! Gemma details and is the candle-based reference this is tested against.
+
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+mod attention;
+mod ops;
+pub mod quant;
+
+use std::sync::Arc;
+
+use candle_core::quantized::gguf_file::Content;
+
+use attention::KvCache;
+use quant::{Kernel, QActs, QMatrix};
+
+/// Tokens pushed through the layers at once; longer prompts go in chunks (bounds scratch
+/// memory and attention work per call).
+const CHUNK: usize = 256;
+
+/// Whether this CPU runs the native decoder (else candle's models run).
+/// `ATELIER_LLM_BACKEND=candle` forces candle (to compare the two).
+pub fn supported() -> bool {
+    quant::fast_kernels_available()
+        && std::env::var("ATELIER_LLM_BACKEND").map_or(true, |v| v != "candle")
+}
+
+/// What failed while building the decoder from a GGUF file.
+#[derive(Debug, thiserror::Error)]
+pub enum NativeError {
+    /// A metadata key is missing or has the wrong type.
+    #[error("metadata '{0}' is missing or invalid")]
+    Metadata(String),
+    /// A tensor is missing.
+    #[error("tensor '{0}' is missing")]
+    Missing(String),
+    /// A tensor has an unexpected shape.
+    #[error("tensor '{name}' has shape {got:?}, expected {want:?}")]
+    Shape {
+        /// Tensor name.
+        name: String,
+        /// Its shape.
+        got: Vec<usize>,
+        /// What the metadata implies.
+        want: Vec<usize>,
+    },
+    /// The model uses something this decoder does not implement.
+    #[error("{0}")]
+    Unsupported(String),
+    /// Reading or repacking a tensor failed.
+    #[error(transparent)]
+    Quant(#[from] quant::QuantError),
+    /// candle could not read a tensor.
+    #[error("{0}")]
+    Read(String),
+    /// The thread pool could not start.
+    #[error("cannot start the inference threads: {0}")]
+    Threads(String),
+}
+
+/// The two families this decoder runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    /// Llama (SmolLM2, Mistral-style).
+    Llama,
+    /// Gemma 3.
+    Gemma3,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Activation {
+    Silu,
+    GeluTanh,
+}
+
+/// Rotary embedding parameters of one kind of layer.
+#[derive(Clone, Copy, Debug)]
+struct RopeCfg {
+    base: f32,
+    pos_scale: f64,
+}
+
+struct Config {
+    n_embd: usize,
+    n_head: usize,
+    n_kv: usize,
+    head_dim: usize,
+    rope_dims: usize,
+    neox: bool,
+    eps: f32,
+    /// Gemma multiplies the embeddings by sqrt(n_embd).
+    embed_scale: f32,
+    /// Multiplies attention scores (1 where the scale is folded into the q-norm weight).
+    score_scale: f32,
+    activation: Activation,
+    ropes: Vec<RopeCfg>,
+}
+
+struct Layer {
+    attn_norm: Vec<f32>,
+    wq: QMatrix,
+    wk: QMatrix,
+    wv: QMatrix,
+    wo: QMatrix,
+    /// Per-head norms (Gemma), the q one carrying the attention scale.
+    q_norm: Option<Vec<f32>>,
+    k_norm: Option<Vec<f32>>,
+    post_attn_norm: Option<Vec<f32>>,
+    ffn_norm: Vec<f32>,
+    gate: QMatrix,
+    up: QMatrix,
+    down: QMatrix,
+    post_ffn_norm: Option<Vec<f32>>,
+    window: Option<usize>,
+    rope: usize,
+}
+
+/// Reused buffers for one chunk.
+#[derive(Default)]
+struct Scratch {
+    h: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    att: Vec<f32>,
+    o: Vec<f32>,
+    gate: Vec<f32>,
+    up: Vec<f32>,
+    acts: QActs,
+}
+
+/// A decoder model with its key/value cache.
+pub struct Decoder {
+    cfg: Config,
+    family: Family,
+    /// Token embeddings, also the output projection when the model ties them.
+    embed: QMatrix,
+    output: Option<QMatrix>,
+    output_norm: Vec<f32>,
+    layers: Vec<Layer>,
+    cache: Vec<KvCache>,
+    kernel: Kernel,
+    pool: Arc<rayon::ThreadPool>,
+    scratch: Scratch,
+}
+
+/// Reads tensors by name from a GGUF file.
+struct Reader<'a, R> {
+    ct: &'a Content,
+    reader: &'a mut R,
+}
+
+impl<R: std::io::Read + std::io::Seek> Reader<'_, R> {
+    fn qtensor(&mut self, name: &str) -> Result<candle_core::quantized::QTensor, NativeError> {
+        if !self.ct.tensor_infos.contains_key(name) {
+            return Err(NativeError::Missing(name.into()));
+        }
+        self.ct
+            .tensor(self.reader, name, &candle_core::Device::Cpu)
+            .map_err(|e| NativeError::Read(format!("tensor '{name}': {e}")))
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.ct.tensor_infos.contains_key(name)
+    }
+
+    /// A 1-D f32 vector of `len` values.
+    fn vector(&mut self, name: &str, len: usize) -> Result<Vec<f32>, NativeError> {
+        let t = self.qtensor(name)?;
+        let dims = t.shape().dims().to_vec();
+        if dims != [len] {
+            return Err(NativeError::Shape {
+                name: name.into(),
+                got: dims,
+                want: vec![len],
+            });
+        }
+        t.dequantize(&candle_core::Device::Cpu)
+            .and_then(|t| t.to_vec1::<f32>())
+            .map_err(|e| NativeError::Read(format!("tensor '{name}': {e}")))
+    }
+
+    /// A matrix of `rows` outputs by `cols` inputs (GGUF shape `[cols, rows]`, candle's
+    /// `(rows, cols)`).
+    fn matrix(&mut self, name: &str, rows: usize, cols: usize) -> Result<QMatrix, NativeError> {
+        let t = self.qtensor(name)?;
+        let dims = t.shape().dims().to_vec();
+        if dims != [rows, cols] {
+            return Err(NativeError::Shape {
+                name: name.into(),
+                got: dims,
+                want: vec![rows, cols],
+            });
+        }
+        let data = t
+            .data()
+            .map_err(|e| NativeError::Read(format!("tensor '{name}': {e}")))?;
+        Ok(QMatrix::from_gguf(name, t.dtype(), rows, cols, &data, || {
+            t.dequantize(&candle_core::Device::Cpu)
+                .and_then(|t| t.flatten_all()?.to_vec1::<f32>())
+                .map_err(|e| e.to_string())
+        })?)
+    }
+}
+
+fn md_u(ct: &Content, key: &str) -> Result<usize, NativeError> {
+    ct.metadata
+        .get(key)
+        .and_then(|v| v.to_u64().ok().or_else(|| v.to_u32().ok().map(u64::from)))
+        .map(|v| v as usize)
+        .ok_or_else(|| NativeError::Metadata(key.into()))
+}
+
+fn md_f(ct: &Content, key: &str) -> Option<f32> {
+    ct.metadata.get(key).and_then(|v| v.to_f32().ok())
+}
+
+impl Decoder {
+    /// Builds the decoder for `family` from a GGUF header and its file.
+    pub fn load<R: std::io::Read + std::io::Seek>(
+        family: Family,
+        ct: &Content,
+        reader: &mut R,
+    ) -> Result<Self, NativeError> {
+        let p = match family {
+            Family::Llama => "llama",
+            Family::Gemma3 => "gemma3",
+        };
+        let n_embd = md_u(ct, &format!("{p}.embedding_length"))?;
+        let n_head = md_u(ct, &format!("{p}.attention.head_count"))?;
+        let n_kv = md_u(ct, &format!("{p}.attention.head_count_kv"))?;
+        let n_layer = md_u(ct, &format!("{p}.block_count"))?;
+        let n_ff = md_u(ct, &format!("{p}.feed_forward_length"))?;
+        if n_head == 0 || n_kv == 0 || !n_head.is_multiple_of(n_kv) || n_embd == 0 {
+            return Err(NativeError::Unsupported(format!(
+                "{n_head} attention heads cannot share {n_kv} key/value heads"
+            )));
+        }
+        if md_u(ct, "llama.expert_count").unwrap_or(0) > 1 {
+            return Err(NativeError::Unsupported(
+                "mixture-of-experts models run on candle".into(),
+            ));
+        }
+        let head_dim = match family {
+            Family::Llama => n_embd / n_head,
+            Family::Gemma3 => md_u(ct, "gemma3.attention.key_length")?,
+        };
+        let rope_dims = md_u(ct, &format!("{p}.rope.dimension_count")).unwrap_or(head_dim);
+        if head_dim == 0 || rope_dims > head_dim || rope_dims % 2 != 0 {
+            return Err(NativeError::Unsupported(format!(
+                "rotary dimensions {rope_dims} for heads of {head_dim}"
+            )));
+        }
+        let eps = md_f(ct, &format!("{p}.attention.layer_norm_rms_epsilon"))
+            .ok_or_else(|| NativeError::Metadata(format!("{p}.attention.layer_norm_rms_epsilon")))?;
+        let mut rd = Reader { ct, reader };
+        let embed_info = ct
+            .tensor_infos
+            .get("token_embd.weight")
+            .ok_or_else(|| NativeError::Missing("token_embd.weight".into()))?;
+        let vocab = embed_info.shape.dims().first().copied().unwrap_or(0);
+        let embed = rd.matrix("token_embd.weight", vocab, n_embd)?;
+        let output = if rd.has("output.weight") {
+            Some(rd.matrix("output.weight", vocab, n_embd)?)
+        } else {
+            None
+        };
+        let output_norm = rd.vector("output_norm.weight", n_embd)?;
+
+        let (cfg, windows, attn_scale) = match family {
+            Family::Llama => {
+                let base = md_f(ct, "llama.rope.freq_base").unwrap_or(10_000.0);
+                let cfg = Config {
+                    n_embd,
+                    n_head,
+                    n_kv,
+                    head_dim,
+                    rope_dims,
+                    neox: false,
+                    eps,
+                    embed_scale: 1.0,
+                    score_scale: 1.0 / (head_dim as f32).sqrt(),
+                    activation: Activation::Silu,
+                    ropes: vec![RopeCfg {
+                        base,
+                        pos_scale: 1.0,
+                    }],
+                };
+                (cfg, vec![None; n_layer], 1.0)
+            }
+            Family::Gemma3 => {
+                let g = gemma3::Gemma3Params::from_content(ct, n_layer, n_embd, n_head, head_dim)?;
+                let cfg = Config {
+                    n_embd,
+                    n_head,
+                    n_kv,
+                    head_dim,
+                    rope_dims: head_dim,
+                    neox: true,
+                    eps,
+                    embed_scale: (n_embd as f32).sqrt(),
+                    score_scale: 1.0,
+                    activation: Activation::GeluTanh,
+                    ropes: vec![
+                        RopeCfg {
+                            base: g.freq_base,
+                            pos_scale: g.pos_scale,
+                        },
+                        RopeCfg {
+                            base: g.freq_base_local,
+                            pos_scale: 1.0,
+                        },
+                    ],
+                };
+                (cfg, g.windows, g.attn_scale)
+            }
+        };
+
+        let q_out = n_head * head_dim;
+        let kv_out = n_kv * head_dim;
+        let mut layers = Vec::with_capacity(n_layer);
+        for (i, window) in windows.into_iter().enumerate() {
+            let name = |s: &str| format!("blk.{i}.{s}.weight");
+            let gemma = family == Family::Gemma3;
+            let opt_norm = |rd: &mut Reader<'_, R>, s: &str, len: usize, scale: f32| {
+                if gemma {
+                    rd.vector(&name(s), len)
+                        .map(|v| Some(v.into_iter().map(|x| x * scale).collect()))
+                } else {
+                    Ok(None)
+                }
+            };
+            let q_norm = opt_norm(&mut rd, "attn_q_norm", head_dim, attn_scale)?;
+            let k_norm = opt_norm(&mut rd, "attn_k_norm", head_dim, 1.0)?;
+            let post_attn_norm = opt_norm(&mut rd, "post_attention_norm", n_embd, 1.0)?;
+            let post_ffn_norm = opt_norm(&mut rd, "post_ffw_norm", n_embd, 1.0)?;
+            layers.push(Layer {
+                attn_norm: rd.vector(&name("attn_norm"), n_embd)?,
+                wq: rd.matrix(&name("attn_q"), q_out, n_embd)?,
+                wk: rd.matrix(&name("attn_k"), kv_out, n_embd)?,
+                wv: rd.matrix(&name("attn_v"), kv_out, n_embd)?,
+                wo: rd.matrix(&name("attn_output"), n_embd, q_out)?,
+                q_norm,
+                k_norm,
+                post_attn_norm,
+                ffn_norm: rd.vector(&name("ffn_norm"), n_embd)?,
+                gate: rd.matrix(&name("ffn_gate"), n_ff, n_embd)?,
+                up: rd.matrix(&name("ffn_up"), n_ff, n_embd)?,
+                down: rd.matrix(&name("ffn_down"), n_embd, n_ff)?,
+                post_ffn_norm,
+                window,
+                rope: usize::from(window.is_some() && cfg.ropes.len() > 1),
+            });
+        }
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("atelier-llm-{i}"))
+            .build()
+            .map_err(|e| NativeError::Threads(e.to_string()))?;
+        let cache = (0..n_layer).map(|_| KvCache::new(kv_out)).collect();
+        Ok(Self {
+            cfg,
+            family,
+            embed,
+            output,
+            output_norm,
+            layers,
+            cache,
+            kernel: Kernel::best(),
+            pool: Arc::new(pool),
+            scratch: Scratch::default(),
+        })
+    }
+
+    /// The family this decoder runs.
+    pub fn family(&self) -> Family {
+        self.family
+    }
+
+    /// Drops the cached keys and values.
+    pub fn clear_cache(&mut self) {
+        for c in &mut self.cache {
+            c.truncate(0);
+        }
+    }
+
+    /// Uses the portable kernel instead of the SIMD one (tests compare the two).
+    pub fn set_kernel(&mut self, kernel: Kernel) {
+        self.kernel = kernel;
+    }
+
+    /// Runs `tokens` at positions `pos..` (rewinding the cache to `pos` first) and returns
+    /// the logits predicting the token after the last one.
+    pub fn forward(&mut self, tokens: &[u32], pos: usize) -> Result<Vec<f32>, NativeError> {
+        let vocab = self.embed.rows();
+        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= vocab) {
+            return Err(NativeError::Unsupported(format!(
+                "token id {bad} is outside the vocabulary of {vocab}"
+            )));
+        }
+        for c in &mut self.cache {
+            c.truncate(pos);
+        }
+        // The whole step runs on the pool, so this thread's wait is one hand-off per call
+        // and every parallel loop inside starts on a worker.
+        let pool = self.pool.clone();
+        let logits = pool.install(|| {
+            let mut last = Vec::new();
+            for (i, chunk) in tokens.chunks(CHUNK).enumerate() {
+                last = self.chunk_forward(chunk, pos + i * CHUNK);
+            }
+            self.logits(&last)
+        });
+        Ok(logits)
+    }
+
+    /// The hidden state of the chunk's last token after all layers.
+    fn chunk_forward(&mut self, tokens: &[u32], pos: usize) -> Vec<f32> {
+        let cfg = &self.cfg;
+        let m = tokens.len();
+        let d = cfg.n_embd;
+        let mut x = vec![0f32; m * d];
+        for (row, &t) in x.chunks_exact_mut(d).zip(tokens) {
+            self.embed.row(t as usize, row);
+            if cfg.embed_scale != 1.0 {
+                row.iter_mut().for_each(|v| *v *= cfg.embed_scale);
+            }
+        }
+        let tables: Vec<(Vec<f32>, Vec<f32>)> = cfg
+            .ropes
+            .iter()
+            .map(|r| ops::rope_tables(r.base, cfg.rope_dims, r.pos_scale, pos, m))
+            .collect();
+        let s = &mut self.scratch;
+        let kernel = self.kernel;
+        for (layer, cache) in self.layers.iter().zip(&mut self.cache) {
+            let (hd, nh, nkv) = (cfg.head_dim, cfg.n_head, cfg.n_kv);
+            s.h.clear();
+            s.h.extend_from_slice(&x);
+            ops::rms_norm(&mut s.h, d, &layer.attn_norm, cfg.eps);
+            project(kernel, &mut s.acts, &s.h, m, &layer.wq, &mut s.q);
+            project(kernel, &mut s.acts, &s.h, m, &layer.wk, &mut s.k);
+            project(kernel, &mut s.acts, &s.h, m, &layer.wv, &mut s.v);
+            if let Some(w) = &layer.q_norm {
+                ops::rms_norm(&mut s.q, hd, w, cfg.eps);
+            }
+            if let Some(w) = &layer.k_norm {
+                ops::rms_norm(&mut s.k, hd, w, cfg.eps);
+            }
+            let (cos, sin) = &tables[layer.rope];
+            ops::rope(&mut s.q, nh, hd, cfg.rope_dims, cfg.neox, cos, sin);
+            ops::rope(&mut s.k, nkv, hd, cfg.rope_dims, cfg.neox, cos, sin);
+            cache.append(&s.k, &s.v);
+            s.att.resize(m * nh * hd, 0.0);
+            attention::attend(
+                &s.q,
+                cache,
+                pos,
+                attention::Shape {
+                    heads: nh,
+                    kv_heads: nkv,
+                    head_dim: hd,
+                    scale: cfg.score_scale,
+                    window: layer.window,
+                },
+                &mut s.att,
+            );
+            project(kernel, &mut s.acts, &s.att, m, &layer.wo, &mut s.o);
+            if let Some(w) = &layer.post_attn_norm {
+                ops::rms_norm(&mut s.o, d, w, cfg.eps);
+            }
+            x.iter_mut().zip(&s.o).for_each(|(a, b)| *a += b);
+
+            s.h.clear();
+            s.h.extend_from_slice(&x);
+            ops::rms_norm(&mut s.h, d, &layer.ffn_norm, cfg.eps);
+            project(kernel, &mut s.acts, &s.h, m, &layer.gate, &mut s.gate);
+            project(kernel, &mut s.acts, &s.h, m, &layer.up, &mut s.up);
+            match cfg.activation {
+                Activation::Silu => ops::silu_mul(&mut s.gate, &s.up),
+                Activation::GeluTanh => ops::gelu_mul(&mut s.gate, &s.up),
+            }
+            project(kernel, &mut s.acts, &s.gate, m, &layer.down, &mut s.o);
+            if let Some(w) = &layer.post_ffn_norm {
+                ops::rms_norm(&mut s.o, d, w, cfg.eps);
+            }
+            x.iter_mut().zip(&s.o).for_each(|(a, b)| *a += b);
+        }
+        x.split_off((m - 1) * d)
+    }
+
+    fn logits(&mut self, last: &[f32]) -> Vec<f32> {
+        let mut h = last.to_vec();
+        ops::rms_norm(&mut h, self.cfg.n_embd, &self.output_norm, self.cfg.eps);
+        let w = self.output.as_ref().unwrap_or(&self.embed);
+        let mut out = Vec::new();
+        project(self.kernel, &mut self.scratch.acts, &h, 1, w, &mut out);
+        out
+    }
+}
+
+/// `out = x W^T` for `m` rows of `x`.
+fn project(kernel: Kernel, acts: &mut QActs, x: &[f32], m: usize, w: &QMatrix, out: &mut Vec<f32>) {
+    acts.quantize(x, m, w.cols(), w.block());
+    out.resize(m * w.rows(), 0.0);
+    quant::matmul(kernel, acts, w, out);
+}
+
+/// Gemma 3's metadata: which layers slide, RoPE frequencies, the attention scale.
+mod gemma3 {
+    use super::{Content, NativeError, md_f, md_u};
+    use crate::models::llm::gemma3 as reference;
+
+    pub struct Gemma3Params {
+        pub windows: Vec<Option<usize>>,
+        pub freq_base: f32,
+        pub freq_base_local: f32,
+        pub pos_scale: f64,
+        pub attn_scale: f32,
+    }
+
+    impl Gemma3Params {
+        pub fn from_content(
+            ct: &Content,
+            n_layer: usize,
+            n_embd: usize,
+            n_head: usize,
+            head_dim: usize,
+        ) -> Result<Self, NativeError> {
+            let window = md_u(ct, "gemma3.attention.sliding_window")?;
+            if window == 0 {
+                return Err(NativeError::Metadata("gemma3.attention.sliding_window".into()));
+            }
+            let sliding = reference::sliding_layers(ct, n_layer);
+            let scaling = ct
+                .metadata
+                .get("gemma3.rope.scaling.type")
+                .and_then(|v| v.to_string().ok().cloned());
+            let factor = md_f(ct, "gemma3.rope.scaling.factor").unwrap_or(1.0);
+            let pos_scale = match scaling.as_deref() {
+                None | Some("linear") if factor > 0.0 => 1.0 / factor as f64,
+                _ => 1.0,
+            };
+            let pre_attn = reference::query_pre_attn_scalar(n_layer, n_embd, n_head, head_dim);
+            Ok(Self {
+                windows: sliding.into_iter().map(|s| s.then_some(window)).collect(),
+                freq_base: md_f(ct, "gemma3.rope.freq_base")
+                    .unwrap_or(reference::DEFAULT_ROPE_FREQ_BASE),
+                freq_base_local: md_f(ct, "gemma3.rope.local_freq_base")
+                    .unwrap_or(reference::DEFAULT_ROPE_FREQ_BASE_SLIDING),
+                pos_scale,
+                attn_scale: (1.0 / (pre_attn as f64).sqrt()) as f32,
+            })
+        }
+    }
+}
+
+/// The native family of an architecture, if this decoder runs it.
+pub fn family_of(arch: crate::models::llm::Architecture) -> Option<Family> {
+    match arch {
+        crate::models::llm::Architecture::Llama => Some(Family::Llama),
+        crate::models::llm::Architecture::Gemma3 => Some(Family::Gemma3),
+        _ => None,
+    }
+}

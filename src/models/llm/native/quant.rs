@@ -1,0 +1,739 @@
+//! Weights as integer quants for VNNI dot products, repacked once at load from the GGUF's
+//! blocks, and activations quantized to 8 bits per 32 values before every product.
+//!
+//! Every GGUF format Atelier's default models use is a per-block affine map of small unsigned
+//! integers: `w = scale * u + min` (Q4_1, Q5_1, Q4_K, Q5_K), or `w = scale * (u - offset)`
+//! (Q4_0, Q5_0, Q8_0, Q6_K). Both forms are kept **exactly** (the scales are f32 products of
+//! the stored f16 and 6/8-bit sub-scales), so the integer dot products equal llama.cpp's
+//! and only the activation rounding differs (finer here: one scale per 32 values, where
+//! llama.cpp uses one per 256 for the k-quants). Formats without an exact form (F16, BF16,
+//! F32, Q2_K, Q3_K, ...) are re-quantized to 8 bits per 32 values, like Q8_0.
+//!
+//! Layout: rows in groups of 16, blocks along `k`; for each (group, block) the quants of the
+//! 16 rows interleave in 4-value steps, so one 64-byte load holds 4 consecutive values of
+//! all 16 rows — the operand shape of `vpdpbusd` (16 lanes, each summing 4 u8 x i8 products).
+//! No horizontal sums: a 16-row group accumulates in one register. 4-bit formats keep their
+//! nibbles (values `j` and `j + 4` of an 8-value step share a byte), halving the memory
+//! traffic that bounds decoding.
+
+use candle_core::quantized::GgmlDType;
+
+/// Rows per interleaved group (one AVX-512 register of i32 lanes).
+pub const GROUP: usize = 16;
+/// Activations are quantized with one scale per this many values.
+pub const ACT_BLOCK: usize = 32;
+
+/// Why a weight tensor cannot be repacked.
+#[derive(Debug, thiserror::Error)]
+pub enum QuantError {
+    /// The byte length does not match the shape and format.
+    #[error("tensor '{name}': {got} bytes where {format:?} {rows}x{cols} needs {want}")]
+    Size {
+        /// Tensor name.
+        name: String,
+        /// Its GGUF format.
+        format: GgmlDType,
+        /// Output rows.
+        rows: usize,
+        /// Input columns.
+        cols: usize,
+        /// Bytes present.
+        got: usize,
+        /// Bytes expected.
+        want: usize,
+    },
+    /// The row length is not a whole number of the format's blocks.
+    #[error("tensor '{name}': rows of {cols} values do not split into {format:?} blocks")]
+    Shape {
+        /// Tensor name.
+        name: String,
+        /// Its GGUF format.
+        format: GgmlDType,
+        /// Input columns.
+        cols: usize,
+    },
+    /// A format whose fallback (dequantize with candle) failed.
+    #[error("tensor '{name}': {detail}")]
+    Other {
+        /// Tensor name.
+        name: String,
+        /// What failed.
+        detail: String,
+    },
+}
+
+/// How a block's integers map back to weights.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bias {
+    /// `w = scale * (u - offset)`.
+    Offset(i32),
+    /// `w = scale * u + min`, with a min per row and block.
+    Min,
+}
+
+/// A weight matrix `rows x cols` (`y = W x`) as interleaved integer quants.
+pub struct QMatrix {
+    rows: usize,
+    cols: usize,
+    /// Values per block along `cols`: 16 (Q6_K) or 32.
+    block: usize,
+    /// Two 4-bit values per byte (else one per byte).
+    nibbles: bool,
+    bias: Bias,
+    /// `groups x blocks x (GROUP * block)` values, laid out as described in the module doc.
+    quants: Vec<u8>,
+    /// `groups x blocks x GROUP`.
+    scales: Vec<f32>,
+    /// `groups x blocks x GROUP` (empty unless `bias == Min`).
+    mins: Vec<f32>,
+}
+
+/// One row decoded from a GGUF block format: unsigned quants plus per-block scale (and min).
+struct RowQuants {
+    u: Vec<u8>,
+    scales: Vec<f32>,
+    mins: Vec<f32>,
+}
+
+fn f16_at(b: &[u8], i: usize) -> f32 {
+    half::f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
+}
+
+/// ggml's `get_scale_min_k4`: the 6-bit scale and min of sub-block `j` of a Q4_K/Q5_K block.
+fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
+    if j < 4 {
+        (q[j] & 63, q[j + 4] & 63)
+    } else {
+        (
+            (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4),
+            (q[j + 4] >> 4) | ((q[j] >> 6) << 4),
+        )
+    }
+}
+
+/// The storage this crate uses for a GGUF format: (block, nibbles, bias, bytes per GGUF block,
+/// values per GGUF block), or `None` for formats that are re-quantized.
+fn layout_of(format: GgmlDType) -> Option<(usize, bool, Bias, usize, usize)> {
+    Some(match format {
+        GgmlDType::Q4_0 => (32, true, Bias::Offset(8), 18, 32),
+        GgmlDType::Q4_1 => (32, true, Bias::Min, 20, 32),
+        GgmlDType::Q5_0 => (32, false, Bias::Offset(128), 22, 32),
+        GgmlDType::Q5_1 => (32, false, Bias::Min, 24, 32),
+        GgmlDType::Q8_0 => (32, false, Bias::Offset(128), 34, 32),
+        GgmlDType::Q4K => (32, true, Bias::Min, 144, 256),
+        GgmlDType::Q5K => (32, false, Bias::Min, 176, 256),
+        GgmlDType::Q6K => (16, false, Bias::Offset(128), 210, 256),
+        _ => return None,
+    })
+}
+
+/// Decodes one row of GGUF blocks (`src`, `cols` values) into unsigned quants and scales.
+/// ggml's `dequantize_row_*` define every format; each arm follows its function.
+fn decode_row(format: GgmlDType, src: &[u8], cols: usize, out: &mut RowQuants) {
+    out.u.clear();
+    out.u.resize(cols, 0);
+    out.scales.clear();
+    out.mins.clear();
+    let u = &mut out.u;
+    match format {
+        GgmlDType::Q4_0 | GgmlDType::Q4_1 => {
+            let bs = if format == GgmlDType::Q4_0 { 18 } else { 20 };
+            for (b, blk) in src.chunks_exact(bs).enumerate() {
+                out.scales.push(f16_at(blk, 0));
+                if format == GgmlDType::Q4_1 {
+                    out.mins.push(f16_at(blk, 2));
+                }
+                let qs = &blk[bs - 16..];
+                for j in 0..16 {
+                    u[b * 32 + j] = qs[j] & 0xF;
+                    u[b * 32 + j + 16] = qs[j] >> 4;
+                }
+            }
+        }
+        GgmlDType::Q5_0 | GgmlDType::Q5_1 => {
+            let bs = if format == GgmlDType::Q5_0 { 22 } else { 24 };
+            for (b, blk) in src.chunks_exact(bs).enumerate() {
+                out.scales.push(f16_at(blk, 0));
+                let h = if format == GgmlDType::Q5_1 {
+                    out.mins.push(f16_at(blk, 2));
+                    4
+                } else {
+                    2
+                };
+                let qh = u32::from_le_bytes([blk[h], blk[h + 1], blk[h + 2], blk[h + 3]]);
+                let qs = &blk[h + 4..];
+                for j in 0..16 {
+                    let lo = (qs[j] & 0xF) | ((((qh >> j) << 4) & 0x10) as u8);
+                    let hi = (qs[j] >> 4) | (((qh >> (j + 12)) & 0x10) as u8);
+                    if format == GgmlDType::Q5_0 {
+                        // Signed q - 16, stored as q - 16 + 128 (the Q8_0 form).
+                        u[b * 32 + j] = lo + 112;
+                        u[b * 32 + j + 16] = hi + 112;
+                    } else {
+                        u[b * 32 + j] = lo;
+                        u[b * 32 + j + 16] = hi;
+                    }
+                }
+            }
+        }
+        GgmlDType::Q8_0 => {
+            for (b, blk) in src.chunks_exact(34).enumerate() {
+                out.scales.push(f16_at(blk, 0));
+                for j in 0..32 {
+                    u[b * 32 + j] = (blk[2 + j] as i8 as i16 + 128) as u8;
+                }
+            }
+        }
+        GgmlDType::Q4K | GgmlDType::Q5K => {
+            let bs = if format == GgmlDType::Q4K { 144 } else { 176 };
+            for (s, blk) in src.chunks_exact(bs).enumerate() {
+                let d = f16_at(blk, 0);
+                let dmin = f16_at(blk, 2);
+                let scales = &blk[4..16];
+                let (qh, ql) = if format == GgmlDType::Q5K {
+                    (&blk[16..48], &blk[48..176])
+                } else {
+                    (&blk[0..0], &blk[16..144])
+                };
+                for j in 0..4 {
+                    let q = &ql[j * 32..j * 32 + 32];
+                    for half in 0..2 {
+                        let (sc, m) = scale_min_k4(2 * j + half, scales);
+                        out.scales.push(d * sc as f32);
+                        out.mins.push(-(dmin * m as f32));
+                        let base = s * 256 + j * 64 + half * 32;
+                        for l in 0..32 {
+                            let nib = if half == 0 { q[l] & 0xF } else { q[l] >> 4 };
+                            let high = if qh.is_empty() {
+                                0
+                            } else {
+                                ((qh[l] >> (2 * j + half)) & 1) << 4
+                            };
+                            u[base + l] = nib | high;
+                        }
+                    }
+                }
+            }
+        }
+        GgmlDType::Q6K => {
+            for (s, blk) in src.chunks_exact(210).enumerate() {
+                let d = f16_at(blk, 208);
+                let sc = &blk[192..208];
+                for n in 0..2 {
+                    let ql = &blk[n * 64..n * 64 + 64];
+                    let qh = &blk[128 + n * 32..128 + n * 32 + 32];
+                    let y = s * 256 + n * 128;
+                    for l in 0..32 {
+                        let q1 = (ql[l] & 0xF) | ((qh[l] & 3) << 4);
+                        let q2 = (ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4);
+                        let q3 = (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4);
+                        let q4 = (ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4);
+                        // Signed q - 32, stored as q - 32 + 128.
+                        u[y + l] = q1 + 96;
+                        u[y + l + 32] = q2 + 96;
+                        u[y + l + 64] = q3 + 96;
+                        u[y + l + 96] = q4 + 96;
+                    }
+                    for i in 0..8 {
+                        out.scales.push(d * sc[n * 8 + i] as i8 as f32);
+                    }
+                }
+            }
+        }
+        _ => unreachable_format(),
+    }
+}
+
+#[cold]
+fn unreachable_format() {
+    // `layout_of` returned Some only for the formats handled above.
+    debug_assert!(false, "decode_row called for a format without a layout");
+}
+
+/// Quantizes a row of floats to the Q8_0-like form (`u = round(w / d) + 128`, 32 per block).
+fn requantize_row(w: &[f32], out: &mut RowQuants) {
+    out.u.clear();
+    out.scales.clear();
+    out.mins.clear();
+    for blk in w.chunks(32) {
+        let amax = blk.iter().fold(0f32, |a, &x| a.max(x.abs()));
+        let d = amax / 127.0;
+        let id = if d > 0.0 { 1.0 / d } else { 0.0 };
+        out.scales.push(d);
+        out.u
+            .extend(blk.iter().map(|&x| ((x * id).round().clamp(-127.0, 127.0) as i32 + 128) as u8));
+    }
+}
+
+impl QMatrix {
+    /// Repacks a GGUF tensor: `data` holds `rows` rows of `cols` values in `format`.
+    /// `dequantize` is called only for formats without an exact integer form; it must return
+    /// the `rows * cols` weights as f32.
+    pub fn from_gguf(
+        name: &str,
+        format: GgmlDType,
+        rows: usize,
+        cols: usize,
+        data: &[u8],
+        dequantize: impl FnOnce() -> Result<Vec<f32>, String>,
+    ) -> Result<Self, QuantError> {
+        let layout = layout_of(format);
+        let (block, nibbles, bias) = match layout {
+            Some((block, nibbles, bias, _, _)) => (block, nibbles, bias),
+            None => (32, false, Bias::Offset(128)),
+        };
+        let float;
+        let row_bytes = match layout {
+            Some((_, _, _, bytes, per)) => {
+                if cols % per != 0 {
+                    return Err(QuantError::Shape {
+                        name: name.into(),
+                        format,
+                        cols,
+                    });
+                }
+                let rb = cols / per * bytes;
+                if data.len() != rb * rows {
+                    return Err(QuantError::Size {
+                        name: name.into(),
+                        format,
+                        rows,
+                        cols,
+                        got: data.len(),
+                        want: rb * rows,
+                    });
+                }
+                float = Vec::new();
+                rb
+            }
+            None => {
+                if cols % 32 != 0 {
+                    return Err(QuantError::Shape {
+                        name: name.into(),
+                        format,
+                        cols,
+                    });
+                }
+                float = dequantize().map_err(|detail| QuantError::Other {
+                    name: name.into(),
+                    detail,
+                })?;
+                if float.len() != rows * cols {
+                    return Err(QuantError::Other {
+                        name: name.into(),
+                        detail: format!("{} values for a {rows}x{cols} matrix", float.len()),
+                    });
+                }
+                0
+            }
+        };
+        let mut m = Self::empty(rows, cols, block, nibbles, bias);
+        let mut row = RowQuants {
+            u: Vec::new(),
+            scales: Vec::new(),
+            mins: Vec::new(),
+        };
+        for r in 0..rows {
+            match layout {
+                Some(_) => decode_row(format, &data[r * row_bytes..(r + 1) * row_bytes], cols, &mut row),
+                None => requantize_row(&float[r * cols..(r + 1) * cols], &mut row),
+            }
+            m.set_row(r, &row);
+        }
+        Ok(m)
+    }
+
+    fn empty(rows: usize, cols: usize, block: usize, nibbles: bool, bias: Bias) -> Self {
+        let groups = rows.div_ceil(GROUP);
+        let blocks = cols / block;
+        let per_group_block = GROUP * block / if nibbles { 2 } else { 1 };
+        let pad = match bias {
+            // Padding rows decode to zero weights either way (scale 0).
+            Bias::Offset(o) => o as u8,
+            Bias::Min => 0,
+        };
+        let mut quants = vec![0u8; groups * blocks * per_group_block];
+        if !nibbles {
+            quants.fill(pad);
+        }
+        Self {
+            rows,
+            cols,
+            block,
+            nibbles,
+            bias,
+            quants,
+            scales: vec![0.0; groups * blocks * GROUP],
+            mins: if bias == Bias::Min {
+                vec![0.0; groups * blocks * GROUP]
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
+    fn set_row(&mut self, r: usize, row: &RowQuants) {
+        let (g, lane) = (r / GROUP, r % GROUP);
+        let blocks = self.blocks();
+        let pgb = self.bytes_per_group_block();
+        for b in 0..blocks {
+            let meta = (g * blocks + b) * GROUP + lane;
+            self.scales[meta] = row.scales[b];
+            if self.bias == Bias::Min {
+                self.mins[meta] = row.mins[b];
+            }
+            let base = (g * blocks + b) * pgb;
+            let u = &row.u[b * self.block..(b + 1) * self.block];
+            if self.nibbles {
+                for c in 0..self.block / 8 {
+                    for j in 0..4 {
+                        self.quants[base + c * 64 + lane * 4 + j] =
+                            u[8 * c + j] | (u[8 * c + 4 + j] << 4);
+                    }
+                }
+            } else {
+                for s in 0..self.block / 4 {
+                    for j in 0..4 {
+                        self.quants[base + s * 64 + lane * 4 + j] = u[4 * s + j];
+                    }
+                }
+            }
+        }
+    }
+
+    /// Output rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Input columns.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Values per block (activations for this matrix keep sums per block).
+    pub fn block(&self) -> usize {
+        self.block
+    }
+
+    fn blocks(&self) -> usize {
+        self.cols / self.block
+    }
+
+    fn groups(&self) -> usize {
+        self.rows.div_ceil(GROUP)
+    }
+
+    fn bytes_per_group_block(&self) -> usize {
+        GROUP * self.block / if self.nibbles { 2 } else { 1 }
+    }
+
+    /// Decodes row `r` to floats (embedding lookups share the output projection's table).
+    pub fn row(&self, r: usize, out: &mut [f32]) {
+        let (g, lane) = (r / GROUP, r % GROUP);
+        let blocks = self.blocks();
+        let pgb = self.bytes_per_group_block();
+        for b in 0..blocks {
+            let meta = (g * blocks + b) * GROUP + lane;
+            let scale = self.scales[meta];
+            let base = (g * blocks + b) * pgb;
+            for i in 0..self.block {
+                let u = if self.nibbles {
+                    let (c, j) = (i / 8, i % 8);
+                    let byte = self.quants[base + c * 64 + lane * 4 + j % 4];
+                    if j < 4 { byte & 0xF } else { byte >> 4 }
+                } else {
+                    self.quants[base + (i / 4) * 64 + lane * 4 + i % 4]
+                };
+                out[b * self.block + i] = match self.bias {
+                    Bias::Offset(o) => scale * (u as i32 - o) as f32,
+                    Bias::Min => scale * u as f32 + self.mins[meta],
+                };
+            }
+        }
+    }
+}
+
+/// Activations `m x k` quantized to i8 with one f32 scale per 32 values, plus the sums of the
+/// quants per weight block (for the offset/min terms).
+pub struct QActs {
+    m: usize,
+    k: usize,
+    /// Values per sum: the weight block size these were prepared for.
+    sum_block: usize,
+    q: Vec<i8>,
+    d: Vec<f32>,
+    sums: Vec<i32>,
+}
+
+impl QActs {
+    /// An empty buffer, reused across calls.
+    pub fn new() -> Self {
+        Self {
+            m: 0,
+            k: 0,
+            sum_block: ACT_BLOCK,
+            q: Vec::new(),
+            d: Vec::new(),
+            sums: Vec::new(),
+        }
+    }
+
+    /// Quantizes `x` (`m` rows of `k`) for products with matrices of block size `sum_block`.
+    pub fn quantize(&mut self, x: &[f32], m: usize, k: usize, sum_block: usize) {
+        debug_assert_eq!(x.len(), m * k);
+        debug_assert!(k % ACT_BLOCK == 0 && ACT_BLOCK % sum_block == 0);
+        self.m = m;
+        self.k = k;
+        self.sum_block = sum_block;
+        self.q.resize(m * k, 0);
+        self.d.resize(m * k / ACT_BLOCK, 0.0);
+        self.sums.resize(m * k / sum_block, 0);
+        for (i, blk) in x.chunks_exact(ACT_BLOCK).enumerate() {
+            let amax = blk.iter().fold(0f32, |a, &v| a.max(v.abs()));
+            let d = amax / 127.0;
+            let id = if d > 0.0 { 1.0 / d } else { 0.0 };
+            self.d[i] = d;
+            let q = &mut self.q[i * ACT_BLOCK..(i + 1) * ACT_BLOCK];
+            for (o, &v) in q.iter_mut().zip(blk) {
+                *o = (v * id).round() as i8;
+            }
+        }
+        for (s, q) in self.sums.iter_mut().zip(self.q.chunks_exact(sum_block)) {
+            *s = q.iter().map(|&v| v as i32).sum();
+        }
+    }
+
+    /// Rows.
+    pub fn m(&self) -> usize {
+        self.m
+    }
+
+    /// Whether these were prepared for `w` (same `k` and block size).
+    fn fits(&self, w: &QMatrix) -> bool {
+        self.k == w.cols && self.sum_block == w.block
+    }
+}
+
+impl Default for QActs {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Whether the fast kernels run on this CPU (AVX-512 with VNNI).
+pub fn fast_kernels_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512vnni")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Which kernel computes a tile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kernel {
+    /// AVX-512 VNNI.
+    Vnni,
+    /// Plain Rust (the reference the fast kernel is tested against).
+    Portable,
+}
+
+impl Kernel {
+    /// The fastest kernel this CPU runs.
+    pub fn best() -> Self {
+        if fast_kernels_available() {
+            Self::Vnni
+        } else {
+            Self::Portable
+        }
+    }
+}
+
+/// A raw output pointer that tiles on different threads write disjoint parts of.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: every tile writes its own columns (16-row groups) of the output; no two tasks
+// touch the same element, and the buffer outlives the parallel loop.
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+
+/// `out = x W^T`: `out` is `m x rows` row-major. Runs on the current rayon pool.
+pub fn matmul(kernel: Kernel, x: &QActs, w: &QMatrix, out: &mut [f32]) {
+    assert!(x.fits(w), "activations quantized for another matrix shape");
+    let (m, n) = (x.m, w.rows);
+    assert_eq!(out.len(), m * n);
+    let groups = w.groups();
+    // Groups per task: a few tasks per thread balance the load without drowning small
+    // decode matrices in scheduling.
+    let threads = rayon::current_num_threads().max(1);
+    let per_task = groups.div_ceil(threads * if m > 1 { 4 } else { 1 }).max(1);
+    let tasks = groups.div_ceil(per_task);
+    let ptr = OutPtr(out.as_mut_ptr());
+    let run = |task: usize| {
+        let ptr = ptr;
+        let g0 = task * per_task;
+        let g1 = (g0 + per_task).min(groups);
+        for g in g0..g1 {
+            let mut t = 0;
+            while t < m {
+                let left = m - t;
+                let tile = if left >= 8 {
+                    8
+                } else if left >= 4 {
+                    4
+                } else if left >= 2 {
+                    2
+                } else {
+                    1
+                };
+                // SAFETY: group `g` owns output columns 16g..16g+16 of rows t..t+tile.
+                unsafe { tile_dispatch(kernel, tile, w, g, x, t, ptr.0, n) };
+                t += tile;
+            }
+        }
+    };
+    if tasks == 1 {
+        run(0);
+    } else {
+        use rayon::prelude::*;
+        (0..tasks).into_par_iter().for_each(run);
+    }
+}
+
+/// Computes output rows `t..t + tile` x columns of group `g`.
+///
+/// # Safety
+/// `out` must point to an `m x n` buffer; columns past `n` of the last group are skipped.
+unsafe fn tile_dispatch(
+    kernel: Kernel,
+    tile: usize,
+    w: &QMatrix,
+    g: usize,
+    x: &QActs,
+    t: usize,
+    out: *mut f32,
+    n: usize,
+) {
+    let mut acc = [[0f32; GROUP]; 8];
+    match kernel {
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Vnni => {
+            // SAFETY: `Kernel::Vnni` is only chosen when the CPU has the features.
+            unsafe { super::avx512::tile(tile, w.view(), g, x.view(), t, &mut acc) }
+        }
+        _ => portable_tile(tile, w.view(), g, x.view(), t, &mut acc),
+    }
+    let cols = GROUP.min(n - g * GROUP);
+    for (i, row) in acc.iter().take(tile).enumerate() {
+        // SAFETY: row t + i < m and columns g*16..g*16+cols < n lie inside the buffer.
+        unsafe {
+            std::ptr::copy_nonoverlapping(row.as_ptr(), out.add((t + i) * n + g * GROUP), cols)
+        };
+    }
+}
+
+/// Borrowed fields of a [`QMatrix`] for the kernels.
+pub struct MatView<'a> {
+    /// Values per block.
+    pub block: usize,
+    /// 4-bit storage.
+    pub nibbles: bool,
+    /// Offset or min.
+    pub bias: Bias,
+    /// Blocks per row.
+    pub blocks: usize,
+    /// Quants of all groups.
+    pub quants: &'a [u8],
+    /// Scales of all groups.
+    pub scales: &'a [f32],
+    /// Mins (empty unless `bias == Min`).
+    pub mins: &'a [f32],
+}
+
+/// Borrowed fields of a [`QActs`] for the kernels.
+pub struct ActView<'a> {
+    /// Values per row.
+    pub k: usize,
+    /// Values per sum.
+    pub sum_block: usize,
+    /// Quants, row-major.
+    pub q: &'a [i8],
+    /// One scale per 32 values.
+    pub d: &'a [f32],
+    /// One sum per `sum_block` values.
+    pub sums: &'a [i32],
+}
+
+impl QMatrix {
+    fn view(&self) -> MatView<'_> {
+        MatView {
+            block: self.block,
+            nibbles: self.nibbles,
+            bias: self.bias,
+            blocks: self.blocks(),
+            quants: &self.quants,
+            scales: &self.scales,
+            mins: &self.mins,
+        }
+    }
+}
+
+impl QActs {
+    fn view(&self) -> ActView<'_> {
+        ActView {
+            k: self.k,
+            sum_block: self.sum_block,
+            q: &self.q,
+            d: &self.d,
+            sums: &self.sums,
+        }
+    }
+}
+
+/// The plain-Rust kernel: the same integer dot products and float steps as the SIMD one.
+fn portable_tile(
+    tile: usize,
+    w: MatView<'_>,
+    g: usize,
+    x: ActView<'_>,
+    t: usize,
+    acc: &mut [[f32; GROUP]; 8],
+) {
+    let pgb = GROUP * w.block / if w.nibbles { 2 } else { 1 };
+    for b in 0..w.blocks {
+        let base = (g * w.blocks + b) * pgb;
+        let meta = (g * w.blocks + b) * GROUP;
+        for (i, out) in acc.iter_mut().take(tile).enumerate() {
+            let row = t + i;
+            let xq = &x.q[row * x.k + b * w.block..row * x.k + (b + 1) * w.block];
+            let dx = x.d[(row * x.k + b * w.block) / ACT_BLOCK];
+            let sum = x.sums[(row * x.k) / x.sum_block + b];
+            for (lane, o) in out.iter_mut().enumerate() {
+                let mut dot = 0i32;
+                for (v, &xv) in xq.iter().enumerate() {
+                    let u = if w.nibbles {
+                        let (c, j) = (v / 8, v % 8);
+                        let byte = w.quants[base + c * 64 + lane * 4 + j % 4];
+                        if j < 4 { byte & 0xF } else { byte >> 4 }
+                    } else {
+                        w.quants[base + (v / 4) * 64 + lane * 4 + v % 4]
+                    };
+                    dot += u as i32 * xv as i32;
+                }
+                if let Bias::Offset(off) = w.bias {
+                    dot -= off * sum;
+                }
+                *o = (dot as f32).mul_add(w.scales[meta + lane] * dx, *o);
+                if w.bias == Bias::Min {
+                    *o = w.mins[meta + lane].mul_add(dx * sum as f32, *o);
+                }
+            }
+        }
+    }
+}
