@@ -110,27 +110,34 @@ impl CausalLm {
                 .map_err(corrupt)
         };
         if let Some(family) = native::family_of(arch).filter(|_| native::supported()) {
-            let decoder = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 native::Decoder::load(family, &ct, file)
-            }))
-            .map_err(|_| LlmError::Corrupt {
-                path: path.to_path_buf(),
-                detail: "the tensors do not match the architecture's layout".into(),
-            })?
-            .map_err(|e| LlmError::Corrupt {
-                path: path.to_path_buf(),
-                detail: e.to_string(),
-            })?;
-            let context_length = match arch {
-                Architecture::Gemma3 => trained_ctx.min(gemma3::MAX_SEQ_LEN),
-                _ => trained_ctx,
-            };
-            return Ok(Self {
-                weights: Weights::Native(Box::new(decoder)),
-                arch,
-                context_length,
-                device: device.clone(),
-            });
+            }));
+            match loaded {
+                Ok(Ok(decoder)) => {
+                    let context_length = match arch {
+                        Architecture::Gemma3 => trained_ctx.min(gemma3::MAX_SEQ_LEN),
+                        _ => trained_ctx,
+                    };
+                    return Ok(Self {
+                        weights: Weights::Native(Box::new(decoder)),
+                        arch,
+                        context_length,
+                        device: device.clone(),
+                    });
+                }
+                // Shapes or formats the native decoder does not take (dimensions that are
+                // not multiples of 32, mixtures of experts) still run on candle; a corrupt
+                // file fails there with candle's own message.
+                Ok(Err(e)) => tracing::info!(
+                    "{}: native decoder unavailable ({e}); using candle",
+                    path.display()
+                ),
+                Err(_) => tracing::info!(
+                    "{}: native decoder failed to load; using candle",
+                    path.display()
+                ),
+            }
         }
         let (weights, context_length) = match arch {
             Architecture::Llama => (

@@ -257,9 +257,9 @@ fn check_ids(llm: &Llm, ids: &[u32]) -> Result<(), LlmError> {
 
 /// The chosen token's log-probability and the top-k alternatives.
 fn describe(llm: &Llm, logits: &[f32], id: u32, k: usize) -> (f32, Vec<TokenAlternative>) {
-    let lp = sampling::log_softmax(logits);
-    let logprob = lp.get(id as usize).copied().unwrap_or(f64::NEG_INFINITY) as f32;
-    let top = sampling::top_logprobs(&lp, k)
+    let (logprob, top) = sampling::logprob_and_top(logits, id, k);
+    let logprob = logprob as f32;
+    let top = top
         .into_iter()
         .map(|(id, l)| TokenAlternative {
             id,

@@ -6,6 +6,8 @@
 //! model give the same text on every run and platform.
 
 use rand::{Rng, SeedableRng};
+
+use super::native::ops;
 use rand_chacha::ChaCha8Rng;
 
 /// How the next token is chosen. Defaults are the ones the Write panel shows.
@@ -203,39 +205,49 @@ pub fn argmax(logits: &[f32]) -> u32 {
     best as u32
 }
 
-/// Log-softmax of the logits in f64 (for reporting probabilities).
-pub fn log_softmax(logits: &[f32]) -> Vec<f64> {
+/// `log(sum(exp(logits)))`, ignoring non-finite logits. Runs once per generated token over
+/// the whole vocabulary (262,144 entries for Gemma 3), so it uses the vectorized `exp` and
+/// sums in f64 per chunk.
+pub fn log_sum_exp(logits: &[f32]) -> f64 {
     let max = logits
         .iter()
         .copied()
         .filter(|l| l.is_finite())
-        .fold(f32::NEG_INFINITY, f32::max) as f64;
-    let lse = logits
-        .iter()
-        .map(|&l| (l as f64 - max).exp())
-        .sum::<f64>()
-        .ln()
-        + max;
-    logits.iter().map(|&l| l as f64 - lse).collect()
+        .fold(f32::NEG_INFINITY, f32::max);
+    if !max.is_finite() {
+        return f64::NEG_INFINITY;
+    }
+    let mut total = 0f64;
+    for chunk in logits.chunks(1024) {
+        let mut part = 0f32;
+        for &l in chunk {
+            part += if l.is_finite() { ops::exp(l - max) } else { 0.0 };
+        }
+        total += part as f64;
+    }
+    total.ln() + max as f64
 }
 
-/// The `k` most likely tokens as `(id, logprob)`, most likely first.
-pub fn top_logprobs(logprobs: &[f64], k: usize) -> Vec<(u32, f64)> {
-    if k == 0 {
-        return Vec::new();
+/// The chosen token's log-probability and the `k` most likely tokens as `(id, logprob)`, most
+/// likely first (ties by id), in one pass without materializing the distribution.
+pub fn logprob_and_top(logits: &[f32], id: u32, k: usize) -> (f64, Vec<(u32, f64)>) {
+    let lse = log_sum_exp(logits);
+    let logprob = logits
+        .get(id as usize)
+        .map_or(f64::NEG_INFINITY, |&l| l as f64 - lse);
+    let mut top: Vec<(u32, f32)> = Vec::with_capacity(k + 1);
+    if k > 0 {
+        for (i, &l) in logits.iter().enumerate() {
+            if l.is_nan() || (top.len() == k && l <= top[k - 1].1) {
+                continue;
+            }
+            let at = top.partition_point(|&(_, t)| t >= l);
+            top.insert(at, (i as u32, l));
+            top.truncate(k);
+        }
     }
-    let mut idx: Vec<(u32, f64)> = logprobs
-        .iter()
-        .enumerate()
-        .map(|(i, &l)| (i as u32, l))
-        .collect();
-    let by = |a: &(u32, f64), b: &(u32, f64)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
-    if k < idx.len() {
-        idx.select_nth_unstable_by(k - 1, by);
-        idx.truncate(k);
-    }
-    idx.sort_unstable_by(by);
-    idx
+    let top = top.into_iter().map(|(i, l)| (i, l as f64 - lse)).collect();
+    (logprob, top)
 }
 
 #[cfg(test)]
@@ -352,11 +364,14 @@ mod tests {
     }
 
     #[test]
-    fn log_softmax_and_top() {
-        let lp = log_softmax(&logits());
-        assert!((lp[0] - 0.5f64.ln()).abs() < 1e-6);
-        let top = top_logprobs(&lp, 2);
+    fn logprob_and_top_match_the_distribution() {
+        let (lp, top) = logprob_and_top(&logits(), 0, 2);
+        assert!((lp - 0.5f64.ln()).abs() < 1e-6);
         assert_eq!(top.iter().map(|t| t.0).collect::<Vec<_>>(), vec![0, 1]);
+        assert!((top[0].1 - lp).abs() < 1e-12);
+        // Ties keep the lower id first; k larger than the vocabulary returns everything.
+        let (_, top) = logprob_and_top(&[1.0, 2.0, 2.0, f32::NEG_INFINITY], 3, 9);
+        assert_eq!(top.iter().map(|t| t.0).collect::<Vec<_>>(), vec![1, 2, 0, 3]);
     }
 
     #[test]

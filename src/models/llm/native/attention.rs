@@ -56,7 +56,9 @@ pub struct Shape {
 }
 
 /// Queries per parallel task.
-const QUERY_TILE: usize = 16;
+const QUERY_TILE: usize = 32;
+/// From this many queries on, a tile's scores and outputs are two small GEMMs.
+const GEMM_MIN_QUERIES: usize = 4;
 
 #[derive(Clone, Copy)]
 struct OutPtr(*mut f32);
@@ -64,45 +66,127 @@ struct OutPtr(*mut f32);
 unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
-/// `out[i, h] = softmax(q[i, h] . K / sqrt) V` for the `q.len() / (heads * head_dim)` queries
-/// at positions `pos..`, whose keys are already in `cache`.
+/// `out[i, h] = softmax(q[i, h] . K * scale) V` for the `q.len() / (heads * head_dim)`
+/// queries at positions `pos..`, whose keys are already in `cache`.
 pub fn attend(q: &[f32], cache: &KvCache, pos: usize, s: Shape, out: &mut [f32]) {
     let qw = s.heads * s.head_dim;
     let m = q.len() / qw;
     assert_eq!(cache.len(), pos + m, "cache holds the chunk's keys");
     assert_eq!(out.len(), m * qw);
-    let group = s.heads / s.kv_heads;
     let tiles = m.div_ceil(QUERY_TILE);
     let ptr = OutPtr(out.as_mut_ptr());
     (0..s.heads * tiles).into_par_iter().for_each(|task| {
-        let ptr = ptr;
         let (h, tile) = (task / tiles, task % tiles);
-        let kvh = h / group;
-        let mut scores = Vec::new();
-        let mut acc = vec![0f32; s.head_dim];
-        for i in tile * QUERY_TILE..((tile + 1) * QUERY_TILE).min(m) {
-            let p = pos + i;
-            let lo = s.window.map_or(0, |w| (p + 1).saturating_sub(w));
-            let qh = &q[i * qw + h * s.head_dim..i * qw + (h + 1) * s.head_dim];
-            scores.clear();
-            for j in lo..=p {
-                let k = &cache.k[j * cache.width + kvh * s.head_dim..][..s.head_dim];
-                scores.push(ops::dot(qh, k) * s.scale);
+        let i0 = tile * QUERY_TILE;
+        let i1 = (i0 + QUERY_TILE).min(m);
+        if i1 - i0 >= GEMM_MIN_QUERIES {
+            tile_gemm(q, cache, pos, s, h, i0..i1, ptr);
+        } else {
+            for i in i0..i1 {
+                one_query(q, cache, pos, s, h, i, ptr);
             }
-            ops::softmax(&mut scores);
-            acc.fill(0.0);
-            for (j, &w) in (lo..=p).zip(&scores) {
-                let v = &cache.v[j * cache.width + kvh * s.head_dim..][..s.head_dim];
-                ops::axpy(&mut acc, w, v);
-            }
-            // SAFETY: (query i, head h) is written by this task only, inside `out`.
-            unsafe {
-                std::ptr::copy_nonoverlapping(
-                    acc.as_ptr(),
-                    ptr.0.add(i * qw + h * s.head_dim),
-                    s.head_dim,
-                )
-            };
         }
     });
+}
+
+/// The keys query `i` (at position `pos + i`) sees: `lo..=p`.
+fn key_range(s: &Shape, p: usize) -> (usize, usize) {
+    (s.window.map_or(0, |w| (p + 1).saturating_sub(w)), p)
+}
+
+fn one_query(q: &[f32], cache: &KvCache, pos: usize, s: Shape, h: usize, i: usize, out: OutPtr) {
+    let qw = s.heads * s.head_dim;
+    let kvh = h / (s.heads / s.kv_heads);
+    let (lo, p) = key_range(&s, pos + i);
+    let qh = &q[i * qw + h * s.head_dim..][..s.head_dim];
+    let mut scores: Vec<f32> = (lo..=p)
+        .map(|j| ops::dot(qh, &cache.k[j * cache.width + kvh * s.head_dim..][..s.head_dim]) * s.scale)
+        .collect();
+    ops::softmax(&mut scores);
+    let mut acc = vec![0f32; s.head_dim];
+    for (j, &w) in (lo..=p).zip(&scores) {
+        ops::axpy(&mut acc, w, &cache.v[j * cache.width + kvh * s.head_dim..][..s.head_dim]);
+    }
+    // SAFETY: (query i, head h) is written by this task only, inside `out`.
+    unsafe {
+        std::ptr::copy_nonoverlapping(acc.as_ptr(), out.0.add(i * qw + h * s.head_dim), s.head_dim)
+    };
+}
+
+/// Queries `rows` of head `h`: scores = Q K^T (one GEMM over every key any of them sees),
+/// masked softmax per row, then out = P V (a second GEMM, written in place).
+fn tile_gemm(
+    q: &[f32],
+    cache: &KvCache,
+    pos: usize,
+    s: Shape,
+    h: usize,
+    rows: std::ops::Range<usize>,
+    out: OutPtr,
+) {
+    let qw = s.heads * s.head_dim;
+    let hd = s.head_dim;
+    let kvh = h / (s.heads / s.kv_heads);
+    let (lo, _) = key_range(&s, pos + rows.start);
+    let (_, hi) = key_range(&s, pos + rows.end - 1);
+    let (tq, nk) = (rows.len(), hi + 1 - lo);
+    let mut scores = vec![0f32; tq * nk];
+    let kbase = &cache.k[lo * cache.width + kvh * hd..];
+    let vbase = &cache.v[lo * cache.width + kvh * hd..];
+    // SAFETY: the strides address Q rows `rows` of head h, keys lo..=hi of KV head kvh and
+    // the scores buffer, all in bounds; out's (rows, head h) block belongs to this task.
+    unsafe {
+        gemm::gemm(
+            tq,
+            nk,
+            hd,
+            scores.as_mut_ptr(),
+            1,
+            nk as isize,
+            false,
+            q.as_ptr().add(rows.start * qw + h * hd),
+            1,
+            qw as isize,
+            kbase.as_ptr(),
+            cache.width as isize,
+            1,
+            0.0,
+            s.scale,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+    for (r, row) in scores.chunks_exact_mut(nk).enumerate() {
+        let (l, p) = key_range(&s, pos + rows.start + r);
+        let (a, b) = (l - lo, p - lo + 1);
+        row[..a].fill(0.0);
+        row[b..].fill(0.0);
+        ops::softmax(&mut row[a..b]);
+    }
+    // SAFETY: as above; P is tq x nk, V rows lo..=hi, the output block tq x hd at stride qw.
+    unsafe {
+        gemm::gemm(
+            tq,
+            hd,
+            nk,
+            out.0.add(rows.start * qw + h * hd),
+            1,
+            qw as isize,
+            false,
+            scores.as_ptr(),
+            1,
+            nk as isize,
+            vbase.as_ptr(),
+            1,
+            cache.width as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
 }

@@ -20,28 +20,56 @@ pub unsafe fn tile(
     t: usize,
     acc: &mut [[f32; GROUP]; 8],
 ) {
+    macro_rules! by_tile {
+        ($nib:literal, $block:literal, $min:literal) => {
+            match tile {
+                8 => run::<8, $nib, $block, $min>(w, g, x, t, acc),
+                4 => run::<4, $nib, $block, $min>(w, g, x, t, acc),
+                2 => run::<2, $nib, $block, $min>(w, g, x, t, acc),
+                _ => run::<1, $nib, $block, $min>(w, g, x, t, acc),
+            }
+        };
+    }
+    let min = w.bias == Bias::Min;
     // SAFETY: forwarded from the caller.
     unsafe {
-        match (tile, w.nibbles, w.block) {
-            (8, true, _) => run::<8, true, 32>(w, g, x, t, acc),
-            (4, true, _) => run::<4, true, 32>(w, g, x, t, acc),
-            (2, true, _) => run::<2, true, 32>(w, g, x, t, acc),
-            (_, true, _) => run::<1, true, 32>(w, g, x, t, acc),
-            (8, false, 16) => run::<8, false, 16>(w, g, x, t, acc),
-            (4, false, 16) => run::<4, false, 16>(w, g, x, t, acc),
-            (2, false, 16) => run::<2, false, 16>(w, g, x, t, acc),
-            (_, false, 16) => run::<1, false, 16>(w, g, x, t, acc),
-            (8, false, _) => run::<8, false, 32>(w, g, x, t, acc),
-            (4, false, _) => run::<4, false, 32>(w, g, x, t, acc),
-            (2, false, _) => run::<2, false, 32>(w, g, x, t, acc),
-            (_, false, _) => run::<1, false, 32>(w, g, x, t, acc),
+        match (w.nibbles, w.block, min) {
+            (true, _, true) => by_tile!(true, 32, true),
+            (true, _, false) => by_tile!(true, 32, false),
+            (false, 16, true) => by_tile!(false, 16, true),
+            (false, 16, false) => by_tile!(false, 16, false),
+            (false, _, true) => by_tile!(false, 32, true),
+            (false, _, false) => by_tile!(false, 32, false),
         }
     }
 }
 
+/// One block's weights for 16 rows: `BLOCK / 4` registers of 4 values per row.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 #[inline]
-unsafe fn run<const T: usize, const NIB: bool, const BLOCK: usize>(
+unsafe fn load_block<const NIB: bool, const BLOCK: usize>(wq: *const u8) -> [__m512i; 8] {
+    let mut regs = [_mm512_setzero_si512(); 8];
+    // SAFETY: the caller passes a pointer to a whole (group, block) of quants.
+    unsafe {
+        if NIB {
+            let mask = _mm512_set1_epi8(0x0F);
+            for c in 0..BLOCK / 8 {
+                let raw = _mm512_loadu_si512(wq.add(c * 64) as *const _);
+                regs[2 * c] = _mm512_and_si512(raw, mask);
+                regs[2 * c + 1] = _mm512_and_si512(_mm512_srli_epi16::<4>(raw), mask);
+            }
+        } else {
+            for (s, r) in regs.iter_mut().enumerate().take(BLOCK / 4) {
+                *r = _mm512_loadu_si512(wq.add(s * 64) as *const _);
+            }
+        }
+    }
+    regs
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+#[inline]
+unsafe fn run<const T: usize, const NIB: bool, const BLOCK: usize, const MIN: bool>(
     w: MatView<'_>,
     g: usize,
     x: ActView<'_>,
@@ -49,72 +77,64 @@ unsafe fn run<const T: usize, const NIB: bool, const BLOCK: usize>(
     acc: &mut [[f32; GROUP]; 8],
 ) {
     let pgb = GROUP * BLOCK / if NIB { 2 } else { 1 };
-    let (offset, has_min) = match w.bias {
-        Bias::Offset(o) => (o, false),
-        Bias::Min => (0, true),
+    let offset = match w.bias {
+        Bias::Offset(o) => o,
+        Bias::Min => 0,
     };
-    let mask = _mm512_set1_epi8(0x0F);
+    // Bounds, checked once so the loop can use raw pointers.
+    let end = g * w.blocks + w.blocks;
+    assert!(w.quants.len() >= end * pgb && w.scales.len() >= end * GROUP);
+    assert!(!MIN || w.mins.len() >= end * GROUP);
+    assert!(x.k == w.blocks * BLOCK && x.sum_block == BLOCK && x.q.len() >= (t + T) * x.k);
+    assert!(x.sums.len() >= (t + T) * w.blocks && x.d.len() >= (t + T) * x.k / ACT_BLOCK);
     let mut facc = [_mm512_setzero_ps(); T];
-    // Bounds: checked once here so the loop can use raw pointers.
-    let last_meta = (g * w.blocks + w.blocks) * GROUP;
-    assert!(w.quants.len() >= (g * w.blocks + w.blocks) * pgb && w.scales.len() >= last_meta);
-    assert!(!has_min || w.mins.len() >= last_meta);
-    assert!(x.q.len() >= (t + T) * x.k && x.k == w.blocks * BLOCK);
-    assert!(x.sums.len() >= (t + T) * x.k / x.sum_block && x.sum_block == BLOCK);
-    let qbase = w.quants.as_ptr();
-    let xrow = |i: usize| unsafe { x.q.as_ptr().add((t + i) * x.k) };
-    for b in 0..w.blocks {
-        // SAFETY: every offset below is inside the buffers checked above.
-        unsafe {
-            let wq = qbase.add((g * w.blocks + b) * pgb);
-            let mut iacc = [_mm512_setzero_si512(); T];
-            if NIB {
-                for c in 0..BLOCK / 8 {
-                    let raw = _mm512_loadu_si512(wq.add(c * 64) as *const _);
-                    let lo = _mm512_and_si512(raw, mask);
-                    let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(raw), mask);
-                    for i in 0..T {
-                        let p = xrow(i).add(b * BLOCK + 8 * c) as *const i32;
-                        let x0 = _mm512_set1_epi32(p.read_unaligned());
-                        let x1 = _mm512_set1_epi32(p.add(1).read_unaligned());
-                        iacc[i] = _mm512_dpbusd_epi32(iacc[i], lo, x0);
-                        iacc[i] = _mm512_dpbusd_epi32(iacc[i], hi, x1);
-                    }
-                }
-            } else {
-                for s in 0..BLOCK / 4 {
-                    let wv = _mm512_loadu_si512(wq.add(s * 64) as *const _);
-                    for i in 0..T {
-                        let p = xrow(i).add(b * BLOCK + 4 * s) as *const i32;
-                        iacc[i] = _mm512_dpbusd_epi32(iacc[i], wv, _mm512_set1_epi32(p.read_unaligned()));
-                    }
-                }
-            }
-            let meta = (g * w.blocks + b) * GROUP;
-            let scale = _mm512_loadu_ps(w.scales.as_ptr().add(meta));
-            let min = if has_min {
-                _mm512_loadu_ps(w.mins.as_ptr().add(meta))
+    // SAFETY: every offset below is inside the buffers checked above.
+    unsafe {
+        let wq0 = w.quants.as_ptr().add(g * w.blocks * pgb);
+        let sc0 = w.scales.as_ptr().add(g * w.blocks * GROUP);
+        let mn0 = w.mins.as_ptr().add(if MIN { g * w.blocks * GROUP } else { 0 });
+        let xq0 = x.q.as_ptr().add(t * x.k) as *const i32;
+        let sums0 = x.sums.as_ptr().add(t * w.blocks);
+        let d0 = x.d.as_ptr().add(t * x.k / ACT_BLOCK);
+        let words_per_row = x.k / 4;
+        let blocks_per_act = ACT_BLOCK / BLOCK;
+        for b in 0..w.blocks {
+            let wv = load_block::<NIB, BLOCK>(wq0.add(b * pgb));
+            let scale = _mm512_loadu_ps(sc0.add(b * GROUP));
+            let min = if MIN {
+                _mm512_loadu_ps(mn0.add(b * GROUP))
             } else {
                 _mm512_setzero_ps()
             };
-            for i in 0..T {
-                let row = t + i;
-                let dx = *x.d.get_unchecked((row * x.k + b * BLOCK) / ACT_BLOCK);
-                let sum = *x.sums.get_unchecked(row * x.k / BLOCK + b);
-                let mut dot = iacc[i];
-                if offset != 0 {
+            for (i, f) in facc.iter_mut().enumerate() {
+                // The activations' 4-byte words of this block, broadcast one per step.
+                let xp = xq0.add(i * words_per_row + b * BLOCK / 4);
+                let mut a0 = _mm512_setzero_si512();
+                let mut a1 = _mm512_setzero_si512();
+                for s in (0..BLOCK / 4).step_by(2) {
+                    // Nibble registers hold values 8c..8c+4 then 8c+4..8c+8: the same
+                    // word order as the activations.
+                    a0 = _mm512_dpbusd_epi32(a0, wv[s], _mm512_set1_epi32(xp.add(s).read_unaligned()));
+                    a1 = _mm512_dpbusd_epi32(
+                        a1,
+                        wv[s + 1],
+                        _mm512_set1_epi32(xp.add(s + 1).read_unaligned()),
+                    );
+                }
+                let sum = *sums0.add(i * w.blocks + b);
+                let mut dot = _mm512_add_epi32(a0, a1);
+                if !MIN {
                     dot = _mm512_sub_epi32(dot, _mm512_set1_epi32(offset * sum));
                 }
-                let s = _mm512_mul_ps(scale, _mm512_set1_ps(dx));
-                facc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), s, facc[i]);
-                if has_min {
-                    facc[i] = _mm512_fmadd_ps(min, _mm512_set1_ps(dx * sum as f32), facc[i]);
+                let dx = *d0.add(i * x.k / ACT_BLOCK + b / blocks_per_act);
+                *f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(scale, _mm512_set1_ps(dx)), *f);
+                if MIN {
+                    *f = _mm512_fmadd_ps(min, _mm512_set1_ps(dx * sum as f32), *f);
                 }
             }
         }
-    }
-    for i in 0..T {
-        // SAFETY: acc rows are 16 f32.
-        unsafe { _mm512_storeu_ps(acc[i].as_mut_ptr(), facc[i]) };
+        for (i, f) in facc.iter().enumerate() {
+            _mm512_storeu_ps(acc[i].as_mut_ptr(), *f);
+        }
     }
 }

@@ -15,8 +15,10 @@
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 mod attention;
-mod ops;
+pub mod ops;
 pub mod quant;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 
@@ -153,6 +155,8 @@ pub struct Decoder {
     kernel: Kernel,
     pool: Arc<rayon::ThreadPool>,
     scratch: Scratch,
+    /// Tokens per pass through the layers ([`CHUNK`]; smaller in tests).
+    chunk: usize,
 }
 
 /// Reads tensors by name from a GGUF file.
@@ -381,6 +385,7 @@ impl Decoder {
             kernel: Kernel::best(),
             pool: Arc::new(pool),
             scratch: Scratch::default(),
+            chunk: CHUNK,
         })
     }
 
@@ -418,8 +423,9 @@ impl Decoder {
         let pool = self.pool.clone();
         let logits = pool.install(|| {
             let mut last = Vec::new();
-            for (i, chunk) in tokens.chunks(CHUNK).enumerate() {
-                last = self.chunk_forward(chunk, pos + i * CHUNK);
+            let size = self.chunk.max(1);
+            for (i, chunk) in tokens.chunks(size).enumerate() {
+                last = self.chunk_forward(chunk, pos + i * size);
             }
             self.logits(&last)
         });
@@ -450,9 +456,13 @@ impl Decoder {
             s.h.clear();
             s.h.extend_from_slice(&x);
             ops::rms_norm(&mut s.h, d, &layer.attn_norm, cfg.eps);
-            project(kernel, &mut s.acts, &s.h, m, &layer.wq, &mut s.q);
-            project(kernel, &mut s.acts, &s.h, m, &layer.wk, &mut s.k);
-            project(kernel, &mut s.acts, &s.h, m, &layer.wv, &mut s.v);
+            project(
+                kernel,
+                &mut s.acts,
+                &s.h,
+                m,
+                &mut [(&layer.wq, &mut s.q), (&layer.wk, &mut s.k), (&layer.wv, &mut s.v)],
+            );
             if let Some(w) = &layer.q_norm {
                 ops::rms_norm(&mut s.q, hd, w, cfg.eps);
             }
@@ -477,7 +487,7 @@ impl Decoder {
                 },
                 &mut s.att,
             );
-            project(kernel, &mut s.acts, &s.att, m, &layer.wo, &mut s.o);
+            project(kernel, &mut s.acts, &s.att, m, &mut [(&layer.wo, &mut s.o)]);
             if let Some(w) = &layer.post_attn_norm {
                 ops::rms_norm(&mut s.o, d, w, cfg.eps);
             }
@@ -486,13 +496,18 @@ impl Decoder {
             s.h.clear();
             s.h.extend_from_slice(&x);
             ops::rms_norm(&mut s.h, d, &layer.ffn_norm, cfg.eps);
-            project(kernel, &mut s.acts, &s.h, m, &layer.gate, &mut s.gate);
-            project(kernel, &mut s.acts, &s.h, m, &layer.up, &mut s.up);
+            project(
+                kernel,
+                &mut s.acts,
+                &s.h,
+                m,
+                &mut [(&layer.gate, &mut s.gate), (&layer.up, &mut s.up)],
+            );
             match cfg.activation {
                 Activation::Silu => ops::silu_mul(&mut s.gate, &s.up),
                 Activation::GeluTanh => ops::gelu_mul(&mut s.gate, &s.up),
             }
-            project(kernel, &mut s.acts, &s.gate, m, &layer.down, &mut s.o);
+            project(kernel, &mut s.acts, &s.gate, m, &mut [(&layer.down, &mut s.o)]);
             if let Some(w) = &layer.post_ffn_norm {
                 ops::rms_norm(&mut s.o, d, w, cfg.eps);
             }
@@ -506,16 +521,29 @@ impl Decoder {
         ops::rms_norm(&mut h, self.cfg.n_embd, &self.output_norm, self.cfg.eps);
         let w = self.output.as_ref().unwrap_or(&self.embed);
         let mut out = Vec::new();
-        project(self.kernel, &mut self.scratch.acts, &h, 1, w, &mut out);
+        project(self.kernel, &mut self.scratch.acts, &h, 1, &mut [(w, &mut out)]);
         out
     }
 }
 
-/// `out = x W^T` for `m` rows of `x`.
-fn project(kernel: Kernel, acts: &mut QActs, x: &[f32], m: usize, w: &QMatrix, out: &mut Vec<f32>) {
-    acts.quantize(x, m, w.cols(), w.block());
-    out.resize(m * w.rows(), 0.0);
-    quant::matmul(kernel, acts, w, out);
+/// `out = x W^T` for `m` rows of `x` and each `(W, out)`; `x` is quantized once per block
+/// size among the matrices.
+fn project(
+    kernel: Kernel,
+    acts: &mut QActs,
+    x: &[f32],
+    m: usize,
+    jobs: &mut [(&QMatrix, &mut Vec<f32>)],
+) {
+    let mut prepared = None;
+    for (w, out) in jobs.iter_mut() {
+        if prepared != Some(w.block()) {
+            acts.quantize(x, m, w.cols(), w.block());
+            prepared = Some(w.block());
+        }
+        out.resize(m * w.rows(), 0.0);
+        quant::matmul(kernel, acts, w, out);
+    }
 }
 
 /// Gemma 3's metadata: which layers slide, RoPE frequencies, the attention scale.
