@@ -188,6 +188,7 @@ fn bench_model(path: &std::path::Path, args: &WriteBenchArgs) -> anyhow::Result<
         "model_path": path.display().to_string(),
         "model_name": llm.info.name,
         "architecture": llm.info.architecture,
+        "backend": llm.info.backend,
         "threads": candle_core::utils::get_num_threads(),
         "prompt_tokens": prompt.len(),
         "decode_tokens": args.decode_tokens,
@@ -278,9 +279,10 @@ pub fn summary_text(v: &Value) -> String {
     for r in v["results"].as_array().unwrap_or(&empty) {
         let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
         out.push_str(&format!(
-            "{} ({}, {} threads)\n  load           {:8.3} s\n  prompt ({:>4})  {:8.1} tok/s  (first run {:.1})\n  decode ({:>4})  {:8.1} tok/s  (first run {:.1})\n  peak RSS       {:8.1} MB\n",
+            "{} ({}, {}, {} threads)\n  load           {:8.3} s\n  prompt ({:>4})  {:8.1} tok/s  (first run {:.1})\n  decode ({:>4})  {:8.1} tok/s  (first run {:.1})\n  peak RSS       {:8.1} MB\n",
             r["model"].as_str().unwrap_or("?"),
             r["architecture"].as_str().unwrap_or("?"),
+            r["backend"].as_str().unwrap_or("?"),
             r["threads"],
             f("load_s"),
             r["prompt_tokens"],

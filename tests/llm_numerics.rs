@@ -13,7 +13,7 @@
 use std::sync::Mutex;
 use std::time::Instant;
 
-use atelier::models::llm::{CausalLm, gguf};
+use atelier::models::llm::{Backend, CausalLm, gguf};
 use serde_json::Value;
 
 const FIXTURE: &str = concat!(
@@ -392,21 +392,22 @@ fn model_path(file: &str) -> std::path::PathBuf {
     path
 }
 
-fn load(file: &str) -> CausalLm {
+fn load(file: &str, backend: Backend) -> CausalLm {
     let path = model_path(file);
     let started = Instant::now();
     let (content, mut f, _) = gguf::open(&path).expect("open gguf");
-    let model =
-        CausalLm::load(&path, &content, &mut f, &candle_core::Device::Cpu).expect("load model");
+    let model = CausalLm::load_with(&path, &content, &mut f, &candle_core::Device::Cpu, backend)
+        .expect("load model");
     println!(
-        "\n{file}: loaded in {:.2}s",
+        "\n{file} ({}): loaded in {:.2}s",
+        model.backend_name(),
         started.elapsed().as_secs_f64()
     );
     model
 }
 
-fn check_model(file: &str) {
-    let mut model = load(file);
+fn check_model(file: &str, backend: Backend) {
+    let mut model = load(file, backend);
     let failures = compare(file, &mut |ids: &[u32], pos| {
         model.forward(ids, pos).expect("forward")
     });
@@ -416,7 +417,14 @@ fn check_model(file: &str) {
 #[test]
 fn smollm2_matches_llamacpp() {
     let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    check_model(atelier::paths::SMOLLM2_FILE);
+    check_model(atelier::paths::SMOLLM2_FILE, Backend::Auto);
+}
+
+/// candle's path, which runs on CPUs without AVX-512 VNNI.
+#[test]
+fn smollm2_on_candle_matches_llamacpp() {
+    let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    check_model(atelier::paths::SMOLLM2_FILE, Backend::Candle);
 }
 
 #[test]
@@ -429,7 +437,14 @@ fn gemma3_matches_llamacpp() {
     // cache schedules beyond these short prompts are checked exactly on a tiny model in
     // src/models/llm/gemma3.rs.
     let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    check_model(atelier::paths::GEMMA3_FILE);
+    check_model(atelier::paths::GEMMA3_FILE, Backend::Auto);
+}
+
+/// Atelier's candle port of Gemma 3, which runs on CPUs without AVX-512 VNNI.
+#[test]
+fn gemma3_on_candle_matches_llamacpp() {
+    let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    check_model(atelier::paths::GEMMA3_FILE, Backend::Candle);
 }
 
 /// The "before" numbers: candle-transformers' own quantized_gemma3 on the same cases.

@@ -379,6 +379,7 @@ trait InfoLabel {
 
 impl InfoLabel for ModelInfo {
     fn architecture_label(&self) -> String {
-        format!("{:?}", self.architecture)
+        // Which engine runs it matters for speed (the native decoder needs AVX-512 VNNI).
+        format!("{:?} ({})", self.architecture, self.backend)
     }
 }

@@ -66,6 +66,15 @@ pub fn detect(path: &Path, content: &Content) -> Result<Architecture, LlmError> 
     })
 }
 
+/// Which implementation runs a model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// Atelier's native decoder where supported, else candle.
+    Auto,
+    /// candle's quantized models (and Atelier's candle port of Gemma 3).
+    Candle,
+}
+
 enum Weights {
     /// Atelier's own decoder (Llama and Gemma 3 on CPUs with AVX-512 VNNI).
     Native(Box<native::Decoder>),
@@ -84,12 +93,24 @@ pub struct CausalLm {
 }
 
 impl CausalLm {
-    /// Loads the network described by `content` from `file`.
+    /// Loads the network described by `content` from `file`: on Atelier's own decoder where
+    /// this CPU and architecture allow it, else on candle.
     pub fn load(
         path: &Path,
         content: &Content,
         file: &mut File,
         device: &Device,
+    ) -> Result<Self, LlmError> {
+        Self::load_with(path, content, file, device, Backend::Auto)
+    }
+
+    /// [`CausalLm::load`] with the implementation chosen explicitly (tests run both).
+    pub fn load_with(
+        path: &Path,
+        content: &Content,
+        file: &mut File,
+        device: &Device,
+        backend: Backend,
     ) -> Result<Self, LlmError> {
         let arch = detect(path, content)?;
         let trained_ctx =
@@ -109,7 +130,8 @@ impl CausalLm {
                 })?
                 .map_err(corrupt)
         };
-        if let Some(family) = native::family_of(arch).filter(|_| native::supported()) {
+        let native_ok = backend == Backend::Auto && native::supported() && device.is_cpu();
+        if let Some(family) = native::family_of(arch).filter(|_| native_ok) {
             let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 native::Decoder::load(family, &ct, file)
             }));
@@ -176,6 +198,14 @@ impl CausalLm {
             context_length,
             device: device.clone(),
         })
+    }
+
+    /// Which implementation runs this model.
+    pub fn backend_name(&self) -> &'static str {
+        match self.weights {
+            Weights::Native(_) => "native",
+            _ => "candle",
+        }
     }
 
     /// The architecture this model runs as.

@@ -311,7 +311,10 @@ pub(crate) fn sliding_layers(ct: &gguf_file::Content, block_count: usize) -> Vec
     let md = |s: &str| ct.metadata.get(&format!("gemma3.{s}"));
     if let Some(gguf_file::Value::Array(flags)) = md("attention.sliding_window_pattern")
         && flags.len() == block_count
-        && let Ok(flags) = flags.iter().map(|f| f.to_bool()).collect::<Result<Vec<_>>>()
+        && let Ok(flags) = flags
+            .iter()
+            .map(|f| f.to_bool())
+            .collect::<Result<Vec<_>>>()
     {
         return flags;
     }
@@ -482,8 +485,7 @@ impl ModelWeights {
             None | Some("linear") if factor > 0.0 => 1.0 / factor as f64,
             _ => 1.0,
         };
-        let query_pre_attn_scalar =
-            query_pre_attn_scalar(block_count, n_embd, n_head, head_dim);
+        let query_pre_attn_scalar = query_pre_attn_scalar(block_count, n_embd, n_head, head_dim);
         let attn_scale = 1.0 / (query_pre_attn_scalar as f64).sqrt();
 
         let tok_embeddings = Arc::new(ct.tensor(reader, "token_embd.weight", device)?);

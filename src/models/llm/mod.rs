@@ -15,7 +15,7 @@ pub mod tokenizer;
 
 use std::path::{Path, PathBuf};
 
-pub use arch::{Architecture, CausalLm};
+pub use arch::{Architecture, Backend, CausalLm};
 pub use chat::{ChatMessage, ChatTemplate};
 pub use generate::{
     GenerateParams, GeneratedToken, GenerationResult, GenerationStats, Prompt, StopReason,
@@ -80,6 +80,8 @@ pub struct ModelInfo {
     pub name: String,
     /// The architecture it runs as.
     pub architecture: Architecture,
+    /// Which implementation runs it: "native" (AVX-512 VNNI) or "candle".
+    pub backend: &'static str,
     /// Tokens the model can attend to at once (as Atelier runs it).
     pub context_length: usize,
     /// Vocabulary size.
@@ -123,6 +125,7 @@ impl Llm {
             path: path.to_path_buf(),
             name,
             architecture: model.architecture(),
+            backend: model.backend_name(),
             context_length: model.context_length(),
             vocab_size: tokenizer.vocab_size(),
             has_chat_template: chat_template.is_some(),

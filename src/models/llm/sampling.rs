@@ -221,7 +221,11 @@ pub fn log_sum_exp(logits: &[f32]) -> f64 {
     for chunk in logits.chunks(1024) {
         let mut part = 0f32;
         for &l in chunk {
-            part += if l.is_finite() { ops::exp(l - max) } else { 0.0 };
+            part += if l.is_finite() {
+                ops::exp(l - max)
+            } else {
+                0.0
+            };
         }
         total += part as f64;
     }
@@ -371,7 +375,10 @@ mod tests {
         assert!((top[0].1 - lp).abs() < 1e-12);
         // Ties keep the lower id first; k larger than the vocabulary returns everything.
         let (_, top) = logprob_and_top(&[1.0, 2.0, 2.0, f32::NEG_INFINITY], 3, 9);
-        assert_eq!(top.iter().map(|t| t.0).collect::<Vec<_>>(), vec![1, 2, 0, 3]);
+        assert_eq!(
+            top.iter().map(|t| t.0).collect::<Vec<_>>(),
+            vec![1, 2, 0, 3]
+        );
     }
 
     #[test]

@@ -58,7 +58,7 @@ pub struct Shape {
 /// Queries per parallel task.
 const QUERY_TILE: usize = 32;
 /// From this many queries on, a tile's scores and outputs are two small GEMMs.
-const GEMM_MIN_QUERIES: usize = 4;
+const GEMM_MIN_QUERIES: usize = 1;
 
 #[derive(Clone, Copy)]
 struct OutPtr(*mut f32);
@@ -100,12 +100,21 @@ fn one_query(q: &[f32], cache: &KvCache, pos: usize, s: Shape, h: usize, i: usiz
     let (lo, p) = key_range(&s, pos + i);
     let qh = &q[i * qw + h * s.head_dim..][..s.head_dim];
     let mut scores: Vec<f32> = (lo..=p)
-        .map(|j| ops::dot(qh, &cache.k[j * cache.width + kvh * s.head_dim..][..s.head_dim]) * s.scale)
+        .map(|j| {
+            ops::dot(
+                qh,
+                &cache.k[j * cache.width + kvh * s.head_dim..][..s.head_dim],
+            ) * s.scale
+        })
         .collect();
     ops::softmax(&mut scores);
     let mut acc = vec![0f32; s.head_dim];
     for (j, &w) in (lo..=p).zip(&scores) {
-        ops::axpy(&mut acc, w, &cache.v[j * cache.width + kvh * s.head_dim..][..s.head_dim]);
+        ops::axpy(
+            &mut acc,
+            w,
+            &cache.v[j * cache.width + kvh * s.head_dim..][..s.head_dim],
+        );
     }
     // SAFETY: (query i, head h) is written by this task only, inside `out`.
     unsafe {

@@ -12,9 +12,9 @@
 //! post-norms, sliding-window layers and the scaled embedding); `gemma3.rs` documents the
 //! Gemma details and is the candle-based reference this is tested against.
 
+mod attention;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
-mod attention;
 pub mod ops;
 pub mod quant;
 #[cfg(test)]
@@ -210,11 +210,18 @@ impl<R: std::io::Read + std::io::Seek> Reader<'_, R> {
         let data = t
             .data()
             .map_err(|e| NativeError::Read(format!("tensor '{name}': {e}")))?;
-        Ok(QMatrix::from_gguf(name, t.dtype(), rows, cols, &data, || {
-            t.dequantize(&candle_core::Device::Cpu)
-                .and_then(|t| t.flatten_all()?.to_vec1::<f32>())
-                .map_err(|e| e.to_string())
-        })?)
+        Ok(QMatrix::from_gguf(
+            name,
+            t.dtype(),
+            rows,
+            cols,
+            &data,
+            || {
+                t.dequantize(&candle_core::Device::Cpu)
+                    .and_then(|t| t.flatten_all()?.to_vec1::<f32>())
+                    .map_err(|e| e.to_string())
+            },
+        )?)
     }
 }
 
@@ -261,13 +268,14 @@ impl Decoder {
             Family::Gemma3 => md_u(ct, "gemma3.attention.key_length")?,
         };
         let rope_dims = md_u(ct, &format!("{p}.rope.dimension_count")).unwrap_or(head_dim);
-        if head_dim == 0 || rope_dims > head_dim || rope_dims % 2 != 0 {
+        if head_dim == 0 || rope_dims > head_dim || !rope_dims.is_multiple_of(2) {
             return Err(NativeError::Unsupported(format!(
                 "rotary dimensions {rope_dims} for heads of {head_dim}"
             )));
         }
-        let eps = md_f(ct, &format!("{p}.attention.layer_norm_rms_epsilon"))
-            .ok_or_else(|| NativeError::Metadata(format!("{p}.attention.layer_norm_rms_epsilon")))?;
+        let eps = md_f(ct, &format!("{p}.attention.layer_norm_rms_epsilon")).ok_or_else(|| {
+            NativeError::Metadata(format!("{p}.attention.layer_norm_rms_epsilon"))
+        })?;
         let mut rd = Reader { ct, reader };
         let embed_info = ct
             .tensor_infos
@@ -461,7 +469,11 @@ impl Decoder {
                 &mut s.acts,
                 &s.h,
                 m,
-                &mut [(&layer.wq, &mut s.q), (&layer.wk, &mut s.k), (&layer.wv, &mut s.v)],
+                &mut [
+                    (&layer.wq, &mut s.q),
+                    (&layer.wk, &mut s.k),
+                    (&layer.wv, &mut s.v),
+                ],
             );
             if let Some(w) = &layer.q_norm {
                 ops::rms_norm(&mut s.q, hd, w, cfg.eps);
@@ -507,7 +519,13 @@ impl Decoder {
                 Activation::Silu => ops::silu_mul(&mut s.gate, &s.up),
                 Activation::GeluTanh => ops::gelu_mul(&mut s.gate, &s.up),
             }
-            project(kernel, &mut s.acts, &s.gate, m, &mut [(&layer.down, &mut s.o)]);
+            project(
+                kernel,
+                &mut s.acts,
+                &s.gate,
+                m,
+                &mut [(&layer.down, &mut s.o)],
+            );
             if let Some(w) = &layer.post_ffn_norm {
                 ops::rms_norm(&mut s.o, d, w, cfg.eps);
             }
@@ -521,7 +539,13 @@ impl Decoder {
         ops::rms_norm(&mut h, self.cfg.n_embd, &self.output_norm, self.cfg.eps);
         let w = self.output.as_ref().unwrap_or(&self.embed);
         let mut out = Vec::new();
-        project(self.kernel, &mut self.scratch.acts, &h, 1, &mut [(w, &mut out)]);
+        project(
+            self.kernel,
+            &mut self.scratch.acts,
+            &h,
+            1,
+            &mut [(w, &mut out)],
+        );
         out
     }
 }
@@ -569,7 +593,9 @@ mod gemma3 {
         ) -> Result<Self, NativeError> {
             let window = md_u(ct, "gemma3.attention.sliding_window")?;
             if window == 0 {
-                return Err(NativeError::Metadata("gemma3.attention.sliding_window".into()));
+                return Err(NativeError::Metadata(
+                    "gemma3.attention.sliding_window".into(),
+                ));
             }
             let sliding = reference::sliding_layers(ct, n_layer);
             let scaling = ct

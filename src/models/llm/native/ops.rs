@@ -127,10 +127,17 @@ pub fn rope(
 ) {
     let half = dims / 2;
     for (r, row) in x.chunks_exact_mut(heads * head_dim).enumerate() {
-        let (c, s) = (&cos[r * half..(r + 1) * half], &sin[r * half..(r + 1) * half]);
+        let (c, s) = (
+            &cos[r * half..(r + 1) * half],
+            &sin[r * half..(r + 1) * half],
+        );
         for head in row.chunks_exact_mut(head_dim) {
             for i in 0..half {
-                let (a, b) = if neox { (i, i + half) } else { (2 * i, 2 * i + 1) };
+                let (a, b) = if neox {
+                    (i, i + half)
+                } else {
+                    (2 * i, 2 * i + 1)
+                };
                 let (x0, x1) = (head[a], head[b]);
                 head[a] = x0 * c[i] - x1 * s[i];
                 head[b] = x0 * s[i] + x1 * c[i];

@@ -12,9 +12,11 @@
 //! Layout: rows in groups of 16, blocks along `k`; for each (group, block) the quants of the
 //! 16 rows interleave in 4-value steps, so one 64-byte load holds 4 consecutive values of
 //! all 16 rows — the operand shape of `vpdpbusd` (16 lanes, each summing 4 u8 x i8 products).
-//! No horizontal sums: a 16-row group accumulates in one register. 4-bit formats keep their
-//! nibbles (values `j` and `j + 4` of an 8-value step share a byte), halving the memory
-//! traffic that bounds decoding.
+//! No horizontal sums: a 16-row group accumulates in one register. Decoding is bound by
+//! memory traffic, so storage stays close to the GGUF's size: 4-bit formats keep their
+//! nibbles (values `j` and `j + 4` of an 8-value step share a byte), 5-bit formats add one
+//! bit plane (a 64-bit mask per register, OR-ed in with one masked instruction), and scales
+//! that are f16 in the file stay f16.
 
 use candle_core::quantized::GgmlDType;
 
@@ -71,28 +73,105 @@ pub enum Bias {
     Min,
 }
 
+/// How a block's quants are stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Store {
+    /// Two 4-bit values per byte.
+    Nib4,
+    /// 4-bit nibbles plus a bit plane holding each value's fifth bit.
+    Nib5,
+    /// One byte per value.
+    Byte,
+}
+
+impl Store {
+    /// Bytes of one (16-row group, block).
+    pub fn group_block_bytes(self, block: usize) -> usize {
+        match self {
+            Self::Nib4 => GROUP * block / 2,
+            Self::Nib5 => GROUP * block / 2 + GROUP * block / 8,
+            Self::Byte => GROUP * block,
+        }
+    }
+}
+
+/// Per-(row, block) factors, kept in f16 where the file's are f16 (exactly), else f32.
+pub enum Factors {
+    /// Half-precision bits.
+    F16(Vec<u16>),
+    /// Single precision.
+    F32(Vec<f32>),
+}
+
+impl Factors {
+    fn new(half: bool, len: usize) -> Self {
+        if half {
+            Self::F16(vec![0; len])
+        } else {
+            Self::F32(vec![0.0; len])
+        }
+    }
+
+    fn get(&self, i: usize) -> f32 {
+        match self {
+            Self::F16(v) => half::f16::from_bits(v[i]).to_f32(),
+            Self::F32(v) => v[i],
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Self::F16(v) => v.len(),
+            Self::F32(v) => v.len(),
+        }
+    }
+
+    /// Disjoint mutable views of `chunk` factors each.
+    fn chunks_mut(&mut self, chunk: usize) -> Vec<FactorsMut<'_>> {
+        match self {
+            Self::F16(v) => v.chunks_mut(chunk).map(FactorsMut::F16).collect(),
+            Self::F32(v) => v.chunks_mut(chunk).map(FactorsMut::F32).collect(),
+        }
+    }
+}
+
+/// A mutable slice of [`Factors`].
+enum FactorsMut<'a> {
+    F16(&'a mut [u16]),
+    F32(&'a mut [f32]),
+}
+
+impl FactorsMut<'_> {
+    fn set(&mut self, i: usize, v: f32) {
+        match self {
+            Self::F16(s) => s[i] = half::f16::from_f32(v).to_bits(),
+            Self::F32(s) => s[i] = v,
+        }
+    }
+}
+
 /// A weight matrix `rows x cols` (`y = W x`) as interleaved integer quants.
 pub struct QMatrix {
     rows: usize,
     cols: usize,
-    /// Values per block along `cols`: 16 (Q6_K) or 32.
-    block: usize,
-    /// Two 4-bit values per byte (else one per byte).
-    nibbles: bool,
-    bias: Bias,
-    /// `groups x blocks x (GROUP * block)` values, laid out as described in the module doc.
+    layout: Layout,
+    /// `groups x blocks x group_block_bytes`, laid out as described in the module doc.
     quants: Vec<u8>,
     /// `groups x blocks x GROUP`.
-    scales: Vec<f32>,
+    scales: Factors,
     /// `groups x blocks x GROUP` (empty unless `bias == Min`).
-    mins: Vec<f32>,
+    mins: Factors,
 }
 
-/// The storage parameters of a matrix (what `set_row` needs).
+/// The storage parameters of a matrix.
+#[derive(Clone, Copy, Debug)]
 struct Layout {
+    /// Values per block along `cols`: 16 (Q6_K) or 32.
     block: usize,
-    nibbles: bool,
+    store: Store,
     bias: Bias,
+    /// Scales and mins in f16.
+    half: bool,
 }
 
 impl Layout {
@@ -103,28 +182,62 @@ impl Layout {
         blocks: usize,
         row: &RowQuants,
         quants: &mut [u8],
-        scales: &mut [f32],
-        mins: &mut [f32],
+        scales: &mut FactorsMut<'_>,
+        mins: &mut FactorsMut<'_>,
     ) {
-        let pgb = GROUP * self.block / if self.nibbles { 2 } else { 1 };
+        let pgb = self.store.group_block_bytes(self.block);
         for b in 0..blocks {
-            scales[b * GROUP + lane] = row.scales[b];
+            scales.set(b * GROUP + lane, row.scales[b]);
             if self.bias == Bias::Min {
-                mins[b * GROUP + lane] = row.mins[b];
+                mins.set(b * GROUP + lane, row.mins[b]);
             }
             let q = &mut quants[b * pgb..(b + 1) * pgb];
             let u = &row.u[b * self.block..(b + 1) * self.block];
-            if self.nibbles {
-                for c in 0..self.block / 8 {
-                    for j in 0..4 {
-                        q[c * 64 + lane * 4 + j] = u[8 * c + j] | (u[8 * c + 4 + j] << 4);
+            match self.store {
+                Store::Nib4 | Store::Nib5 => {
+                    for c in 0..self.block / 8 {
+                        for j in 0..4 {
+                            q[c * 64 + lane * 4 + j] =
+                                (u[8 * c + j] & 0xF) | ((u[8 * c + 4 + j] & 0xF) << 4);
+                        }
+                    }
+                    if self.store == Store::Nib5 {
+                        // Register s holds values 4s..4s+4 of every row; its mask has one bit
+                        // per byte lane (row * 4 + j).
+                        let planes = &mut q[GROUP * self.block / 2..];
+                        for (v, &uv) in u.iter().enumerate() {
+                            let bit = lane * 4 + v % 4;
+                            if uv & 0x10 != 0 {
+                                planes[(v / 4) * 8 + bit / 8] |= 1 << (bit % 8);
+                            }
+                        }
                     }
                 }
-            } else {
-                for s in 0..self.block / 4 {
-                    for j in 0..4 {
-                        q[s * 64 + lane * 4 + j] = u[4 * s + j];
+                Store::Byte => {
+                    for s in 0..self.block / 4 {
+                        for j in 0..4 {
+                            q[s * 64 + lane * 4 + j] = u[4 * s + j];
+                        }
                     }
+                }
+            }
+        }
+    }
+
+    /// The unsigned quant of value `v` (of the block at `q`) in row `lane`.
+    fn quant(&self, q: &[u8], lane: usize, v: usize) -> u8 {
+        match self.store {
+            Store::Byte => q[(v / 4) * 64 + lane * 4 + v % 4],
+            Store::Nib4 | Store::Nib5 => {
+                let (c, j) = (v / 8, v % 8);
+                let byte = q[c * 64 + lane * 4 + j % 4];
+                let low = if j < 4 { byte & 0xF } else { byte >> 4 };
+                if self.store == Store::Nib5 {
+                    let bit = lane * 4 + v % 4;
+                    let planes = &q[GROUP * self.block / 2..];
+                    low | (((planes[(v / 4) * 8 + bit / 8] >> (bit % 8)) & 1) << 4)
+                } else {
+                    low
                 }
             }
         }
@@ -154,21 +267,35 @@ fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
     }
 }
 
-/// The storage this crate uses for a GGUF format: (block, nibbles, bias, bytes per GGUF block,
-/// values per GGUF block), or `None` for formats that are re-quantized.
-fn layout_of(format: GgmlDType) -> Option<(usize, bool, Bias, usize, usize)> {
+/// The storage this crate uses for a GGUF format, with the bytes and values of one GGUF
+/// block; `None` for formats that are re-quantized.
+fn layout_of(format: GgmlDType) -> Option<(Layout, usize, usize)> {
+    let l = |block, store, bias, half| Layout {
+        block,
+        store,
+        bias,
+        half,
+    };
     Some(match format {
-        GgmlDType::Q4_0 => (32, true, Bias::Offset(8), 18, 32),
-        GgmlDType::Q4_1 => (32, true, Bias::Min, 20, 32),
-        GgmlDType::Q5_0 => (32, false, Bias::Offset(128), 22, 32),
-        GgmlDType::Q5_1 => (32, false, Bias::Min, 24, 32),
-        GgmlDType::Q8_0 => (32, false, Bias::Offset(128), 34, 32),
-        GgmlDType::Q4K => (32, true, Bias::Min, 144, 256),
-        GgmlDType::Q5K => (32, false, Bias::Min, 176, 256),
-        GgmlDType::Q6K => (16, false, Bias::Offset(128), 210, 256),
+        GgmlDType::Q4_0 => (l(32, Store::Nib4, Bias::Offset(8), true), 18, 32),
+        GgmlDType::Q4_1 => (l(32, Store::Nib4, Bias::Min, true), 20, 32),
+        GgmlDType::Q5_0 => (l(32, Store::Nib5, Bias::Offset(16), true), 22, 32),
+        GgmlDType::Q5_1 => (l(32, Store::Nib5, Bias::Min, true), 24, 32),
+        GgmlDType::Q8_0 => (l(32, Store::Byte, Bias::Offset(128), true), 34, 32),
+        GgmlDType::Q4K => (l(32, Store::Nib4, Bias::Min, false), 144, 256),
+        GgmlDType::Q5K => (l(32, Store::Nib5, Bias::Min, false), 176, 256),
+        GgmlDType::Q6K => (l(16, Store::Byte, Bias::Offset(128), false), 210, 256),
         _ => return None,
     })
 }
+
+/// Where re-quantized formats go: like Q8_0.
+const REQUANTIZED: Layout = Layout {
+    block: 32,
+    store: Store::Byte,
+    bias: Bias::Offset(128),
+    half: true,
+};
 
 /// Decodes one row of GGUF blocks (`src`, `cols` values) into unsigned quants and scales.
 /// ggml's `dequantize_row_*` define every format; each arm follows its function.
@@ -208,14 +335,8 @@ fn decode_row(format: GgmlDType, src: &[u8], cols: usize, out: &mut RowQuants) {
                 for j in 0..16 {
                     let lo = (qs[j] & 0xF) | ((((qh >> j) << 4) & 0x10) as u8);
                     let hi = (qs[j] >> 4) | (((qh >> (j + 12)) & 0x10) as u8);
-                    if format == GgmlDType::Q5_0 {
-                        // Signed q - 16, stored as q - 16 + 128 (the Q8_0 form).
-                        u[b * 32 + j] = lo + 112;
-                        u[b * 32 + j + 16] = hi + 112;
-                    } else {
-                        u[b * 32 + j] = lo;
-                        u[b * 32 + j + 16] = hi;
-                    }
+                    u[b * 32 + j] = lo;
+                    u[b * 32 + j + 16] = hi;
                 }
             }
         }
@@ -300,11 +421,14 @@ fn requantize_row(w: &[f32], out: &mut RowQuants) {
     out.mins.clear();
     for blk in w.chunks(32) {
         let amax = blk.iter().fold(0f32, |a, &x| a.max(x.abs()));
-        let d = amax / 127.0;
+        // The scale is stored in f16: quantize against the stored value.
+        let d = half::f16::from_f32(amax / 127.0).to_f32();
         let id = if d > 0.0 { 1.0 / d } else { 0.0 };
         out.scales.push(d);
-        out.u
-            .extend(blk.iter().map(|&x| ((x * id).round().clamp(-127.0, 127.0) as i32 + 128) as u8));
+        out.u.extend(
+            blk.iter()
+                .map(|&x| ((x * id).round().clamp(-127.0, 127.0) as i32 + 128) as u8),
+        );
     }
 }
 
@@ -320,15 +444,12 @@ impl QMatrix {
         data: &[u8],
         dequantize: impl FnOnce() -> Result<Vec<f32>, String>,
     ) -> Result<Self, QuantError> {
-        let layout = layout_of(format);
-        let (block, nibbles, bias) = match layout {
-            Some((block, nibbles, bias, _, _)) => (block, nibbles, bias),
-            None => (32, false, Bias::Offset(128)),
-        };
+        let known = layout_of(format);
+        let layout = known.map_or(REQUANTIZED, |(l, _, _)| l);
         let float;
-        let row_bytes = match layout {
-            Some((_, _, _, bytes, per)) => {
-                if cols % per != 0 {
+        let row_bytes = match known {
+            Some((_, bytes, per)) => {
+                if !cols.is_multiple_of(per) {
                     return Err(QuantError::Shape {
                         name: name.into(),
                         format,
@@ -350,7 +471,7 @@ impl QMatrix {
                 rb
             }
             None => {
-                if cols % 32 != 0 {
+                if !cols.is_multiple_of(32) {
                     return Err(QuantError::Shape {
                         name: name.into(),
                         format,
@@ -370,27 +491,23 @@ impl QMatrix {
                 0
             }
         };
-        let mut m = Self::empty(rows, cols, block, nibbles, bias);
+        let mut m = Self::empty(rows, cols, layout);
         // Groups of 16 rows own disjoint, contiguous parts of every buffer: repack them in
         // parallel (the 262,144-row embedding table of Gemma 3 is most of its load time).
         let blocks = m.blocks();
-        let pgb = m.bytes_per_group_block();
-        let layout_m = Layout {
-            block,
-            nibbles,
-            bias,
-        };
-        let mins_per_group = if bias == Bias::Min { blocks * GROUP } else { 0 };
-        let mut mins_chunks: Vec<&mut [f32]> = if mins_per_group > 0 {
-            m.mins.chunks_mut(mins_per_group).collect()
+        let pgb = layout.store.group_block_bytes(layout.block);
+        let groups = m.groups();
+        let mut scales = m.scales.chunks_mut(blocks * GROUP);
+        let mut mins: Vec<FactorsMut<'_>> = if layout.bias == Bias::Min {
+            m.mins.chunks_mut(blocks * GROUP)
         } else {
-            (0..m.groups()).map(|_| <&mut [f32]>::default()).collect()
+            (0..groups).map(|_| FactorsMut::F32(&mut [])).collect()
         };
         use rayon::prelude::*;
         m.quants
             .par_chunks_mut(blocks * pgb)
-            .zip(m.scales.par_chunks_mut(blocks * GROUP))
-            .zip(mins_chunks.par_iter_mut())
+            .zip(scales.par_iter_mut())
+            .zip(mins.par_iter_mut())
             .enumerate()
             .for_each(|(g, ((quants, scales), mins))| {
                 let mut row = RowQuants {
@@ -399,7 +516,7 @@ impl QMatrix {
                     mins: Vec::new(),
                 };
                 for r in g * GROUP..((g + 1) * GROUP).min(rows) {
-                    match layout {
+                    match known {
                         Some(_) => decode_row(
                             format,
                             &data[r * row_bytes..(r + 1) * row_bytes],
@@ -408,38 +525,33 @@ impl QMatrix {
                         ),
                         None => requantize_row(&float[r * cols..(r + 1) * cols], &mut row),
                     }
-                    layout_m.set_row(r % GROUP, blocks, &row, quants, scales, mins);
+                    layout.set_row(r % GROUP, blocks, &row, quants, scales, mins);
                 }
             });
         Ok(m)
     }
 
-    fn empty(rows: usize, cols: usize, block: usize, nibbles: bool, bias: Bias) -> Self {
+    fn empty(rows: usize, cols: usize, layout: Layout) -> Self {
         let groups = rows.div_ceil(GROUP);
-        let blocks = cols / block;
-        let per_group_block = GROUP * block / if nibbles { 2 } else { 1 };
-        let pad = match bias {
-            // Padding rows decode to zero weights either way (scale 0).
-            Bias::Offset(o) => o as u8,
-            Bias::Min => 0,
-        };
-        let mut quants = vec![0u8; groups * blocks * per_group_block];
-        if !nibbles {
-            quants.fill(pad);
+        let blocks = cols / layout.block;
+        let mut quants = vec![0u8; groups * blocks * layout.store.group_block_bytes(layout.block)];
+        if let (Store::Byte, Bias::Offset(o)) = (layout.store, layout.bias) {
+            // Padding rows decode to zero weights either way (scale 0); this keeps their
+            // integer sums small too.
+            quants.fill(o as u8);
         }
+        let min_len = if layout.bias == Bias::Min {
+            groups * blocks * GROUP
+        } else {
+            0
+        };
         Self {
             rows,
             cols,
-            block,
-            nibbles,
-            bias,
+            layout,
             quants,
-            scales: vec![0.0; groups * blocks * GROUP],
-            mins: if bias == Bias::Min {
-                vec![0.0; groups * blocks * GROUP]
-            } else {
-                Vec::new()
-            },
+            scales: Factors::new(layout.half, groups * blocks * GROUP),
+            mins: Factors::new(layout.half, min_len),
         }
     }
 
@@ -455,41 +567,50 @@ impl QMatrix {
 
     /// Values per block (activations for this matrix keep sums per block).
     pub fn block(&self) -> usize {
-        self.block
+        self.layout.block
     }
 
     fn blocks(&self) -> usize {
-        self.cols / self.block
+        self.cols / self.layout.block
     }
 
     fn groups(&self) -> usize {
         self.rows.div_ceil(GROUP)
     }
 
-    fn bytes_per_group_block(&self) -> usize {
-        GROUP * self.block / if self.nibbles { 2 } else { 1 }
+    /// Whether the SIMD kernel covers this matrix's storage (else the portable one runs).
+    pub fn has_simd_kernel(&self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let l = self.layout;
+            super::avx512::covers(l.store, l.block, l.bias == Bias::Min, l.half)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }
+
+    /// Bytes the kernels stream per product (what bounds decoding speed).
+    pub fn bytes(&self) -> usize {
+        let factor = if self.layout.half { 2 } else { 4 };
+        self.quants.len() + (self.scales.len() + self.mins.len()) * factor
     }
 
     /// Decodes row `r` to floats (embedding lookups share the output projection's table).
     pub fn row(&self, r: usize, out: &mut [f32]) {
         let (g, lane) = (r / GROUP, r % GROUP);
-        let blocks = self.blocks();
-        let pgb = self.bytes_per_group_block();
+        let (blocks, l) = (self.blocks(), self.layout);
+        let pgb = l.store.group_block_bytes(l.block);
         for b in 0..blocks {
             let meta = (g * blocks + b) * GROUP + lane;
-            let scale = self.scales[meta];
-            let base = (g * blocks + b) * pgb;
-            for i in 0..self.block {
-                let u = if self.nibbles {
-                    let (c, j) = (i / 8, i % 8);
-                    let byte = self.quants[base + c * 64 + lane * 4 + j % 4];
-                    if j < 4 { byte & 0xF } else { byte >> 4 }
-                } else {
-                    self.quants[base + (i / 4) * 64 + lane * 4 + i % 4]
-                };
-                out[b * self.block + i] = match self.bias {
+            let scale = self.scales.get(meta);
+            let q = &self.quants[(g * blocks + b) * pgb..(g * blocks + b + 1) * pgb];
+            for i in 0..l.block {
+                let u = l.quant(q, lane, i);
+                out[b * l.block + i] = match l.bias {
                     Bias::Offset(o) => scale * (u as i32 - o) as f32,
-                    Bias::Min => scale * u as f32 + self.mins[meta],
+                    Bias::Min => scale * u as f32 + self.mins.get(meta),
                 };
             }
         }
@@ -524,7 +645,7 @@ impl QActs {
     /// Quantizes `x` (`m` rows of `k`) for products with matrices of block size `sum_block`.
     pub fn quantize(&mut self, x: &[f32], m: usize, k: usize, sum_block: usize) {
         debug_assert_eq!(x.len(), m * k);
-        debug_assert!(k % ACT_BLOCK == 0 && ACT_BLOCK % sum_block == 0);
+        debug_assert!(k.is_multiple_of(ACT_BLOCK) && ACT_BLOCK.is_multiple_of(sum_block));
         self.m = m;
         self.k = k;
         self.sum_block = sum_block;
@@ -561,7 +682,7 @@ impl QActs {
 
     /// Whether these were prepared for `w` (same `k` and block size).
     fn fits(&self, w: &QMatrix) -> bool {
-        self.k == w.cols && self.sum_block == w.block
+        self.k == w.cols && self.sum_block == w.block()
     }
 }
 
@@ -605,9 +726,12 @@ impl Kernel {
     }
 }
 
-/// A raw output pointer that tiles on different threads write disjoint parts of.
+/// The `m x n` output that tiles on different threads write disjoint parts of.
 #[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
+struct OutPtr {
+    ptr: *mut f32,
+    n: usize,
+}
 // SAFETY: every tile writes its own columns (16-row groups) of the output; no two tasks
 // touch the same element, and the buffer outlives the parallel loop.
 unsafe impl Send for OutPtr {}
@@ -624,9 +748,11 @@ pub fn matmul(kernel: Kernel, x: &QActs, w: &QMatrix, out: &mut [f32]) {
     let threads = rayon::current_num_threads().max(1);
     let per_task = groups.div_ceil(threads * if m > 1 { 4 } else { 1 }).max(1);
     let tasks = groups.div_ceil(per_task);
-    let ptr = OutPtr(out.as_mut_ptr());
+    let out = OutPtr {
+        ptr: out.as_mut_ptr(),
+        n,
+    };
     let run = |task: usize| {
-        let ptr = ptr;
         let g0 = task * per_task;
         let g1 = (g0 + per_task).min(groups);
         for g in g0..g1 {
@@ -643,7 +769,7 @@ pub fn matmul(kernel: Kernel, x: &QActs, w: &QMatrix, out: &mut [f32]) {
                     1
                 };
                 // SAFETY: group `g` owns output columns 16g..16g+16 of rows t..t+tile.
-                unsafe { tile_dispatch(kernel, tile, w, g, x, t, ptr.0, n) };
+                unsafe { tile_dispatch(kernel, tile, w, g, x, t, out) };
                 t += tile;
             }
         }
@@ -667,23 +793,22 @@ unsafe fn tile_dispatch(
     g: usize,
     x: &QActs,
     t: usize,
-    out: *mut f32,
-    n: usize,
+    out: OutPtr,
 ) {
+    let n = out.n;
     let mut acc = [[0f32; GROUP]; 8];
     match kernel {
         #[cfg(target_arch = "x86_64")]
-        Kernel::Vnni => {
-            // SAFETY: `Kernel::Vnni` is only chosen when the CPU has the features.
-            unsafe { super::avx512::tile(tile, w.view(), g, x.view(), t, &mut acc) }
-        }
+        // SAFETY: `Kernel::Vnni` is only chosen when the CPU has the features.
+        Kernel::Vnni
+            if unsafe { super::avx512::tile(tile, w.view(), g, x.view(), t, &mut acc) } => {}
         _ => portable_tile(tile, w.view(), g, x.view(), t, &mut acc),
     }
     let cols = GROUP.min(n - g * GROUP);
     for (i, row) in acc.iter().take(tile).enumerate() {
         // SAFETY: row t + i < m and columns g*16..g*16+cols < n lie inside the buffer.
         unsafe {
-            std::ptr::copy_nonoverlapping(row.as_ptr(), out.add((t + i) * n + g * GROUP), cols)
+            std::ptr::copy_nonoverlapping(row.as_ptr(), out.ptr.add((t + i) * n + g * GROUP), cols)
         };
     }
 }
@@ -692,8 +817,8 @@ unsafe fn tile_dispatch(
 pub struct MatView<'a> {
     /// Values per block.
     pub block: usize,
-    /// 4-bit storage.
-    pub nibbles: bool,
+    /// How quants are stored.
+    pub store: Store,
     /// Offset or min.
     pub bias: Bias,
     /// Blocks per row.
@@ -701,9 +826,9 @@ pub struct MatView<'a> {
     /// Quants of all groups.
     pub quants: &'a [u8],
     /// Scales of all groups.
-    pub scales: &'a [f32],
+    pub scales: &'a Factors,
     /// Mins (empty unless `bias == Min`).
-    pub mins: &'a [f32],
+    pub mins: &'a Factors,
 }
 
 /// Borrowed fields of a [`QActs`] for the kernels.
@@ -723,9 +848,9 @@ pub struct ActView<'a> {
 impl QMatrix {
     fn view(&self) -> MatView<'_> {
         MatView {
-            block: self.block,
-            nibbles: self.nibbles,
-            bias: self.bias,
+            block: self.layout.block,
+            store: self.layout.store,
+            bias: self.layout.bias,
             blocks: self.blocks(),
             quants: &self.quants,
             scales: &self.scales,
@@ -755,9 +880,15 @@ fn portable_tile(
     t: usize,
     acc: &mut [[f32; GROUP]; 8],
 ) {
-    let pgb = GROUP * w.block / if w.nibbles { 2 } else { 1 };
+    let l = Layout {
+        block: w.block,
+        store: w.store,
+        bias: w.bias,
+        half: false,
+    };
+    let pgb = w.store.group_block_bytes(w.block);
     for b in 0..w.blocks {
-        let base = (g * w.blocks + b) * pgb;
+        let q = &w.quants[(g * w.blocks + b) * pgb..(g * w.blocks + b + 1) * pgb];
         let meta = (g * w.blocks + b) * GROUP;
         for (i, out) in acc.iter_mut().take(tile).enumerate() {
             let row = t + i;
@@ -767,21 +898,14 @@ fn portable_tile(
             for (lane, o) in out.iter_mut().enumerate() {
                 let mut dot = 0i32;
                 for (v, &xv) in xq.iter().enumerate() {
-                    let u = if w.nibbles {
-                        let (c, j) = (v / 8, v % 8);
-                        let byte = w.quants[base + c * 64 + lane * 4 + j % 4];
-                        if j < 4 { byte & 0xF } else { byte >> 4 }
-                    } else {
-                        w.quants[base + (v / 4) * 64 + lane * 4 + v % 4]
-                    };
-                    dot += u as i32 * xv as i32;
+                    dot += l.quant(q, lane, v) as i32 * xv as i32;
                 }
                 if let Bias::Offset(off) = w.bias {
                     dot -= off * sum;
                 }
-                *o = (dot as f32).mul_add(w.scales[meta + lane] * dx, *o);
+                *o = (dot as f32).mul_add(w.scales.get(meta + lane) * dx, *o);
                 if w.bias == Bias::Min {
-                    *o = w.mins[meta + lane].mul_add(dx * sum as f32, *o);
+                    *o = w.mins.get(meta + lane).mul_add(dx * sum as f32, *o);
                 }
             }
         }

@@ -87,6 +87,7 @@ fn kernels_agree_and_match_float() {
     let w = Lcg(5).vec(rows * cols, 1.0, 0.05);
     for f in FORMATS {
         let m = repack(&quantized(&w, rows, cols, f), rows, cols);
+        assert!(m.has_simd_kernel(), "{f:?} has no SIMD kernel");
         let mut deq = vec![0f32; rows * cols];
         for r in 0..rows {
             m.row(r, &mut deq[r * cols..(r + 1) * cols]);
@@ -102,18 +103,22 @@ fn kernels_agree_and_match_float() {
                 let mut fast = vec![0f32; n * rows];
                 matmul(Kernel::Vnni, &acts, &m, &mut fast);
                 for (a, b) in fast.iter().zip(&portable) {
-                    assert!((a - b).abs() <= 1e-5 * b.abs().max(1.0), "{f:?} n={n}: {a} vs {b}");
+                    assert!(
+                        (a - b).abs() <= 1e-5 * b.abs().max(1.0),
+                        "{f:?} n={n}: {a} vs {b}"
+                    );
                 }
             }
             // Against f32 with the dequantized weights: only the activations' 8-bit rounding
             // differs (relative error ~ 1/254 per value, averaging out over 512 products).
             for i in 0..n {
                 for r in 0..rows {
-                    let want: f32 = (0..cols)
-                        .map(|c| x[i * cols + c] * deq[r * cols + c])
-                        .sum();
+                    let want: f32 = (0..cols).map(|c| x[i * cols + c] * deq[r * cols + c]).sum();
                     let got = portable[i * rows + r];
-                    assert!((got - want).abs() < 0.05 * (cols as f32).sqrt(), "{f:?}: {got} vs {want}");
+                    assert!(
+                        (got - want).abs() < 0.05 * (cols as f32).sqrt(),
+                        "{f:?}: {got} vs {want}"
+                    );
                 }
             }
         }
@@ -139,16 +144,32 @@ const BASE: f32 = 1000.0;
 fn tiny_weights(family: Family) -> Vec<(String, Vec<usize>, Vec<f32>)> {
     let mut rng = Lcg(11);
     let mut w = vec![
-        ("token_embd.weight".into(), vec![VOCAB, EMBD], rng.vec(VOCAB * EMBD, 1.0, 0.0)),
-        ("output_norm.weight".into(), vec![EMBD], rng.vec(EMBD, 0.3, 1.0)),
+        (
+            "token_embd.weight".into(),
+            vec![VOCAB, EMBD],
+            rng.vec(VOCAB * EMBD, 1.0, 0.0),
+        ),
+        (
+            "output_norm.weight".into(),
+            vec![EMBD],
+            rng.vec(EMBD, 0.3, 1.0),
+        ),
     ];
     if family == Family::Llama {
-        w.push(("output.weight".into(), vec![VOCAB, EMBD], rng.vec(VOCAB * EMBD, 0.5, 0.0)));
+        w.push((
+            "output.weight".into(),
+            vec![VOCAB, EMBD],
+            rng.vec(VOCAB * EMBD, 0.5, 0.0),
+        ));
     }
     for i in 0..LAYERS {
         let mut t = |s: &str, shape: Vec<usize>, scale: f32, offset: f32| {
             let n = shape.iter().product();
-            w.push((format!("blk.{i}.{s}.weight"), shape, rng.vec(n, scale, offset)));
+            w.push((
+                format!("blk.{i}.{s}.weight"),
+                shape,
+                rng.vec(n, scale, offset),
+            ));
         };
         t("attn_q", vec![HEADS * HEAD_DIM, EMBD], 0.4, 0.0);
         t("attn_k", vec![KV_HEADS * HEAD_DIM, EMBD], 0.4, 0.0);
@@ -172,7 +193,12 @@ fn tiny_weights(family: Family) -> Vec<(String, Vec<usize>, Vec<f32>)> {
 /// The tiny model as a GGUF file (matrices alternate between formats), loaded natively, plus
 /// the dequantized weights the reference uses.
 fn tiny_model(family: Family) -> (Decoder, HashMap<String, Vec<f32>>) {
-    let formats = [GgmlDType::Q8_0, GgmlDType::Q4_1, GgmlDType::Q5_0, GgmlDType::Q4_0];
+    let formats = [
+        GgmlDType::Q8_0,
+        GgmlDType::Q4_1,
+        GgmlDType::Q5_0,
+        GgmlDType::Q4_0,
+    ];
     let mut qtensors = Vec::new();
     let mut deq = HashMap::new();
     for (i, (name, shape, data)) in tiny_weights(family).into_iter().enumerate() {
@@ -201,7 +227,10 @@ fn tiny_model(family: Family) -> (Decoder, HashMap<String, Vec<f32>>) {
         (format!("{p}.block_count"), u(LAYERS)),
         (format!("{p}.embedding_length"), u(EMBD)),
         (format!("{p}.feed_forward_length"), u(FFN)),
-        (format!("{p}.attention.layer_norm_rms_epsilon"), gguf_file::Value::F32(EPS)),
+        (
+            format!("{p}.attention.layer_norm_rms_epsilon"),
+            gguf_file::Value::F32(EPS),
+        ),
         (format!("{p}.rope.freq_base"), gguf_file::Value::F32(BASE)),
     ];
     if family == Family::Llama {
@@ -215,7 +244,8 @@ fn tiny_model(family: Family) -> (Decoder, HashMap<String, Vec<f32>>) {
             ("gemma3.attention.sliding_window_pattern".into(), u(PATTERN)),
         ]);
     }
-    let md: Vec<(&str, &gguf_file::Value)> = metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let md: Vec<(&str, &gguf_file::Value)> =
+        metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let ts: Vec<(&str, &QTensor)> = qtensors.iter().map(|(k, t)| (k.as_str(), t)).collect();
     let mut file = std::io::Cursor::new(Vec::new());
     gguf_file::write(&mut file, &md, &ts).expect("write gguf");
@@ -254,7 +284,11 @@ fn reference(family: Family, w: &HashMap<String, Vec<f32>>, tokens: &[u32]) -> V
         for i in 0..half {
             let a = pos as f64 * base.powf(-2.0 * i as f64 / x.len() as f64);
             let (s, c) = (a.sin() as f32, a.cos() as f32);
-            let (ia, ib) = if gemma { (i, i + half) } else { (2 * i, 2 * i + 1) };
+            let (ia, ib) = if gemma {
+                (i, i + half)
+            } else {
+                (2 * i, 2 * i + 1)
+            };
             let (x0, x1) = (x[ia], x[ib]);
             x[ia] = x0 * c - x1 * s;
             x[ib] = x1 * c + x0 * s;
@@ -271,7 +305,12 @@ fn reference(family: Family, w: &HashMap<String, Vec<f32>>, tokens: &[u32]) -> V
     let scale = if gemma { (EMBD as f32).sqrt() } else { 1.0 };
     let mut h: Vec<Vec<f32>> = tokens
         .iter()
-        .map(|&t| embd[t as usize * EMBD..(t as usize + 1) * EMBD].iter().map(|v| v * scale).collect())
+        .map(|&t| {
+            embd[t as usize * EMBD..(t as usize + 1) * EMBD]
+                .iter()
+                .map(|v| v * scale)
+                .collect()
+        })
         .collect();
     for l in 0..LAYERS {
         let p = |s: &str| get(&format!("blk.{l}.{s}.weight"));
@@ -349,9 +388,16 @@ fn reference(family: Family, w: &HashMap<String, Vec<f32>>, tokens: &[u32]) -> V
 /// rope, norm or cache position moves logits by a large part of their spread.
 fn assert_close(ours: &[f32], want: &[f32], what: &str) {
     assert_eq!(ours.len(), want.len());
-    let diff = ours.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    let diff = ours
+        .iter()
+        .zip(want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
     let spread = want.iter().fold(0f32, |a, &b| a.max(b.abs()));
-    assert!(diff < 0.01 * spread.max(1.0), "{what}: max |Δlogit| {diff} (spread {spread})");
+    assert!(
+        diff < 0.01 * spread.max(1.0),
+        "{what}: max |Δlogit| {diff} (spread {spread})"
+    );
 }
 
 fn every_schedule(family: Family, kernel: Kernel) {
@@ -362,7 +408,11 @@ fn every_schedule(family: Family, kernel: Kernel) {
     let want = reference(family, &w, &tokens);
     assert_close(&model.forward(&tokens, 0).expect("batch"), &want, "batch");
     // Rewinding into the cache: re-run the last two positions.
-    assert_close(&model.forward(&tokens[n - 2..], n - 2).expect("rewind"), &want, "rewind");
+    assert_close(
+        &model.forward(&tokens[n - 2..], n - 2).expect("rewind"),
+        &want,
+        "rewind",
+    );
     // A short prompt, then one token at a time well past the window.
     model.forward(&tokens[..3], 0).expect("prompt");
     for p in 3..n {
@@ -371,10 +421,18 @@ fn every_schedule(family: Family, kernel: Kernel) {
     }
     // Through forward's own chunking, and chunks after a cached prefix.
     model.chunk = 4;
-    assert_close(&model.forward(&tokens, 0).expect("chunked"), &want, "chunked prompt");
+    assert_close(
+        &model.forward(&tokens, 0).expect("chunked"),
+        &want,
+        "chunked prompt",
+    );
     model.forward(&tokens[..7], 0).expect("prefix");
     let mid = model.forward(&tokens[7..16], 7).expect("chunk");
-    assert_close(&mid, &reference(family, &w, &tokens[..16]), "chunk after prefix");
+    assert_close(
+        &mid,
+        &reference(family, &w, &tokens[..16]),
+        "chunk after prefix",
+    );
     // Out-of-vocabulary ids are an error, not a panic.
     assert!(model.forward(&[VOCAB as u32], 0).is_err());
 }
