@@ -221,7 +221,7 @@ impl GpuContext {
     /// The largest storage binding this device accepts, in bytes.
     pub fn max_binding(&self) -> u64 {
         let l = self.device.limits();
-        (l.max_storage_buffer_binding_size as u64).min(l.max_buffer_size)
+        l.max_storage_buffer_binding_size.min(l.max_buffer_size)
     }
 
     /// Copies `ranges` (`(tensor, first value, values)`) back to the CPU with one submission
@@ -242,7 +242,13 @@ impl GpuContext {
         });
         let mut at = 0u64;
         for (t, first, n) in ranges {
-            encoder.copy_buffer_to_buffer(&t.buf, (*first * 4) as u64, &staging, at, (*n * 4) as u64);
+            encoder.copy_buffer_to_buffer(
+                &t.buf,
+                (*first * 4) as u64,
+                &staging,
+                at,
+                (*n * 4) as u64,
+            );
             at += (*n * 4) as u64;
         }
         self.queue.submit([encoder.finish()]);

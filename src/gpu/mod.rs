@@ -10,7 +10,10 @@
 
 pub mod dcgan;
 pub mod kernels;
+pub mod runtime;
 pub mod style;
+
+pub use runtime::{CPU_LABEL, Devices, GpuRuntime};
 
 /// Why the GPU could not run a model; [`Backend::Auto`] falls back to the CPU on any of them.
 #[derive(Debug, thiserror::Error)]
@@ -55,7 +58,15 @@ pub enum GpuError {
 
 /// Where the image models (Faces, Style) run.
 #[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
@@ -79,6 +90,24 @@ impl Backend {
             Backend::Auto => "auto",
             Backend::Cpu => "cpu",
             Backend::Gpu => "gpu",
+        }
+    }
+
+    /// A small integer for sharing the choice across threads ([`Backend::from_index`]).
+    pub fn index(self) -> u8 {
+        match self {
+            Backend::Auto => 0,
+            Backend::Cpu => 1,
+            Backend::Gpu => 2,
+        }
+    }
+
+    /// The choice [`Backend::index`] gave (`Auto` for anything else).
+    pub fn from_index(i: u8) -> Self {
+        match i {
+            1 => Backend::Cpu,
+            2 => Backend::Gpu,
+            _ => Backend::Auto,
         }
     }
 
@@ -147,17 +176,16 @@ impl GpuContext {
             .min_by_key(rank)
             .ok_or(GpuError::NoAdapter)?;
         let info = adapter.get_info();
-        let (device, queue) =
-            pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-                label: Some("atelier headless"),
-                required_features: wgpu::Features::empty(),
-                required_limits: adapter.limits(),
-                ..Default::default()
-            }))
-            .map_err(|e| GpuError::RequestDevice {
-                adapter: info.name.clone(),
-                reason: e.to_string(),
-            })?;
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("atelier headless"),
+            required_features: wgpu::Features::empty(),
+            required_limits: adapter.limits(),
+            ..Default::default()
+        }))
+        .map_err(|e| GpuError::RequestDevice {
+            adapter: info.name.clone(),
+            reason: e.to_string(),
+        })?;
         Ok(Self::from_parts(device, queue, &info))
     }
 

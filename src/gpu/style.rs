@@ -32,10 +32,7 @@ enum Epilogue {
     /// sum + bias.
     Raw,
     /// fq(act(sum + bias)).
-    Quant {
-        act: (u32, f32, f32),
-        q: [f32; 4],
-    },
+    Quant { act: (u32, f32, f32), q: [f32; 4] },
     /// act(round(clamp((sum + bias)·mult, lo, hi))·os), inputs already integers.
     Int8 {
         act: (u32, f32, f32),
@@ -302,12 +299,11 @@ fn upload_map(ctx: &GpuContext, x: &FeatureMap) -> Result<Tensor, GpuError> {
     ctx.upload(&x.data, "style input")
 }
 
+/// One layer's per-channel `(mean, variance)`.
+type MeanVar = (Vec<f32>, Vec<f32>);
+
 /// Splits the read-back values into the image and each layer's `(mean, var)`.
-fn split_stats(
-    values: Vec<f32>,
-    image: usize,
-    channels: &[usize],
-) -> (Vec<f32>, Vec<(Vec<f32>, Vec<f32>)>) {
+fn split_stats(values: Vec<f32>, image: usize, channels: &[usize]) -> (Vec<f32>, Vec<MeanVar>) {
     let mut rest = values;
     let tail = rest.split_off(image);
     let mut at = 0;
@@ -342,7 +338,11 @@ pub struct GpuMultistyle {
 
 impl GpuMultistyle {
     /// Uploads `net`'s weights.
-    pub fn new(ctx: &GpuContext, kernels: Arc<Kernels>, net: &Multistyle26) -> Result<Self, GpuError> {
+    pub fn new(
+        ctx: &GpuContext,
+        kernels: Arc<Kernels>,
+        net: &Multistyle26,
+    ) -> Result<Self, GpuError> {
         let layers = ctx.checked(|| {
             net.layers
                 .iter()
