@@ -31,6 +31,8 @@ pub struct GuiOptions {
     pub model: Option<PathBuf>,
     /// Where documents and settings live (default: [`crate::paths::data_dir`]).
     pub data_dir: Option<PathBuf>,
+    /// `--backend`: where the image models run; saved as the setting (None: keep the saved one).
+    pub backend: Option<crate::gpu::Backend>,
 }
 
 /// Opens the main window and runs until it is closed.
@@ -200,16 +202,21 @@ pub struct AtelierApp {
     dialog: Option<Receiver<DialogResult>>,
     frame_stats: FrameStats,
     report_frames: bool,
+    /// Where the last image job ran ("CPU" or "GPU · adapter"), for the status bar.
+    image_device: Option<String>,
 }
 
 impl AtelierApp {
     /// Creates the app; the engine starts on the first frame (it needs the egui context to wake
     /// the UI). `gpu` is the renderer's device when a window exists.
     pub fn new(opts: GuiOptions, gpu: Option<GpuContext>) -> Self {
-        let store = match &opts.data_dir {
+        let mut store = match &opts.data_dir {
             Some(dir) => Store::open(dir),
             None => Store::open_default(),
         };
+        if let Some(b) = opts.backend {
+            store.settings.backend = b;
+        }
         let selected = opts
             .model
             .clone()
@@ -236,6 +243,7 @@ impl AtelierApp {
             dialog: None,
             frame_stats: FrameStats::default(),
             report_frames: std::env::var_os("ATELIER_FRAME_STATS").is_some_and(|v| v != "0"),
+            image_device: None,
         }
     }
 
@@ -337,7 +345,10 @@ impl AtelierApp {
             Arc::new(move || waker_ctx.request_repaint())
         };
         match Engine::spawn(self.gpu.take(), Some(waker)) {
-            Ok(engine) => self.engine = Some(engine),
+            Ok(engine) => {
+                engine.set_backend(self.store.settings.backend);
+                self.engine = Some(engine);
+            }
             Err(e) => {
                 tracing::error!("{e}");
                 self.engine_error = Some(format!("The inference engine could not start: {e}"));
@@ -498,6 +509,9 @@ impl AtelierApp {
         while let Some(event) = engine.try_recv() {
             // Faces jobs load their own generator: their ModelLoading/Failed events are not
             // about the language model, so they skip `observe`.
+            if let crate::engine::Event::Backend { device, .. } = &event {
+                self.image_device = Some(device.clone());
+            }
             if self.faces.owns(event.job()) {
                 self.faces.on_event(event);
                 continue;
@@ -724,7 +738,7 @@ impl AtelierApp {
                 status_bar::show(
                     ui,
                     &self.model,
-                    &StatusInfo {
+                    &mut StatusInfo {
                         suggestions: self.write.suggestions(),
                         saved: !self.store.has_unsaved_changes(),
                         pending_jobs: pending,
@@ -734,9 +748,16 @@ impl AtelierApp {
                             .and_then(Engine::gpu)
                             .map(|g| g.adapter.as_str()),
                         faces: faces_status.as_deref(),
+                        image_device: self.image_device.as_deref(),
+                        backend: &mut self.store.settings.backend,
                     },
                 );
             });
+        if let Some(engine) = &self.engine
+            && engine.backend() != self.store.settings.backend
+        {
+            engine.set_backend(self.store.settings.backend);
+        }
         let mut cx = PanelContext {
             engine: self.engine.as_ref(),
             engine_error: self.engine_error.as_deref(),

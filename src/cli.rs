@@ -25,6 +25,28 @@ pub struct Cli {
     /// Log filter (e.g. "info", "atelier=debug"); also read from RUST_LOG. Default: warnings.
     #[arg(long)]
     pub log: Option<String>,
+    /// Where the image models (faces, style) run: auto takes the GPU when the adapter is a
+    /// real GPU and the CPU otherwise (a software rasterizer is slower than the CPU kernels);
+    /// gpu forces it (any adapter, software included). The language model stays on the CPU.
+    /// Default: auto, or the studio's saved setting.
+    #[arg(long, global = true, value_enum)]
+    pub backend: Option<crate::gpu::Backend>,
+}
+
+/// The `--backend` of this process's headless command (set once by [`run`]).
+static BACKEND: std::sync::OnceLock<crate::gpu::Backend> = std::sync::OnceLock::new();
+
+/// The backend the headless command runs the image models on (`--backend`, default auto).
+pub fn backend() -> crate::gpu::Backend {
+    BACKEND.get().copied().unwrap_or_default()
+}
+
+/// A headless engine (no window: the GPU, when chosen, is a device of its own) on
+/// [`backend`].
+pub fn headless_engine() -> anyhow::Result<Engine> {
+    let engine = Engine::spawn(None, None)?;
+    engine.set_backend(backend());
+    Ok(engine)
 }
 
 impl Cli {
@@ -209,7 +231,8 @@ pub fn resolve_model(name: &str) -> anyhow::Result<PathBuf> {
 }
 
 /// Runs a headless command.
-pub fn run(cmd: Command) -> anyhow::Result<()> {
+pub fn run(cmd: Command, backend: Option<crate::gpu::Backend>) -> anyhow::Result<()> {
+    let _ = BACKEND.set(backend.unwrap_or_default());
     match cmd {
         Command::Write(a) => write(a),
         Command::Score(a) => score(a),

@@ -18,9 +18,10 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let result = match args.command {
-        Some(cmd) => cli::run(cmd),
+        Some(cmd) => cli::run(cmd, args.backend),
         None => atelier::app::run_gui(atelier::app::GuiOptions {
             model: args.model,
+            backend: args.backend,
             ..Default::default()
         }),
     };

@@ -127,6 +127,21 @@ pub struct Settings {
     pub recent_models: Vec<PathBuf>,
     /// The Style panel's picture, style and finish.
     pub style: StyleSettings,
+    /// Where the image models (Faces, Style) run; an unknown value reads as Auto.
+    #[serde(deserialize_with = "lenient_backend")]
+    pub backend: crate::gpu::Backend,
+}
+
+/// A backend name from the file, or Auto (with a warning) for anything else, so one bad value
+/// does not reset every other setting.
+fn lenient_backend<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<crate::gpu::Backend, D::Error> {
+    let v = serde_json::Value::deserialize(d)?;
+    Ok(serde_json::from_value(v.clone()).unwrap_or_else(|_| {
+        tracing::warn!("settings: backend {v} is not auto, cpu or gpu; using auto");
+        crate::gpu::Backend::Auto
+    }))
 }
 
 /// What the Style panel restores on start. Only pictures opened from files are remembered
@@ -207,6 +222,7 @@ impl Default for Settings {
             show_sampling: true,
             recent_models: Vec::new(),
             style: StyleSettings::default(),
+            backend: crate::gpu::Backend::Auto,
         }
     }
 }

@@ -35,6 +35,7 @@ fn app_on(data: &Path) -> H {
     );
     let mut app = AtelierApp::new(
         GuiOptions {
+            backend: None,
             model: Some(data.join("no-language-model.gguf")),
             data_dir: Some(data.to_path_buf()),
         },

@@ -44,6 +44,7 @@ fn app_with(data: &Path, gpu: bool) -> H {
     );
     let mut app = AtelierApp::new(
         GuiOptions {
+            backend: None,
             model: Some(data.join("no-language-model.gguf")),
             data_dir: Some(data.to_path_buf()),
         },

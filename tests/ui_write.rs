@@ -45,6 +45,7 @@ fn app_with(setup: impl FnOnce(&mut atelier::store::Settings)) -> Fixture {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut app = AtelierApp::new(
         GuiOptions {
+            backend: None,
             model: Some(model_path()),
             data_dir: Some(dir.path().to_path_buf()),
         },
@@ -441,6 +442,7 @@ fn app_without_model(model: PathBuf) -> (Harness<'static, AtelierApp>, tempfile:
     let dir = tempfile::tempdir().expect("temp dir");
     let app = AtelierApp::new(
         GuiOptions {
+            backend: None,
             model: Some(model),
             data_dir: Some(dir.path().to_path_buf()),
         },

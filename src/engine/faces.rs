@@ -18,8 +18,9 @@ use crate::faces::directions::{self, DIRECTION_COUNT, Directions, DirectionsCach
 use crate::faces::latent::{walk_point, walk_positions};
 use crate::faces::render::MAX_SIZE;
 use crate::faces::walk::{PacingMeter, PacingStats, WalkControl};
-use crate::faces::{FaceImage, FaceSpec, FacesError, render_batch, render_latents};
-use crate::gpu::GpuContext;
+use crate::faces::{FaceGenerator, FaceImage, FaceSpec, FacesError, render_batch, render_latents};
+use crate::gpu::dcgan::GpuGenerator;
+use crate::gpu::{Backend, CPU_LABEL, Devices, GpuContext, GpuRuntime};
 use crate::models::dcgan::{Generator, GeneratorInfo, IMAGE_SIZE, LATENT_DIM};
 
 /// Faces rendered per generator call in a grid or an exported walk. Batches of 4 run ~1.3×
@@ -179,15 +180,31 @@ impl FacesWorker {
         job: &JobHandle,
         req: FacesRequest,
         outbox: &Outbox,
-        gpu: Option<&GpuContext>,
+        devices: &mut Devices,
+        backend: Backend,
     ) -> Result<FacesOutcome, EngineError> {
         let cx = Cx { job, outbox };
+        let window = devices.window().cloned();
+        let runs_model = matches!(
+            req,
+            FacesRequest::Render(_) | FacesRequest::Walk(_) | FacesRequest::LiveWalk(_)
+        );
+        let rt = if runs_model {
+            let rt = devices.select(backend).map_err(FacesError::from)?;
+            outbox.send(Event::Backend {
+                job: job.id(),
+                device: rt.as_ref().map_or(CPU_LABEL.into(), |r| r.label()),
+            });
+            rt
+        } else {
+            None
+        };
         let outcome = match req {
             FacesRequest::Load { model } => {
                 self.ensure(&cx, &model)?;
                 FacesOutcome::Done
             }
-            FacesRequest::Render(r) => self.render(&cx, r)?,
+            FacesRequest::Render(r) => self.render(&cx, r, rt)?,
             FacesRequest::Directions { model } => {
                 self.ensure(&cx, &model)?;
                 match self.directions(&cx, &model, true)? {
@@ -195,8 +212,8 @@ impl FacesWorker {
                     None => FacesOutcome::Cancelled,
                 }
             }
-            FacesRequest::Walk(r) => self.walk(&cx, r)?,
-            FacesRequest::LiveWalk(r) => self.live_walk(&cx, r, gpu)?,
+            FacesRequest::Walk(r) => self.walk(&cx, r, rt)?,
+            FacesRequest::LiveWalk(r) => self.live_walk(&cx, r, window.as_ref(), rt)?,
         };
         Ok(outcome)
     }
@@ -303,7 +320,12 @@ impl FacesWorker {
         }
     }
 
-    fn render(&mut self, cx: &Cx<'_>, r: RenderRequest) -> Result<FacesOutcome, FacesError> {
+    fn render(
+        &mut self,
+        cx: &Cx<'_>,
+        r: RenderRequest,
+        rt: Option<&mut GpuRuntime>,
+    ) -> Result<FacesOutcome, FacesError> {
         check_size(r.size)?;
         if r.faces.is_empty() || r.faces.len() > MAX_FACES {
             return Err(FacesError::InvalidRequest(format!(
@@ -319,11 +341,12 @@ impl FacesWorker {
             return Ok(FacesOutcome::Cancelled);
         };
         let loaded = self.ensure(cx, &r.model)?;
+        let mut net = generator(loaded, rt)?;
         for (c, batch) in r.faces.chunks(RENDER_BATCH).enumerate() {
             if cx.job.is_cancelled() {
                 return Ok(FacesOutcome::Cancelled);
             }
-            let images = render_batch(&mut loaded.generator, batch, dirs.as_deref())?;
+            let images = render_batch(net.as_dyn(), batch, dirs.as_deref())?;
             for (i, img) in images.into_iter().enumerate() {
                 cx.send(FacesEvent::Sample {
                     index: c * RENDER_BATCH + i,
@@ -334,7 +357,12 @@ impl FacesWorker {
         Ok(FacesOutcome::Done)
     }
 
-    fn walk(&mut self, cx: &Cx<'_>, r: WalkRequest) -> Result<FacesOutcome, FacesError> {
+    fn walk(
+        &mut self,
+        cx: &Cx<'_>,
+        r: WalkRequest,
+        rt: Option<&mut GpuRuntime>,
+    ) -> Result<FacesOutcome, FacesError> {
         check_size(r.size)?;
         check_keyframes(&r.keyframes)?;
         if r.frames == 0 || r.frames > MAX_WALK_FRAMES {
@@ -349,13 +377,14 @@ impl FacesWorker {
         };
         let keys = effective_keys(&r.keyframes, dirs.as_deref())?;
         let loaded = self.ensure(cx, &r.model)?;
+        let mut net = generator(loaded, rt)?;
         let positions = walk_positions(keys.len(), r.frames);
         for (c, batch) in positions.chunks(RENDER_BATCH).enumerate() {
             if cx.job.is_cancelled() {
                 return Ok(FacesOutcome::Cancelled);
             }
             let z: Vec<f32> = batch.iter().flat_map(|&p| walk_point(&keys, p)).collect();
-            let images = render_latents(&mut loaded.generator, &z)?;
+            let images = render_latents(net.as_dyn(), &z)?;
             for (i, img) in images.into_iter().enumerate() {
                 cx.send(FacesEvent::Sample {
                     index: c * RENDER_BATCH + i,
@@ -371,6 +400,7 @@ impl FacesWorker {
         cx: &Cx<'_>,
         r: LiveWalkRequest,
         gpu: Option<&GpuContext>,
+        rt: Option<&mut GpuRuntime>,
     ) -> Result<FacesOutcome, FacesError> {
         check_keyframes(&r.keyframes)?;
         if !(r.fps.is_finite() && (1.0..=240.0).contains(&r.fps)) {
@@ -399,6 +429,10 @@ impl FacesWorker {
         };
         let keys = effective_keys(&r.keyframes, dirs.as_deref())?;
         let loaded = self.ensure(cx, &r.model)?;
+        // On the window's own device the frame never leaves the GPU: generated, resampled and
+        // copied into the texture there.
+        let straight_to_texture = target.is_some() && rt.as_ref().is_some_and(|r| r.is_window);
+        let mut net = generator(loaded, rt)?;
 
         let interval = Duration::from_secs_f64(1.0 / r.fps as f64);
         let mut meter = PacingMeter::new(r.fps);
@@ -418,17 +452,27 @@ impl FacesWorker {
                 meter.idle();
             } else {
                 let z = walk_point(&keys, position);
-                let image = render_latents(&mut loaded.generator, &z)?
-                    .pop()
-                    .ok_or_else(|| FacesError::InvalidRequest("no frame rendered".into()))?
-                    .resized(w, h);
                 frame += 1;
-                let pixels = match target {
-                    Some((texture, g)) => {
-                        write_texture(g, texture, &image);
+                let pixels = match (target, &mut net) {
+                    (Some((texture, _)), Net::Gpu(g)) if straight_to_texture => {
+                        g.render_to_texture(&z, texture)?;
+                        // Pace on finished frames, not on queued ones.
+                        g.wait()?;
                         None
                     }
-                    None => Some(image),
+                    (target, net) => {
+                        let image = render_latents(net.as_dyn(), &z)?
+                            .pop()
+                            .ok_or_else(|| FacesError::InvalidRequest("no frame rendered".into()))?
+                            .resized(w, h);
+                        match target {
+                            Some((texture, g)) => {
+                                write_texture(g, texture, &image);
+                                None
+                            }
+                            None => Some(image),
+                        }
+                    }
                 };
                 let delivered = Instant::now();
                 cx.send(FacesEvent::WalkFrame {
@@ -460,6 +504,45 @@ impl FacesWorker {
         }
         Ok(FacesOutcome::Cancelled)
     }
+}
+
+/// The generator a job runs: the loaded CPU one, or its upload to the GPU.
+enum Net<'a> {
+    Cpu(&'a mut Generator),
+    Gpu(&'a mut GpuGenerator),
+}
+
+impl Net<'_> {
+    fn as_dyn(&mut self) -> &mut dyn FaceGenerator {
+        match self {
+            Net::Cpu(g) => *g,
+            Net::Gpu(g) => *g,
+        }
+    }
+}
+
+/// The GPU upload of `loaded`'s generator when `rt` is given (uploaded on first use and kept
+/// while the weights file stays the same), else the CPU generator.
+fn generator<'a>(
+    loaded: &'a mut Loaded,
+    rt: Option<&'a mut GpuRuntime>,
+) -> Result<Net<'a>, FacesError> {
+    let Some(rt) = rt else {
+        return Ok(Net::Cpu(&mut loaded.generator));
+    };
+    let path = &loaded.generator.info().path;
+    if rt.faces.as_ref().is_none_or(|g| g.path() != path) {
+        rt.faces = None;
+        rt.faces = Some(GpuGenerator::new(
+            &rt.ctx,
+            rt.kernels.clone(),
+            &loaded.generator,
+        )?);
+    }
+    rt.faces
+        .as_mut()
+        .map(Net::Gpu)
+        .ok_or_else(|| FacesError::InvalidRequest("the GPU generator is not loaded".into()))
 }
 
 /// The job and where its events go.

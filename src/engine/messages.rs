@@ -133,6 +133,9 @@ pub enum Event {
     },
     /// Teacher-forced scores, one per continuation token.
     Scored { job: JobId, scores: Vec<TokenScore> },
+    /// Where an image job's model runs: "CPU" or "GPU · <adapter>" (for the status bar and
+    /// the CLI).
+    Backend { job: JobId, device: String },
     /// Progress and results of a Faces job; see [`FacesEvent`].
     Faces { job: JobId, event: FacesEvent },
     /// Progress and result of a Style job; see [`StyleEvent`].
@@ -157,6 +160,7 @@ impl Event {
             | Event::Token { job, .. }
             | Event::CandidateDone { job, .. }
             | Event::Scored { job, .. }
+            | Event::Backend { job, .. }
             | Event::Faces { job, .. }
             | Event::Style { job, .. }
             | Event::Finished { job }

@@ -14,7 +14,7 @@ mod worker;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -28,7 +28,7 @@ use messages::Request;
 pub use messages::{EngineError, Event, ScorePrompt, ScoreRequest, WriteRequest};
 pub use style::{StyleEvent, StyleJob};
 
-use crate::gpu::GpuContext;
+use crate::gpu::{Backend, GpuContext};
 
 /// Called after every event so a sleeping UI wakes up (`egui::Context::request_repaint`).
 pub type Waker = Arc<dyn Fn() + Send + Sync>;
@@ -40,6 +40,8 @@ pub struct Engine {
     outbox: Outbox,
     next_id: AtomicU64,
     gpu: Option<GpuContext>,
+    /// The image models' backend choice, shared with the worker.
+    backend: Arc<AtomicU8>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -83,7 +85,8 @@ impl Engine {
             waker,
             live: Arc::default(),
         };
-        let worker = worker::Worker::new(outbox.clone(), gpu.clone());
+        let backend = Arc::new(AtomicU8::new(Backend::default().index()));
+        let worker = worker::Worker::new(outbox.clone(), gpu.clone(), backend.clone());
         let thread = std::thread::Builder::new()
             .name("atelier-inference".into())
             .spawn(move || worker.run(req_rx))
@@ -94,8 +97,20 @@ impl Engine {
             outbox,
             next_id: AtomicU64::new(1),
             gpu,
+            backend,
             thread: Some(thread),
         })
+    }
+
+    /// Chooses where the image models (Faces, Style) run from the next job on: see
+    /// [`Backend`]. The language model is not affected.
+    pub fn set_backend(&self, backend: Backend) {
+        self.backend.store(backend.index(), Ordering::Relaxed);
+    }
+
+    /// The current backend choice.
+    pub fn backend(&self) -> Backend {
+        Backend::from_index(self.backend.load(Ordering::Relaxed))
     }
 
     /// Loads (or switches to) a language model.

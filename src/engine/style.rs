@@ -6,6 +6,7 @@
 
 use super::messages::{EngineError, Event};
 use super::{JobHandle, Outbox};
+use crate::gpu::{Backend, CPU_LABEL, Devices};
 use crate::models::style::StyleError;
 use crate::style::{StyleModels, StyleOutput, StylePass, StyleRequest};
 
@@ -65,9 +66,16 @@ impl StyleWorker {
         job: &JobHandle,
         req: StyleJob,
         outbox: &Outbox,
+        devices: &mut Devices,
+        backend: Backend,
     ) -> Result<StyleOutcome, EngineError> {
         let id = job.id();
         let send = |event: StyleEvent| outbox.send(Event::Style { job: id, event });
+        let gpu = devices.select(backend).map_err(StyleError::from)?;
+        outbox.send(Event::Backend {
+            job: id,
+            device: gpu.as_ref().map_or(CPU_LABEL.into(), |r| r.label()),
+        });
         for path in self.models.to_load(&req.request.style) {
             send(StyleEvent::Loading { path });
         }
@@ -79,6 +87,7 @@ impl StyleWorker {
             req.pass,
             &mut progress,
             &cancel,
+            gpu,
         ) {
             Ok(out) => {
                 if job.is_cancelled() {

@@ -2,22 +2,28 @@
 //! including a panic — into events.
 
 use std::path::Path;
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::mpsc::Receiver;
 
 use super::faces::{FacesOutcome, FacesWorker};
 use super::messages::{EngineError, Event, Request, ScorePrompt, ScoreRequest, WriteRequest};
 use super::style::{StyleOutcome, StyleWorker};
 use super::{JobHandle, Outbox};
-use crate::gpu::GpuContext;
+use crate::faces::FacesError;
+use crate::gpu::{Backend, Devices, GpuContext};
 use crate::models::llm::context::build_prompt;
 use crate::models::llm::{GenerateParams, Llm, LlmError, generate};
+use crate::models::style::StyleError;
 
 /// State owned by the inference thread.
 pub(crate) struct Worker {
     outbox: Outbox,
-    /// The renderer's device: image models write previews straight into the UI's textures.
-    gpu: Option<GpuContext>,
+    /// The devices image models may run on (the renderer's, or a headless one) and what is
+    /// uploaded to them.
+    devices: Devices,
+    /// The user's backend choice, read at the start of every image job.
+    backend: Arc<AtomicU8>,
     llm: Option<Llm>,
     /// The face generator and its directions (loaded on first use).
     faces: FacesWorker,
@@ -32,10 +38,11 @@ enum Outcome {
 }
 
 impl Worker {
-    pub(crate) fn new(outbox: Outbox, gpu: Option<GpuContext>) -> Self {
+    pub(crate) fn new(outbox: Outbox, gpu: Option<GpuContext>, backend: Arc<AtomicU8>) -> Self {
         Self {
             outbox,
-            gpu,
+            devices: Devices::new(gpu),
+            backend,
             llm: None,
             faces: FacesWorker::new(),
             style: StyleWorker::new(),
@@ -64,6 +71,7 @@ impl Worker {
                         self.llm = None;
                         self.faces.reset();
                         self.style.reset();
+                        self.devices.reset_models();
                         Err(EngineError::Panicked(panic_message(&panic)))
                     })
             };
@@ -90,21 +98,63 @@ impl Worker {
             Request::Write { job, request } => self.write(&job, &request),
             Request::Score { job, request } => self.score(&job, &request),
             Request::Faces { job, request } => {
-                match self
-                    .faces
-                    .handle(&job, *request, &self.outbox, self.gpu.as_ref())?
-                {
+                let backend = self.backend();
+                let run = |worker: &mut Self, backend| {
+                    worker.faces.handle(
+                        &job,
+                        (*request).clone(),
+                        &worker.outbox,
+                        &mut worker.devices,
+                        backend,
+                    )
+                };
+                let result = match run(self, backend) {
+                    Err(EngineError::Faces(FacesError::Gpu(e))) => {
+                        self.devices.failed(&e);
+                        if backend != Backend::Auto {
+                            return Err(EngineError::Faces(FacesError::Gpu(e)));
+                        }
+                        run(self, Backend::Cpu)?
+                    }
+                    other => other?,
+                };
+                match result {
                     FacesOutcome::Done => Ok(Outcome::Done),
                     FacesOutcome::Cancelled => Ok(Outcome::Cancelled),
                 }
             }
             Request::Style { job, request } => {
-                match self.style.handle(&job, *request, &self.outbox)? {
+                let backend = self.backend();
+                let run = |worker: &mut Self, backend| {
+                    worker.style.handle(
+                        &job,
+                        (*request).clone(),
+                        &worker.outbox,
+                        &mut worker.devices,
+                        backend,
+                    )
+                };
+                let result = match run(self, backend) {
+                    Err(EngineError::Style(StyleError::Gpu(e))) => {
+                        self.devices.failed(&e);
+                        if backend != Backend::Auto {
+                            return Err(EngineError::Style(StyleError::Gpu(e)));
+                        }
+                        run(self, Backend::Cpu)?
+                    }
+                    other => other?,
+                };
+                match result {
                     StyleOutcome::Done => Ok(Outcome::Done),
                     StyleOutcome::Cancelled => Ok(Outcome::Cancelled),
                 }
             }
         }
+    }
+
+    /// The backend the user chose (see [`super::Engine::set_backend`]).
+    fn backend(&self) -> Backend {
+        Backend::from_index(self.backend.load(Ordering::Relaxed))
     }
 
     /// Makes `path` the loaded model, loading it if another (or none) is loaded.

@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
 use super::walk::PacingMeter;
-use super::{FaceSpec, WalkControl, latent_for_seed};
+use super::{FaceGenerator, FaceSpec, WalkControl, latent_for_seed};
 use crate::bench::median;
 use crate::engine::{Engine, Event, FacesEvent, LiveWalkRequest, RenderRequest};
 use crate::gpu::GpuContext;
@@ -56,35 +56,59 @@ pub fn run_faces_bench(args: &FacesBenchArgs) -> anyhow::Result<Value> {
     }
     let model = super::cli::resolve_model(args.model.as_deref())?;
     let started = Instant::now();
-    let mut g =
+    let cpu =
         Generator::load(&model).with_context(|| format!("cannot load {}", model.display()))?;
     let load_s = started.elapsed().as_secs_f64();
+    // `--backend`: the GPU kernels on a headless device, or the CPU generator.
+    let backend = crate::cli::backend();
+    let gpu = match backend {
+        crate::gpu::Backend::Cpu => None,
+        _ => match GpuContext::headless() {
+            Ok(ctx) if backend.wants_gpu(Some(&ctx)) => Some(ctx),
+            Ok(_) => None,
+            Err(e) if backend == crate::gpu::Backend::Gpu => return Err(e.into()),
+            Err(_) => None,
+        },
+    };
+    let device = gpu.as_ref().map_or(crate::gpu::CPU_LABEL.to_string(), |g| {
+        format!("GPU · {}", g.adapter)
+    });
+    let mut g: Box<dyn FaceGenerator> = match &gpu {
+        Some(ctx) => {
+            let kernels = std::sync::Arc::new(crate::gpu::kernels::Kernels::new(ctx)?);
+            Box::new(crate::gpu::dcgan::GpuGenerator::new(ctx, kernels, &cpu)?)
+        }
+        None => Box::new(cpu),
+    };
 
     // The same latents the peer uses: seeds 0.. through latent_for_seed.
     let z1 = latent_for_seed(0);
     let zb: Vec<f32> = (0..args.batch as u64).flat_map(latent_for_seed).collect();
-    let time =
-        |g: &mut Generator, z: &[f32], warm: usize, runs: usize| -> anyhow::Result<Vec<f64>> {
-            for _ in 0..warm {
-                g.forward(z)?;
-            }
-            let mut ms = Vec::with_capacity(runs);
-            for _ in 0..runs {
-                let t = Instant::now();
-                std::hint::black_box(g.forward(z)?);
-                ms.push(t.elapsed().as_secs_f64() * 1000.0);
-            }
-            Ok(ms)
-        };
-    let single = time(&mut g, &z1, 10, args.single)?;
-    let batch = time(&mut g, &zb, 3, args.batches)?;
+    let time = |g: &mut dyn FaceGenerator,
+                z: &[f32],
+                warm: usize,
+                runs: usize|
+     -> anyhow::Result<Vec<f64>> {
+        for _ in 0..warm {
+            g.generate(z)?;
+        }
+        let mut ms = Vec::with_capacity(runs);
+        for _ in 0..runs {
+            let t = Instant::now();
+            std::hint::black_box(g.generate(z)?);
+            ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        Ok(ms)
+    };
+    let single = time(g.as_mut(), &z1, 10, args.single)?;
+    let batch = time(g.as_mut(), &zb, 3, args.batches)?;
     let single_ms = median(&single);
     let batch_ms = median(&batch);
-    let checksum: f64 = g.forward(&z1)?.iter().map(|v| *v as f64).sum();
+    let checksum: f64 = g.generate(&z1)?.iter().map(|v| *v as f64).sum();
     drop(g);
 
     // Through the engine: a 16-face grid job, as the panel submits it.
-    let engine = Engine::spawn(None, None)?;
+    let engine = crate::cli::headless_engine()?;
     let faces: Vec<FaceSpec> = (0..args.batch as u64)
         .map(|s| FaceSpec::from_seed(s, 1.0))
         .collect();
@@ -125,6 +149,8 @@ pub fn run_faces_bench(args: &FacesBenchArgs) -> anyhow::Result<Value> {
         "engine_grid_ms": engine_grid_ms,
         "engine_samples_per_s": args.batch as f64 / (engine_grid_ms / 1000.0),
         "checksum_seed0": checksum,
+        "backend": backend.name(),
+        "device": device,
         "walk": walk,
     }))
 }
@@ -151,6 +177,7 @@ fn walk_pacing(model: &std::path::Path, args: &FacesBenchArgs) -> anyhow::Result
     });
     let adapter = gpu.as_ref().map(|g| g.adapter.clone());
     let engine = Engine::spawn(gpu, None)?;
+    engine.set_backend(crate::cli::backend());
     // Load first so loading is not part of the pacing.
     let load = engine.load_faces(model.to_path_buf());
     wait_done(&engine, load.id())?;
@@ -242,21 +269,7 @@ fn wait_done(engine: &Engine, id: crate::engine::JobId) -> anyhow::Result<()> {
 /// A wgpu device without a window (any adapter, software included), for benchmarks and
 /// tests of the texture path; `None` where no adapter exists.
 pub fn headless_gpu() -> Option<GpuContext> {
-    let instance = wgpu::Instance::default();
-    let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
-        power_preference: wgpu::PowerPreference::LowPower,
-        ..Default::default()
-    }))
-    .ok()?;
-    let (device, queue) =
-        pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor::default())).ok()?;
-    let info = adapter.get_info();
-    Some(GpuContext {
-        device,
-        queue,
-        adapter: format!("{} · {:?}", info.name, info.backend),
-        is_software: info.device_type == wgpu::DeviceType::Cpu,
-    })
+    GpuContext::headless().ok()
 }
 
 fn percentile(xs: &[f64], p: f64) -> f64 {
@@ -272,9 +285,10 @@ fn percentile(xs: &[f64], p: f64) -> f64 {
 pub fn summary_text(v: &Value) -> String {
     let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
     let mut s = format!(
-        "DCGAN {} ({} threads)\n  load                {:8.3} s\n  single sample       {:8.3} ms  (p10 {:.3}, p90 {:.3})\n  batch of {:<3}        {:8.3} ms  = {:.0} samples/s\n  engine grid of {:<3}  {:8.3} ms  = {:.0} samples/s\n",
+        "DCGAN {} ({} threads) on {}\n  load                {:8.3} s\n  single sample       {:8.3} ms  (p10 {:.3}, p90 {:.3})\n  batch of {:<3}        {:8.3} ms  = {:.0} samples/s\n  engine grid of {:<3}  {:8.3} ms  = {:.0} samples/s\n",
         v["model"].as_str().unwrap_or("?"),
         v["threads"],
+        v["device"].as_str().unwrap_or("?"),
         f("load_s"),
         f("single_ms"),
         f("single_ms_p10"),

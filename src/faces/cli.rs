@@ -81,7 +81,7 @@ pub fn run(a: FacesArgs) -> anyhow::Result<()> {
         f.offsets = a.offsets.clone();
         f
     };
-    let engine = Engine::spawn(None, None)?;
+    let engine = crate::cli::headless_engine()?;
     if let Some(seeds) = &a.walk {
         expect_extension(&a.out, "gif")?;
         if !(2..=8).contains(&seeds.len()) {

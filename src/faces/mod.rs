@@ -64,6 +64,9 @@ pub enum FacesError {
     /// A request's parameters are out of range.
     #[error("{0}")]
     InvalidRequest(String),
+    /// The GPU backend failed (no adapter, out of memory, device lost).
+    #[error(transparent)]
+    Gpu(#[from] crate::gpu::GpuError),
     /// A file could not be read or written.
     #[error("cannot access {}: {source}", path.display())]
     Io {
@@ -181,9 +184,34 @@ impl FaceSpec {
     }
 }
 
+/// A face generator on either backend: the CPU [`Generator`] or its GPU upload
+/// ([`crate::gpu::dcgan::GpuGenerator`]).
+pub trait FaceGenerator {
+    /// `B × 100` effective latents to `B × [3][64][64]` values in [-1, 1].
+    fn generate(&mut self, latents: &[f32]) -> Result<Vec<f32>, FacesError>;
+}
+
+impl FaceGenerator for Generator {
+    fn generate(&mut self, latents: &[f32]) -> Result<Vec<f32>, FacesError> {
+        Ok(self.forward(latents)?)
+    }
+}
+
+impl FaceGenerator for crate::gpu::dcgan::GpuGenerator {
+    fn generate(&mut self, latents: &[f32]) -> Result<Vec<f32>, FacesError> {
+        if !latents.len().is_multiple_of(LATENT_DIM) || latents.iter().any(|v| !v.is_finite()) {
+            return Err(FacesError::BadLatent(format!(
+                "{} values, not whole finite vectors of {LATENT_DIM}",
+                latents.len()
+            )));
+        }
+        Ok(self.forward(latents)?)
+    }
+}
+
 /// Renders faces in one batch: effective latents → generator → 64×64 RGBA images.
-pub fn render_batch(
-    generator: &mut Generator,
+pub fn render_batch<G: FaceGenerator + ?Sized>(
+    generator: &mut G,
     faces: &[FaceSpec],
     directions: Option<&Directions>,
 ) -> Result<Vec<FaceImage>, FacesError> {
@@ -195,8 +223,11 @@ pub fn render_batch(
 }
 
 /// Renders effective latents (`B × 100` values) to 64×64 RGBA images.
-pub fn render_latents(generator: &mut Generator, z: &[f32]) -> Result<Vec<FaceImage>, FacesError> {
-    let out = generator.forward(z)?;
+pub fn render_latents<G: FaceGenerator + ?Sized>(
+    generator: &mut G,
+    z: &[f32],
+) -> Result<Vec<FaceImage>, FacesError> {
+    let out = generator.generate(z)?;
     Ok(out
         .chunks_exact(IMAGE_VALUES)
         .map(FaceImage::from_model_output)

@@ -185,6 +185,29 @@ struct Layer {
     act: Activation,
 }
 
+/// One `ConvTranspose2d(k=4)` with its BatchNorm folded in, as loaded.
+#[derive(Clone, Copy, Debug)]
+pub struct FoldedLayer<'a> {
+    /// Input channels.
+    pub c_in: usize,
+    /// Output channels.
+    pub c_out: usize,
+    /// Input side.
+    pub h_in: usize,
+    /// Output side.
+    pub h_out: usize,
+    /// Stride.
+    pub stride: usize,
+    /// Padding.
+    pub pad: usize,
+    /// `[16][c_out][c_in]` (tap `ky*4 + kx`), BN scale folded in.
+    pub weight: &'a [f32],
+    /// Per output channel: the BN shift (zero for the last layer).
+    pub shift: &'a [f32],
+    /// tanh (the last layer) rather than ReLU.
+    pub tanh: bool,
+}
+
 /// The loaded generator. `forward` needs `&mut self` only for its reusable scratch buffers.
 pub struct Generator {
     layers: Vec<Layer>,
@@ -334,6 +357,25 @@ impl Generator {
     /// What was loaded.
     pub fn info(&self) -> &GeneratorInfo {
         &self.info
+    }
+
+    /// The folded layers, first to last, for the GPU kernels ([`crate::gpu::dcgan`]).
+    pub fn folded_layers(&self) -> Vec<FoldedLayer<'_>> {
+        self.layers
+            .iter()
+            .zip(&ARCH)
+            .map(|(l, &(_, _, _, _, stride, pad, _))| FoldedLayer {
+                c_in: l.c_in,
+                c_out: l.c_out,
+                h_in: l.h_in,
+                h_out: l.h_out,
+                stride,
+                pad,
+                weight: &l.weight,
+                shift: &l.shift,
+                tanh: l.act == Activation::Tanh,
+            })
+            .collect()
     }
 
     /// Runs the generator on `latents` (`B × 100` values, sample-major) and returns the images

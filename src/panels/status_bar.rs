@@ -18,13 +18,17 @@ pub struct StatusInfo<'a> {
     pub pending_jobs: usize,
     /// The wgpu adapter the engine shares with the renderer (`Engine::gpu`), if any.
     pub gpu_adapter: Option<&'a str>,
+    /// Where the last image job (Faces, Style) ran: "CPU" or "GPU · adapter".
+    pub image_device: Option<&'a str>,
+    /// The image models' backend setting (Auto / CPU / GPU), edited here.
+    pub backend: &'a mut crate::gpu::Backend,
     /// What Faces or Style work is doing (rendering, directions, walk fps, style steps), if
     /// anything.
     pub faces: Option<&'a str>,
 }
 
 /// Draws the bar's contents (the caller provides the panel).
-pub fn show(ui: &mut egui::Ui, model: &ModelState, info: &StatusInfo<'_>) {
+pub fn show(ui: &mut egui::Ui, model: &ModelState, info: &mut StatusInfo<'_>) {
     let small = |t: String, c| RichText::new(t).size(12.0).color(c);
     ui.horizontal_centered(|ui| {
         ui.spacing_mut().item_spacing.x = space::M;
@@ -60,6 +64,27 @@ pub fn show(ui: &mut egui::Ui, model: &ModelState, info: &StatusInfo<'_>) {
             separator(ui);
             ui.label(small(format!("GPU: {adapter}"), theme::TEXT_WEAK))
                 .on_hover_text("The graphics adapter drawing the window (wgpu).");
+        }
+        separator(ui);
+        let current = *info.backend;
+        egui::ComboBox::from_id_salt("image-backend")
+            .selected_text(small(
+                format!("Images: {}", backend_label(current)),
+                theme::TEXT_WEAK,
+            ))
+            .show_ui(ui, |ui| {
+                for b in crate::gpu::Backend::ALL {
+                    ui.selectable_value(info.backend, b, backend_label(b));
+                }
+            })
+            .response
+            .on_hover_text(
+                "Where Faces and Style run. Auto: the GPU when it is a real GPU, the CPU on a \
+                 software adapter (slower than the CPU kernels).",
+            );
+        if let Some(device) = info.image_device {
+            ui.label(small(format!("ran on {device}"), theme::TEXT_WEAK))
+                .on_hover_text("Where the last Faces or Style job ran.");
         }
 
         ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
@@ -111,6 +136,14 @@ pub fn show(ui: &mut egui::Ui, model: &ModelState, info: &StatusInfo<'_>) {
             }
         });
     });
+}
+
+fn backend_label(b: crate::gpu::Backend) -> &'static str {
+    match b {
+        crate::gpu::Backend::Auto => "Auto",
+        crate::gpu::Backend::Cpu => "CPU",
+        crate::gpu::Backend::Gpu => "GPU",
+    }
 }
 
 fn separator(ui: &mut egui::Ui) {

@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use super::cli::wait;
 use super::{ImageSource, StyleChoice, StylePass, StyleRequest};
 use crate::bench::median;
-use crate::engine::Engine;
+use crate::gpu::style::{GpuMultistyle, GpuMultistyleNet, GpuTransform, GpuTransformNet};
 use crate::models::style::image::{load, resize, to_feature_map};
 use crate::models::style::tiling::{MultistyleNet, TransformNet, run_whole};
 use crate::models::style::{
@@ -113,6 +113,7 @@ pub fn run(args: &StyleBenchArgs) -> anyhow::Result<()> {
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else if let Some(cases) = report["cases"].as_object() {
+        println!("on {}", report["device"].as_str().unwrap_or("?"));
         for (name, v) in cases {
             println!(
                 "{name:16} {:8.1} ms",
@@ -174,37 +175,75 @@ pub fn run_style_bench(args: &StyleBenchArgs) -> anyhow::Result<Value> {
     let transform = StyleTransform::load(&model(models::TRANSFORM_FILE)?)?;
     let load_s = t.elapsed().as_secs_f64();
 
-    let net = MultistyleNet {
-        net: &multi,
-        style: multi.mix(&StyleMix::single(0)?),
+    // `--backend`: the networks on a headless GPU device, or on the CPU. The predictor always
+    // runs on the CPU.
+    let backend = crate::cli::backend();
+    let mut devices = crate::gpu::Devices::new(None);
+    let gpu = devices.select(backend)?;
+    let device = gpu
+        .as_ref()
+        .map_or(crate::gpu::CPU_LABEL.to_string(), |g| g.label());
+    let gpu_nets = match &gpu {
+        Some(rt) => Some((
+            GpuMultistyle::new(&rt.ctx, rt.kernels.clone(), &multi)?,
+            GpuTransform::new(&rt.ctx, rt.kernels.clone(), &transform)?,
+        )),
+        None => None,
     };
-    let multistyle_512 = time("multistyle_512", &mut || {
-        std::hint::black_box(run_whole(&net, &inp.content_512, &never)?);
+    let mix = multi.mix(&StyleMix::single(0)?);
+    let multistyle = |img: &RgbImage| -> anyhow::Result<()> {
+        match &gpu_nets {
+            Some((g, _)) => {
+                let net = GpuMultistyleNet {
+                    net: g,
+                    style: mix.clone(),
+                };
+                std::hint::black_box(run_whole(&net, img, &never)?);
+            }
+            None => {
+                let net = MultistyleNet {
+                    net: &multi,
+                    style: mix.clone(),
+                };
+                std::hint::black_box(run_whole(&net, img, &never)?);
+            }
+        }
         Ok(())
-    })?;
-    let multistyle_1024 = time("multistyle_1024", &mut || {
-        std::hint::black_box(run_whole(&net, &inp.content_1024, &never)?);
-        Ok(())
-    })?;
+    };
+    let multistyle_512 = time("multistyle_512", &mut || multistyle(&inp.content_512))?;
+    let multistyle_1024 = time("multistyle_1024", &mut || multistyle(&inp.content_1024))?;
     let style_map = to_feature_map(&inp.style_256);
     let predict_256 = time("predict_256", &mut || {
         std::hint::black_box(predictor.predict(&style_map, &never)?);
         Ok(())
     })?;
     let bottleneck = predictor.predict(&style_map, &never)?;
-    let tnet = TransformNet {
-        net: &transform,
-        style: transform.style(&bottleneck)?,
-    };
+    let tstyle = transform.style(&bottleneck)?;
     let transform_384 = time("transform_384", &mut || {
-        std::hint::black_box(run_whole(&tnet, &inp.content_384, &never)?);
+        match &gpu_nets {
+            Some((_, g)) => {
+                let net = GpuTransformNet {
+                    net: g,
+                    style: tstyle.clone(),
+                };
+                std::hint::black_box(run_whole(&net, &inp.content_384, &never)?);
+            }
+            None => {
+                let net = TransformNet {
+                    net: &transform,
+                    style: tstyle.clone(),
+                };
+                std::hint::black_box(run_whole(&net, &inp.content_384, &never)?);
+            }
+        }
         Ok(())
     })?;
+    drop(gpu_nets);
     drop((multi, predictor, transform));
 
     // The whole job as the panel's full pass submits it: 1024² with the default tiles
     // (statistics pass + 9 tiles), finish and all. The first job loads the model: left out.
-    let engine = Engine::spawn(None, None)?;
+    let engine = crate::cli::headless_engine()?;
     let pixels = std::sync::Arc::new(inp.content_1024.clone());
     let mut engine_ms = Vec::new();
     let engine_runs = if args.only.is_some() { 0 } else { 3 };
@@ -224,6 +263,8 @@ pub fn run_style_bench(args: &StyleBenchArgs) -> anyhow::Result<Value> {
         "engine": "atelier",
         "version": env!("CARGO_PKG_VERSION"),
         "threads": rayon::current_num_threads(),
+        "backend": backend.name(),
+        "device": device,
         "load_s": load_s,
         "warmup": w,
         "cases": {

@@ -148,7 +148,7 @@ pub fn run(a: StyleArgs) -> anyhow::Result<()> {
         bail!("--quality applies to JPEG output only (--out names a .png file)");
     }
     let (req, what) = a.request()?;
-    let engine = Engine::spawn(None, None)?;
+    let engine = crate::cli::headless_engine()?;
     let job = engine.style(req, StylePass::Full);
     let out = wait(&engine, job.id(), true)?;
     for note in &out.notes {

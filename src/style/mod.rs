@@ -20,6 +20,8 @@ use std::time::{Instant, SystemTime};
 
 use image::RgbImage;
 
+use crate::gpu::GpuRuntime;
+use crate::gpu::style::{GpuMultistyle, GpuMultistyleNet, GpuTransform, GpuTransformNet};
 use crate::models::style::colour::{Finish, compose};
 use crate::models::style::image::{LoadedImage, fit_within, resize, to_feature_map};
 use crate::models::style::tiling::{MultistyleNet, TileOptions, TileReport, TransformNet, stylize};
@@ -236,13 +238,15 @@ impl StyleModels {
 
 /// Runs one style job. `progress(done, total)` reports steps (the statistics pass and each
 /// tile); `cancel` is polled between tiles and layers and turns into
-/// [`StyleError::Cancelled`].
+/// [`StyleError::Cancelled`]. With `gpu`, the style network runs there (uploaded on first
+/// use); the style predictor, tiling and finish stay on the CPU.
 pub fn run(
     models: &mut StyleModels,
     req: &StyleRequest,
     pass: StylePass,
     progress: &mut dyn FnMut(usize, usize),
     cancel: &dyn Fn() -> bool,
+    gpu: Option<&mut GpuRuntime>,
 ) -> Result<StyleOutput, StyleError> {
     let started = Instant::now();
     let mut notes = Vec::new();
@@ -285,11 +289,23 @@ pub fn run(
     let (stylized, report) = match &req.style {
         StyleChoice::Preset(mix) => {
             let net = models.multistyle()?;
-            let tiled = MultistyleNet {
-                net,
-                style: net.mix(mix),
-            };
-            stylize(&tiled, &content, &req.tiles, progress, cancel)?
+            let style = net.mix(mix);
+            match gpu {
+                Some(rt) => {
+                    if rt.multistyle.is_none() {
+                        rt.multistyle = Some(GpuMultistyle::new(&rt.ctx, rt.kernels.clone(), net)?);
+                    }
+                    let net = rt.multistyle.as_ref().ok_or_else(|| {
+                        StyleError::BadInput("multistyle26 not on the GPU".into())
+                    })?;
+                    let tiled = GpuMultistyleNet { net, style };
+                    stylize(&tiled, &content, &req.tiles, progress, cancel)?
+                }
+                None => {
+                    let tiled = MultistyleNet { net, style };
+                    stylize(&tiled, &content, &req.tiles, progress, cancel)?
+                }
+            }
         }
         StyleChoice::Image(source) => {
             // Only files are remembered (by path, size and time): pixel buffers have no
@@ -312,11 +328,27 @@ pub fn run(
                 }
             };
             let (_, transform) = models.arbitrary()?;
-            let tiled = TransformNet {
-                net: transform,
-                style: transform.style(&bottleneck)?,
-            };
-            stylize(&tiled, &content, &req.tiles, progress, cancel)?
+            let style = transform.style(&bottleneck)?;
+            match gpu {
+                Some(rt) => {
+                    if rt.transform.is_none() {
+                        rt.transform =
+                            Some(GpuTransform::new(&rt.ctx, rt.kernels.clone(), transform)?);
+                    }
+                    let net = rt.transform.as_ref().ok_or_else(|| {
+                        StyleError::BadInput("the style transform is not on the GPU".into())
+                    })?;
+                    let tiled = GpuTransformNet { net, style };
+                    stylize(&tiled, &content, &req.tiles, progress, cancel)?
+                }
+                None => {
+                    let tiled = TransformNet {
+                        net: transform,
+                        style,
+                    };
+                    stylize(&tiled, &content, &req.tiles, progress, cancel)?
+                }
+            }
         }
     };
     if let Some((sw, sh)) = report.stats_from

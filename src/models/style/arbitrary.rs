@@ -34,7 +34,7 @@ pub const BOTTLENECK: usize = 100;
 
 /// The activation between a convolution and its output quantiser.
 #[derive(Clone, Copy, Debug, PartialEq)]
-enum Act {
+pub(crate) enum Act {
     None,
     Relu,
     Clip(f32, f32),
@@ -80,14 +80,14 @@ fn fq(model: &OnnxModel, q_output: &str) -> Result<FakeQuant, OnnxError> {
 /// bottleneck's values, one step each) to move the arbitrary model's output far outside the
 /// tolerance. The convolution's weights and bias are then the stored integers.
 #[derive(Clone, Debug)]
-struct Int8 {
-    in_scale: f32,
+pub(crate) struct Int8 {
+    pub(crate) in_scale: f32,
     /// `s_x · s_w[c] / s_y`, evaluated in that order as onnxruntime does.
-    mult: Vec<f32>,
+    pub(crate) mult: Vec<f32>,
     /// Saturation bounds in steps from the zero point: `qmin - zp`, `qmax - zp`.
-    lo: f32,
-    hi: f32,
-    out_scale: f32,
+    pub(crate) lo: f32,
+    pub(crate) hi: f32,
+    pub(crate) out_scale: f32,
 }
 
 impl Int8 {
@@ -211,11 +211,11 @@ fn int8_parts(
 
 /// A dense convolution followed by bias, activation and the output quantiser.
 #[derive(Clone, Debug)]
-struct QConv {
-    conv: Conv,
-    act: Act,
-    out: FakeQuant,
-    int8: Option<Int8>,
+pub(crate) struct QConv {
+    pub(crate) conv: Conv,
+    pub(crate) act: Act,
+    pub(crate) out: FakeQuant,
+    pub(crate) int8: Option<Int8>,
 }
 
 impl QConv {
@@ -479,22 +479,22 @@ impl StylePredictor {
 
 /// Quantisers of one conditional instance norm, in the order the graph applies them.
 #[derive(Clone, Debug)]
-struct QNorm {
+pub(crate) struct QNorm {
     /// 1×1 convs of the bottleneck giving γ (`Conv_1`) and β (`Conv`), each quantised.
-    gamma: QConv,
-    beta: QConv,
-    mean: FakeQuant,
-    sq_diff: FakeQuant,
-    var: FakeQuant,
-    eps: f32,
-    var_eps: FakeQuant,
-    rsqrt: FakeQuant,
-    mul: FakeQuant,
-    mean_mul: FakeQuant,
-    shift: FakeQuant,
-    x_mul: FakeQuant,
-    relu: bool,
-    out: FakeQuant,
+    pub(crate) gamma: QConv,
+    pub(crate) beta: QConv,
+    pub(crate) mean: FakeQuant,
+    pub(crate) sq_diff: FakeQuant,
+    pub(crate) var: FakeQuant,
+    pub(crate) eps: f32,
+    pub(crate) var_eps: FakeQuant,
+    pub(crate) rsqrt: FakeQuant,
+    pub(crate) mul: FakeQuant,
+    pub(crate) mean_mul: FakeQuant,
+    pub(crate) shift: FakeQuant,
+    pub(crate) x_mul: FakeQuant,
+    pub(crate) relu: bool,
+    pub(crate) out: FakeQuant,
 }
 
 impl QNorm {
@@ -589,13 +589,13 @@ impl QNorm {
 
 /// A convolution with its conditional instance norm (and the block's residual quantiser).
 #[derive(Clone, Debug)]
-struct NormConv {
-    name: String,
-    conv: QConv,
-    norm: QNorm,
-    upsample: usize,
+pub(crate) struct NormConv {
+    pub(crate) name: String,
+    pub(crate) conv: QConv,
+    pub(crate) norm: QNorm,
+    pub(crate) upsample: usize,
     /// For the second conv of a residual block: the quantiser of `input + output`.
-    residual: Option<FakeQuant>,
+    pub(crate) residual: Option<FakeQuant>,
 }
 
 /// Per-norm statistics of the transform (quantised mean and variance), in layer order.
@@ -608,17 +608,17 @@ pub struct TransformStats {
 /// The per-style `(γ, β)` of every norm, computed once per bottleneck.
 #[derive(Clone, Debug)]
 pub struct TransformStyle {
-    norms: Vec<(Vec<f32>, Vec<f32>)>,
+    pub(crate) norms: Vec<(Vec<f32>, Vec<f32>)>,
 }
 
 /// The content network of the arbitrary-style pair.
 #[derive(Clone, Debug)]
 pub struct StyleTransform {
-    input: FakeQuant,
-    bottleneck_in: FakeQuant,
-    contract: Vec<QConv>,
-    layers: Vec<NormConv>,
-    output: FakeQuant,
+    pub(crate) input: FakeQuant,
+    pub(crate) bottleneck_in: FakeQuant,
+    pub(crate) contract: Vec<QConv>,
+    pub(crate) layers: Vec<NormConv>,
+    pub(crate) output: FakeQuant,
 }
 
 impl StyleTransform {

@@ -115,6 +115,9 @@ pub enum StyleError {
     /// A parameter or input is out of range.
     #[error("{0}")]
     BadInput(String),
+    /// The GPU backend failed (no adapter, out of memory, device lost).
+    #[error(transparent)]
+    Gpu(#[from] crate::gpu::GpuError),
     /// The job's cancel flag was set.
     #[error("cancelled")]
     Cancelled,

@@ -26,7 +26,7 @@ const EPS: f32 = 1e-5;
 
 /// What follows a layer's conditional instance norm.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Act {
+pub(crate) enum Act {
     Relu,
     /// The second conv of a residual block: no activation, the block input is added.
     Residual,
@@ -34,14 +34,14 @@ enum Act {
 }
 
 #[derive(Clone, Debug)]
-struct Layer {
-    name: String,
-    conv: Conv,
+pub(crate) struct Layer {
+    pub(crate) name: String,
+    pub(crate) conv: Conv,
     /// `[26, c]` per-style scales and shifts.
-    gamma: Vec<f32>,
-    beta: Vec<f32>,
-    upsample: usize,
-    act: Act,
+    pub(crate) gamma: Vec<f32>,
+    pub(crate) beta: Vec<f32>,
+    pub(crate) upsample: usize,
+    pub(crate) act: Act,
 }
 
 /// Per-layer instance-norm statistics (mean and biased variance per channel of the
@@ -56,13 +56,13 @@ pub struct MultistyleStats {
 /// The loaded multistyle26 network.
 #[derive(Clone, Debug)]
 pub struct Multistyle26 {
-    layers: Vec<Layer>,
+    pub(crate) layers: Vec<Layer>,
 }
 
 /// The per-style parameters mixed for one blend: `(γ, β)` per layer.
 #[derive(Clone, Debug)]
 pub struct MixedStyle {
-    norms: Vec<(Vec<f32>, Vec<f32>)>,
+    pub(crate) norms: Vec<(Vec<f32>, Vec<f32>)>,
 }
 
 impl Multistyle26 {

@@ -262,6 +262,21 @@ impl Conv {
         })
     }
 
+    /// The packed weights: `[K][cout]` row-major, `K` in `(ci, ky, kx)` order.
+    pub fn weights(&self) -> &[f32] {
+        &self.weights
+    }
+
+    /// The K run length the products are summed in for `pixels` output pixels (the whole of
+    /// K when the order is [`SumOrder::Fast`]).
+    pub fn run_length(&self, pixels: usize) -> usize {
+        let k = self.cin * self.kh * self.kw;
+        match self.order {
+            SumOrder::Fast => k,
+            SumOrder::Mlas => mlas_stride_k(pixels, k),
+        }
+    }
+
     /// The same convolution summing in `order`.
     pub fn with_order(mut self, order: SumOrder) -> Self {
         self.order = order;
@@ -654,6 +669,12 @@ impl FakeQuant {
     /// The quantisation step.
     pub fn scale(&self) -> f32 {
         self.scale
+    }
+
+    /// `(scale, zero point, qmin, qmax)`, the GPU kernels' `vec4` (`fq` in
+    /// `shaders/compute/common.wgsl`).
+    pub fn params(&self) -> [f32; 4] {
+        [self.scale, self.zp, self.lo, self.hi]
     }
 
     /// `x` snapped to the grid.
