@@ -23,6 +23,7 @@ mod tests;
 use std::sync::Arc;
 
 use candle_core::quantized::gguf_file::Content;
+use candle_core::quantized::{GgmlDType, QStorage, QTensor};
 
 use attention::KvCache;
 use quant::{Kernel, QActs, QMatrix};
@@ -159,30 +160,44 @@ pub struct Decoder {
     chunk: usize,
 }
 
-/// Reads tensors by name from a GGUF file.
+/// Reads tensors by name from a GGUF file, one at a time (so loading holds at most one
+/// tensor's file bytes besides the repacked weights).
 struct Reader<'a, R> {
     ct: &'a Content,
-    reader: &'a mut R,
+    file: &'a mut R,
+    buf: Vec<u8>,
 }
 
 impl<R: std::io::Read + std::io::Seek> Reader<'_, R> {
-    fn qtensor(&mut self, name: &str) -> Result<candle_core::quantized::QTensor, NativeError> {
-        if !self.ct.tensor_infos.contains_key(name) {
-            return Err(NativeError::Missing(name.into()));
-        }
-        self.ct
-            .tensor(self.reader, name, &candle_core::Device::Cpu)
-            .map_err(|e| NativeError::Read(format!("tensor '{name}': {e}")))
-    }
-
     fn has(&self, name: &str) -> bool {
         self.ct.tensor_infos.contains_key(name)
     }
 
+    /// Reads the tensor's bytes into `self.buf`; returns its format and candle-order shape.
+    fn read(&mut self, name: &str) -> Result<(GgmlDType, Vec<usize>), NativeError> {
+        let info = self
+            .ct
+            .tensor_infos
+            .get(name)
+            .ok_or_else(|| NativeError::Missing(name.into()))?;
+        let dims = info.shape.dims().to_vec();
+        let block = info.ggml_dtype.block_size().max(1);
+        let size = (info.shape.elem_count() / block) * info.ggml_dtype.type_size();
+        let start = self.ct.tensor_data_offset.saturating_add(info.offset);
+        let io = |e: std::io::Error| NativeError::Read(format!("tensor '{name}': {e}"));
+        self.file
+            .seek(std::io::SeekFrom::Start(start))
+            .map_err(io)?;
+        // A fresh buffer per tensor: keeping the largest (the embedding table) alive through
+        // the rest of the load would raise peak memory by its size.
+        self.buf = vec![0; size];
+        self.file.read_exact(&mut self.buf).map_err(io)?;
+        Ok((info.ggml_dtype, dims))
+    }
+
     /// A 1-D f32 vector of `len` values.
     fn vector(&mut self, name: &str, len: usize) -> Result<Vec<f32>, NativeError> {
-        let t = self.qtensor(name)?;
-        let dims = t.shape().dims().to_vec();
+        let (dtype, dims) = self.read(name)?;
         if dims != [len] {
             return Err(NativeError::Shape {
                 name: name.into(),
@@ -190,16 +205,21 @@ impl<R: std::io::Read + std::io::Seek> Reader<'_, R> {
                 want: vec![len],
             });
         }
-        t.dequantize(&candle_core::Device::Cpu)
-            .and_then(|t| t.to_vec1::<f32>())
+        if dtype == GgmlDType::F32 {
+            return Ok(self
+                .buf
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect());
+        }
+        dequantize(dtype, &dims, &self.buf)
             .map_err(|e| NativeError::Read(format!("tensor '{name}': {e}")))
     }
 
     /// A matrix of `rows` outputs by `cols` inputs (GGUF shape `[cols, rows]`, candle's
     /// `(rows, cols)`).
     fn matrix(&mut self, name: &str, rows: usize, cols: usize) -> Result<QMatrix, NativeError> {
-        let t = self.qtensor(name)?;
-        let dims = t.shape().dims().to_vec();
+        let (dtype, dims) = self.read(name)?;
         if dims != [rows, cols] {
             return Err(NativeError::Shape {
                 name: name.into(),
@@ -207,22 +227,21 @@ impl<R: std::io::Read + std::io::Seek> Reader<'_, R> {
                 want: vec![rows, cols],
             });
         }
-        let data = t
-            .data()
-            .map_err(|e| NativeError::Read(format!("tensor '{name}': {e}")))?;
-        Ok(QMatrix::from_gguf(
-            name,
-            t.dtype(),
-            rows,
-            cols,
-            &data,
-            || {
-                t.dequantize(&candle_core::Device::Cpu)
-                    .and_then(|t| t.flatten_all()?.to_vec1::<f32>())
-                    .map_err(|e| e.to_string())
-            },
-        )?)
+        let data = &self.buf;
+        Ok(QMatrix::from_gguf(name, dtype, rows, cols, data, || {
+            dequantize(dtype, &dims, data).map_err(|e| e.to_string())
+        })?)
     }
+}
+
+/// Any GGUF format to f32, through candle (for the formats without an integer form here).
+fn dequantize(dtype: GgmlDType, dims: &[usize], data: &[u8]) -> candle_core::Result<Vec<f32>> {
+    let device = candle_core::Device::Cpu;
+    let storage = QStorage::from_data(std::borrow::Cow::Borrowed(data), &device, dtype)?;
+    QTensor::new(storage, dims)?
+        .dequantize(&device)?
+        .flatten_all()?
+        .to_vec1::<f32>()
 }
 
 fn md_u(ct: &Content, key: &str) -> Result<usize, NativeError> {
@@ -242,7 +261,7 @@ impl Decoder {
     pub fn load<R: std::io::Read + std::io::Seek>(
         family: Family,
         ct: &Content,
-        reader: &mut R,
+        file: &mut R,
     ) -> Result<Self, NativeError> {
         let p = match family {
             Family::Llama => "llama",
@@ -276,7 +295,11 @@ impl Decoder {
         let eps = md_f(ct, &format!("{p}.attention.layer_norm_rms_epsilon")).ok_or_else(|| {
             NativeError::Metadata(format!("{p}.attention.layer_norm_rms_epsilon"))
         })?;
-        let mut rd = Reader { ct, reader };
+        let mut rd = Reader {
+            ct,
+            file,
+            buf: Vec::new(),
+        };
         let embed_info = ct
             .tensor_infos
             .get("token_embd.weight")

@@ -195,29 +195,28 @@ impl Layout {
             let u = &row.u[b * self.block..(b + 1) * self.block];
             match self.store {
                 Store::Nib4 | Store::Nib5 => {
-                    for c in 0..self.block / 8 {
-                        for j in 0..4 {
-                            q[c * 64 + lane * 4 + j] =
-                                (u[8 * c + j] & 0xF) | ((u[8 * c + 4 + j] & 0xF) << 4);
+                    for (c, eight) in u.chunks_exact(8).enumerate() {
+                        let out = &mut q[c * 64 + lane * 4..c * 64 + lane * 4 + 4];
+                        for (j, o) in out.iter_mut().enumerate() {
+                            *o = (eight[j] & 0xF) | ((eight[4 + j] & 0xF) << 4);
                         }
                     }
                     if self.store == Store::Nib5 {
                         // Register s holds values 4s..4s+4 of every row; its mask has one bit
                         // per byte lane (row * 4 + j).
                         let planes = &mut q[GROUP * self.block / 2..];
-                        for (v, &uv) in u.iter().enumerate() {
-                            let bit = lane * 4 + v % 4;
-                            if uv & 0x10 != 0 {
-                                planes[(v / 4) * 8 + bit / 8] |= 1 << (bit % 8);
-                            }
+                        for (s, four) in u.chunks_exact(4).enumerate() {
+                            let bits = four
+                                .iter()
+                                .enumerate()
+                                .fold(0u8, |a, (j, &v)| a | (((v >> 4) & 1) << j));
+                            planes[s * 8 + lane / 2] |= bits << ((lane % 2) * 4);
                         }
                     }
                 }
                 Store::Byte => {
-                    for s in 0..self.block / 4 {
-                        for j in 0..4 {
-                            q[s * 64 + lane * 4 + j] = u[4 * s + j];
-                        }
+                    for (s, word) in u.chunks_exact(4).enumerate() {
+                        q[s * 64 + lane * 4..s * 64 + lane * 4 + 4].copy_from_slice(word);
                     }
                 }
             }
