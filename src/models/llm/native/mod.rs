@@ -1,6 +1,6 @@
 //! Atelier's own decoder for Llama- and Gemma 3-style GGUF models on the CPU: f32
 //! activations, integer dot products on weights repacked at load ([`quant`]), AVX-512 VNNI
-//! kernels ([`avx512`]), and its own two-thread pool. candle's quantized models remain the
+//! kernels ([`avx512`]) with an AVX2 fallback ([`avx2`]), and its own thread pool. candle's quantized models remain the
 //! path for other CPUs (see [`supported`]) and for the other architectures.
 //!
 //! Why not candle here: its Q4_1 dot product (SmolLM2's format) is scalar, its CPU ops
@@ -13,6 +13,8 @@
 //! Gemma details and is the candle-based reference this is tested against.
 
 mod attention;
+#[cfg(target_arch = "x86_64")]
+mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 pub mod ops;
@@ -32,11 +34,22 @@ use quant::{Kernel, QActs, QMatrix};
 /// memory and attention work per call).
 const CHUNK: usize = 256;
 
-/// Whether this CPU runs the native decoder (else candle's models run).
+/// Whether this CPU runs the native decoder (AVX-512 VNNI or AVX2; else candle's models run).
 /// `ATELIER_LLM_BACKEND=candle` forces candle (to compare the two).
 pub fn supported() -> bool {
-    quant::fast_kernels_available()
+    Kernel::best() != Kernel::Portable
         && std::env::var("ATELIER_LLM_BACKEND").map_or(true, |v| v != "candle")
+}
+
+/// The fastest kernel, or the one `ATELIER_LLM_KERNEL=avx2|portable` asks for (to measure
+/// the fallbacks on a CPU that has the faster one).
+fn kernel_choice() -> Kernel {
+    let best = Kernel::best();
+    match std::env::var("ATELIER_LLM_KERNEL").as_deref() {
+        Ok("avx2") if quant::avx2_available() => Kernel::Avx2,
+        Ok("portable") => Kernel::Portable,
+        _ => best,
+    }
 }
 
 /// What failed while building the decoder from a GGUF file.
@@ -413,7 +426,7 @@ impl Decoder {
             output_norm,
             layers,
             cache,
-            kernel: Kernel::best(),
+            kernel: kernel_choice(),
             pool: Arc::new(pool),
             scratch: Scratch::default(),
             chunk: CHUNK,

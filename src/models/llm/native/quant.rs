@@ -705,12 +705,28 @@ pub fn fast_kernels_available() -> bool {
     }
 }
 
+/// Whether the AVX2 kernel runs on this CPU (AVX2, FMA, F16C: x86 CPUs since 2013-2015).
+pub fn avx2_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+            && std::arch::is_x86_feature_detected!("f16c")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// Which kernel computes a tile.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kernel {
     /// AVX-512 VNNI.
     Vnni,
-    /// Plain Rust (the reference the fast kernel is tested against).
+    /// AVX2 (`vpmaddubsw`), for CPUs without AVX-512 VNNI.
+    Avx2,
+    /// Plain Rust (the reference the fast kernels are tested against).
     Portable,
 }
 
@@ -719,6 +735,8 @@ impl Kernel {
     pub fn best() -> Self {
         if fast_kernels_available() {
             Self::Vnni
+        } else if avx2_available() {
+            Self::Avx2
         } else {
             Self::Portable
         }
@@ -801,6 +819,9 @@ unsafe fn tile_dispatch(
         // SAFETY: `Kernel::Vnni` is only chosen when the CPU has the features.
         Kernel::Vnni
             if unsafe { super::avx512::tile(tile, w.view(), g, x.view(), t, &mut acc) } => {}
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Kernel::Avx2` is only chosen when the CPU has the features.
+        Kernel::Avx2 => unsafe { super::avx2::tile(tile, w.view(), g, x.view(), t, &mut acc) },
         _ => portable_tile(tile, w.view(), g, x.view(), t, &mut acc),
     }
     let cols = GROUP.min(n - g * GROUP);

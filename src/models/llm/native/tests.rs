@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use candle_core::quantized::{GgmlDType, QTensor, gguf_file};
 use candle_core::{Device, Tensor};
 
-use super::quant::{Kernel, QActs, QMatrix, fast_kernels_available, matmul};
+use super::quant::{Kernel, QActs, QMatrix, avx2_available, fast_kernels_available, matmul};
 use super::{Decoder, Family};
 
 struct Lcg(u64);
@@ -99,14 +99,18 @@ fn kernels_agree_and_match_float() {
             acts.quantize(&x, n, cols, m.block());
             let mut portable = vec![0f32; n * rows];
             matmul(Kernel::Portable, &acts, &m, &mut portable);
-            if fast_kernels_available() {
+            for (kernel, available) in [
+                (Kernel::Vnni, fast_kernels_available()),
+                (Kernel::Avx2, avx2_available()),
+            ] {
+                if !available {
+                    continue;
+                }
                 let mut fast = vec![0f32; n * rows];
-                matmul(Kernel::Vnni, &acts, &m, &mut fast);
+                matmul(kernel, &acts, &m, &mut fast);
                 for (a, b) in fast.iter().zip(&portable) {
-                    assert!(
-                        (a - b).abs() <= 1e-5 * b.abs().max(1.0),
-                        "{f:?} n={n}: {a} vs {b}"
-                    );
+                    let close = (a - b).abs() <= 1e-5 * b.abs().max(1.0);
+                    assert!(close, "{kernel:?} {f:?} n={n}: {a} vs {b}");
                 }
             }
             // Against f32 with the dequantized weights: only the activations' 8-bit rounding
@@ -443,6 +447,9 @@ fn llama_matches_the_reference_in_every_schedule() {
     if fast_kernels_available() {
         every_schedule(Family::Llama, Kernel::Vnni);
     }
+    if avx2_available() {
+        every_schedule(Family::Llama, Kernel::Avx2);
+    }
 }
 
 #[test]
@@ -450,5 +457,8 @@ fn gemma3_matches_the_reference_in_every_schedule() {
     every_schedule(Family::Gemma3, Kernel::Portable);
     if fast_kernels_available() {
         every_schedule(Family::Gemma3, Kernel::Vnni);
+    }
+    if avx2_available() {
+        every_schedule(Family::Gemma3, Kernel::Avx2);
     }
 }
