@@ -7,6 +7,15 @@ use clap::error::ErrorKind;
 use atelier::cli::{self, Cli};
 
 fn main() -> std::process::ExitCode {
+    // mesa's Vulkan device-select layer connects to Wayland to find the default GPU and, in a
+    // session without XDG_RUNTIME_DIR (ssh, CI, containers), prints "error: XDG_RUNTIME_DIR is
+    // invalid" to stderr, which reads like Atelier's own errors. Atelier ranks adapters itself.
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none()
+        && std::env::var_os("NODEVICE_SELECT").is_none()
+    {
+        // SAFETY: the first statement of main: no other thread exists to read the environment.
+        unsafe { std::env::set_var("NODEVICE_SELECT", "1") };
+    }
     let args = match Cli::try_parse() {
         Ok(args) => args,
         Err(e) => return usage_error(e),

@@ -189,6 +189,16 @@ impl FacesWorker {
             req,
             FacesRequest::Render(_) | FacesRequest::Walk(_) | FacesRequest::LiveWalk(_)
         );
+        // Bad sizes fail before a GPU device is opened (probing one costs time and can print
+        // driver noise on machines without a display).
+        match &req {
+            FacesRequest::Render(r) => check_size(r.size)?,
+            FacesRequest::Walk(r) => {
+                check_size(r.size)?;
+                check_keyframes(&r.keyframes)?;
+            }
+            _ => {}
+        }
         let rt = if runs_model {
             let rt = devices.select(backend).map_err(FacesError::from)?;
             outbox.send(Event::Backend {

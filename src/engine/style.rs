@@ -8,7 +8,7 @@ use super::messages::{EngineError, Event};
 use super::{JobHandle, Outbox};
 use crate::gpu::{Backend, CPU_LABEL, Devices};
 use crate::models::style::StyleError;
-use crate::style::{StyleModels, StyleOutput, StylePass, StyleRequest};
+use crate::style::{ImageSource, StyleModels, StyleOutput, StylePass, StyleRequest};
 
 /// A Style job: one request run as a quick preview or at full resolution.
 #[derive(Clone, Debug)]
@@ -71,6 +71,11 @@ impl StyleWorker {
     ) -> Result<StyleOutcome, EngineError> {
         let id = job.id();
         let send = |event: StyleEvent| outbox.send(Event::Style { job: id, event });
+        // An unreadable picture fails before a GPU device is opened (the decoded image is
+        // cached, so the job does not read it twice).
+        if let ImageSource::File(_) = &req.request.content {
+            self.models.image(&req.request.content)?;
+        }
         let gpu = devices.select(backend).map_err(StyleError::from)?;
         outbox.send(Event::Backend {
             job: id,

@@ -153,8 +153,13 @@ impl GpuContext {
     /// adapter wgpu finds (a discrete GPU before an integrated one before a software one;
     /// Vulkan, Metal or DX12 before GL), with that adapter's own limits.
     pub fn headless() -> Result<Self, GpuError> {
-        let instance =
-            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+        if std::env::var_os("WGPU_BACKEND").is_none() {
+            // Vulkan, Metal, DX12: compute needs one of them, and skipping GL keeps EGL from
+            // printing driver errors on machines without a display.
+            desc.backends = wgpu::Backends::PRIMARY;
+        }
+        let instance = wgpu::Instance::new(desc);
         let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
         let rank = |a: &wgpu::Adapter| {
             let info = a.get_info();
