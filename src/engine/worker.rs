@@ -98,8 +98,7 @@ impl Worker {
             Request::Write { job, request } => self.write(&job, &request),
             Request::Score { job, request } => self.score(&job, &request),
             Request::Faces { job, request } => {
-                let backend = self.backend();
-                let run = |worker: &mut Self, backend| {
+                let outcome = self.on_backend(|worker, backend| {
                     worker.faces.handle(
                         &job,
                         (*request).clone(),
@@ -107,25 +106,14 @@ impl Worker {
                         &mut worker.devices,
                         backend,
                     )
-                };
-                let result = match run(self, backend) {
-                    Err(EngineError::Faces(FacesError::Gpu(e))) => {
-                        self.devices.failed(&e);
-                        if backend != Backend::Auto {
-                            return Err(EngineError::Faces(FacesError::Gpu(e)));
-                        }
-                        run(self, Backend::Cpu)?
-                    }
-                    other => other?,
-                };
-                match result {
-                    FacesOutcome::Done => Ok(Outcome::Done),
-                    FacesOutcome::Cancelled => Ok(Outcome::Cancelled),
-                }
+                })?;
+                Ok(match outcome {
+                    FacesOutcome::Done => Outcome::Done,
+                    FacesOutcome::Cancelled => Outcome::Cancelled,
+                })
             }
             Request::Style { job, request } => {
-                let backend = self.backend();
-                let run = |worker: &mut Self, backend| {
+                let outcome = self.on_backend(|worker, backend| {
                     worker.style.handle(
                         &job,
                         (*request).clone(),
@@ -133,22 +121,37 @@ impl Worker {
                         &mut worker.devices,
                         backend,
                     )
+                })?;
+                Ok(match outcome {
+                    StyleOutcome::Done => Outcome::Done,
+                    StyleOutcome::Cancelled => Outcome::Cancelled,
+                })
+            }
+        }
+    }
+
+    /// Runs an image job on the chosen backend. When the GPU fails (device lost, out of
+    /// memory) the device is dropped; under Auto the job then runs again on the CPU.
+    fn on_backend<T>(
+        &mut self,
+        mut run: impl FnMut(&mut Self, Backend) -> Result<T, EngineError>,
+    ) -> Result<T, EngineError> {
+        let backend = self.backend();
+        match run(self, backend) {
+            Err(e) => {
+                let gpu = match &e {
+                    EngineError::Faces(FacesError::Gpu(g))
+                    | EngineError::Style(StyleError::Gpu(g)) => g,
+                    _ => return Err(e),
                 };
-                let result = match run(self, backend) {
-                    Err(EngineError::Style(StyleError::Gpu(e))) => {
-                        self.devices.failed(&e);
-                        if backend != Backend::Auto {
-                            return Err(EngineError::Style(StyleError::Gpu(e)));
-                        }
-                        run(self, Backend::Cpu)?
-                    }
-                    other => other?,
-                };
-                match result {
-                    StyleOutcome::Done => Ok(Outcome::Done),
-                    StyleOutcome::Cancelled => Ok(Outcome::Cancelled),
+                self.devices.failed(gpu);
+                if backend == Backend::Auto {
+                    run(self, Backend::Cpu)
+                } else {
+                    Err(e)
                 }
             }
+            ok => ok,
         }
     }
 

@@ -670,20 +670,8 @@ mod tests {
         Ok(())
     }
 
-    /// A tiny deterministic generator (no test dependency needed).
-    struct Lcg(u64);
-    impl Lcg {
-        fn next(&mut self) -> f32 {
-            self.0 = self
-                .0
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        }
-        fn vec(&mut self, n: usize, scale: f32, offset: f32) -> Vec<f32> {
-            (0..n).map(|_| offset + scale * self.next()).collect()
-        }
-    }
+    use crate::models::llm::native::Family;
+    use crate::models::llm::native::tests::{Dims, Lcg, reference};
 
     const VOCAB: usize = 50;
     const EMBD: usize = 16;
@@ -779,103 +767,25 @@ mod tests {
         ModelWeights::from_gguf(content, &mut file, &Device::Cpu)
     }
 
-    /// The Gemma 3 forward pass written out position by position, head by head, in plain f32:
-    /// the logits after the last of `tokens` (positions 0..).
+    /// The Gemma 3 forward pass written out position by position, head by head, in plain f32
+    /// (shared with the native decoder's tests): the logits after the last of `tokens`.
     fn reference_logits(tokens: &[u32]) -> Vec<f32> {
         let w: std::collections::HashMap<String, Vec<f32>> =
             tiny_weights().into_iter().map(|(n, _, d)| (n, d)).collect();
-        let get = |n: &str| &w[n];
-        let matvec = |m: &[f32], x: &[f32]| -> Vec<f32> {
-            m.chunks(x.len())
-                .map(|row| row.iter().zip(x).map(|(a, b)| a * b).sum())
-                .collect()
+        let dims = Dims {
+            vocab: VOCAB,
+            embd: EMBD,
+            heads: HEADS,
+            kv_heads: KV_HEADS,
+            head_dim: HEAD_DIM,
+            layers: LAYERS,
+            pattern: PATTERN as usize,
+            window: WINDOW,
+            eps: EPS,
+            base: 1000.0,
+            round_activations: false,
         };
-        let rms = |x: &[f32], g: &[f32]| -> Vec<f32> {
-            let ms = x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32;
-            let r = 1.0 / (ms + EPS).sqrt();
-            x.iter().zip(g).map(|(v, g)| v * r * g).collect()
-        };
-        let rope = |x: &mut [f32], pos: usize, base: f64| {
-            let half = x.len() / 2;
-            for i in 0..half {
-                let a = pos as f64 * base.powf(-2.0 * i as f64 / x.len() as f64);
-                let (s, c) = (a.sin() as f32, a.cos() as f32);
-                let (x0, x1) = (x[i], x[i + half]);
-                x[i] = x0 * c - x1 * s;
-                x[i + half] = x1 * c + x0 * s;
-            }
-        };
-        let gelu = |x: f32| 0.5 * x * (1.0 + (0.797_884_6 * (x + 0.044715 * x * x * x)).tanh());
-        let embd = get("token_embd.weight");
-        let mut h: Vec<Vec<f32>> = tokens
-            .iter()
-            .map(|&t| {
-                let row = &embd[t as usize * EMBD..(t as usize + 1) * EMBD];
-                row.iter().map(|v| v * (EMBD as f32).sqrt()).collect()
-            })
-            .collect();
-        for l in 0..LAYERS {
-            let p = |s: &str| get(&format!("blk.{l}.{s}.weight"));
-            let sliding = (l + 1) % PATTERN as usize != 0;
-            let base = if sliding { 10_000.0 } else { 1000.0 };
-            let mut qs = Vec::new();
-            let mut ks = Vec::new();
-            let mut vs = Vec::new();
-            for (pos, x) in h.iter().enumerate() {
-                let x = rms(x, p("attn_norm"));
-                let mut q = matvec(p("attn_q"), &x);
-                let mut k = matvec(p("attn_k"), &x);
-                for head in q.chunks_mut(HEAD_DIM) {
-                    let n = rms(head, p("attn_q_norm"));
-                    head.copy_from_slice(&n);
-                    rope(head, pos, base);
-                }
-                for head in k.chunks_mut(HEAD_DIM) {
-                    let n = rms(head, p("attn_k_norm"));
-                    head.copy_from_slice(&n);
-                    rope(head, pos, base);
-                }
-                qs.push(q);
-                ks.push(k);
-                vs.push(matvec(p("attn_v"), &x));
-            }
-            for (t, ht) in h.iter_mut().enumerate() {
-                let mut out = vec![0f32; HEADS * HEAD_DIM];
-                for head in 0..HEADS {
-                    let kvh = head / (HEADS / KV_HEADS);
-                    let q = &qs[t][head * HEAD_DIM..(head + 1) * HEAD_DIM];
-                    let keys: Vec<usize> =
-                        (0..=t).filter(|&s| !sliding || t - s < WINDOW).collect();
-                    let scores: Vec<f32> = keys
-                        .iter()
-                        .map(|&s| {
-                            let k = &ks[s][kvh * HEAD_DIM..(kvh + 1) * HEAD_DIM];
-                            q.iter().zip(k).map(|(a, b)| a * b).sum::<f32>()
-                                / (HEAD_DIM as f32).sqrt()
-                        })
-                        .collect();
-                    let max = scores.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-                    let e: Vec<f32> = scores.iter().map(|s| (s - max).exp()).collect();
-                    let sum: f32 = e.iter().sum();
-                    for (&s, e) in keys.iter().zip(&e) {
-                        let v = &vs[s][kvh * HEAD_DIM..(kvh + 1) * HEAD_DIM];
-                        for (o, v) in out[head * HEAD_DIM..].iter_mut().zip(v) {
-                            *o += e / sum * v;
-                        }
-                    }
-                }
-                let a = rms(&matvec(p("attn_output"), &out), p("post_attention_norm"));
-                let h1: Vec<f32> = a.iter().zip(ht.iter()).map(|(a, b)| a + b).collect();
-                let x = rms(&h1, p("ffn_norm"));
-                let g = matvec(p("ffn_gate"), &x);
-                let u = matvec(p("ffn_up"), &x);
-                let gu: Vec<f32> = g.iter().zip(&u).map(|(g, u)| gelu(*g) * u).collect();
-                let d = rms(&matvec(p("ffn_down"), &gu), p("post_ffw_norm"));
-                *ht = d.iter().zip(&h1).map(|(a, b)| a + b).collect();
-            }
-        }
-        let last = rms(&h[h.len() - 1], get("output_norm.weight"));
-        matvec(embd, &last)
+        reference(Family::Gemma3, &dims, &w, tokens)
     }
 
     fn assert_close(ours: &Tensor, want: &[f32], what: &str) -> Result<()> {

@@ -20,7 +20,7 @@ mod avx512;
 pub mod ops;
 pub mod quant;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::sync::Arc;
 

@@ -11,7 +11,8 @@ use candle_core::{Device, Tensor};
 use super::quant::{Kernel, QActs, QMatrix, avx2_available, fast_kernels_available, matmul};
 use super::{Decoder, Family};
 
-struct Lcg(u64);
+/// A tiny deterministic generator (no test dependency needed).
+pub(crate) struct Lcg(pub(crate) u64);
 impl Lcg {
     fn next(&mut self) -> f32 {
         self.0 = self
@@ -20,7 +21,7 @@ impl Lcg {
             .wrapping_add(1442695040888963407);
         ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
     }
-    fn vec(&mut self, n: usize, scale: f32, offset: f32) -> Vec<f32> {
+    pub(crate) fn vec(&mut self, n: usize, scale: f32, offset: f32) -> Vec<f32> {
         (0..n).map(|_| offset + scale * self.next()).collect()
     }
 }
@@ -144,6 +145,39 @@ const WINDOW: usize = 5;
 const EPS: f32 = 1e-6;
 const BASE: f32 = 1000.0;
 
+/// The shape of a tiny model, for [`reference`].
+#[derive(Clone, Copy)]
+pub(crate) struct Dims {
+    pub vocab: usize,
+    pub embd: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    pub layers: usize,
+    /// Gemma: every `pattern`-th layer is global, the others slide over `window` keys.
+    pub pattern: usize,
+    pub window: usize,
+    pub eps: f32,
+    /// RoPE base of global layers (sliding ones use 10,000).
+    pub base: f64,
+    /// Round every product's input to 8 bits per 32 values, as the native decoder does.
+    pub round_activations: bool,
+}
+
+const DIMS: Dims = Dims {
+    vocab: VOCAB,
+    embd: EMBD,
+    heads: HEADS,
+    kv_heads: KV_HEADS,
+    head_dim: HEAD_DIM,
+    layers: LAYERS,
+    pattern: PATTERN,
+    window: WINDOW,
+    eps: EPS,
+    base: BASE as f64,
+    round_activations: true,
+};
+
 /// f32 weights by GGUF name (quantized then dequantized by [`tiny_model`]).
 fn tiny_weights(family: Family) -> Vec<(String, Vec<usize>, Vec<f32>)> {
     let mut rng = Lcg(11);
@@ -260,12 +294,36 @@ fn tiny_model(family: Family) -> (Decoder, HashMap<String, Vec<f32>>) {
 }
 
 /// The forward pass in plain f32, position by position: logits after the last token.
-fn reference(family: Family, w: &HashMap<String, Vec<f32>>, tokens: &[u32]) -> Vec<f32> {
+pub(crate) fn reference(
+    family: Family,
+    dims: &Dims,
+    w: &HashMap<String, Vec<f32>>,
+    tokens: &[u32],
+) -> Vec<f32> {
+    let Dims {
+        vocab: _,
+        embd,
+        heads,
+        kv_heads,
+        head_dim,
+        layers,
+        pattern,
+        window,
+        eps,
+        base,
+        round_activations,
+    } = *dims;
     let gemma = family == Family::Gemma3;
     let get = |n: &str| &w[n];
     // Inputs of every product rounded to 8 bits per 32 values, as the decoder (and
     // llama.cpp) does: what remains is summation order.
     let matvec = |m: &[f32], x: &[f32]| -> Vec<f32> {
+        if !round_activations {
+            return m
+                .chunks(x.len())
+                .map(|row| row.iter().zip(x).map(|(a, b)| a * b).sum())
+                .collect();
+        }
         let xq: Vec<f32> = x
             .chunks(32)
             .flat_map(|b| {
@@ -280,7 +338,7 @@ fn reference(family: Family, w: &HashMap<String, Vec<f32>>, tokens: &[u32]) -> V
     };
     let rms = |x: &[f32], g: &[f32]| -> Vec<f32> {
         let ms = x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32;
-        let r = 1.0 / (ms + EPS).sqrt();
+        let r = 1.0 / (ms + eps).sqrt();
         x.iter().zip(g).map(|(v, g)| v * r * g).collect()
     };
     let rope = |x: &mut [f32], pos: usize, base: f64| {
@@ -305,34 +363,34 @@ fn reference(family: Family, w: &HashMap<String, Vec<f32>>, tokens: &[u32]) -> V
             g / (1.0 + (-g).exp())
         }
     };
-    let embd = get("token_embd.weight");
-    let scale = if gemma { (EMBD as f32).sqrt() } else { 1.0 };
+    let table = get("token_embd.weight");
+    let scale = if gemma { (embd as f32).sqrt() } else { 1.0 };
     let mut h: Vec<Vec<f32>> = tokens
         .iter()
         .map(|&t| {
-            embd[t as usize * EMBD..(t as usize + 1) * EMBD]
+            table[t as usize * embd..(t as usize + 1) * embd]
                 .iter()
                 .map(|v| v * scale)
                 .collect()
         })
         .collect();
-    for l in 0..LAYERS {
+    for l in 0..layers {
         let p = |s: &str| get(&format!("blk.{l}.{s}.weight"));
-        let sliding = gemma && (l + 1) % PATTERN != 0;
-        let base = if sliding { 10_000.0 } else { BASE as f64 };
+        let sliding = gemma && (l + 1) % pattern != 0;
+        let base = if sliding { 10_000.0 } else { base };
         let (mut qs, mut ks, mut vs) = (Vec::new(), Vec::new(), Vec::new());
         for (pos, x) in h.iter().enumerate() {
             let x = rms(x, p("attn_norm"));
             let mut q = matvec(p("attn_q"), &x);
             let mut k = matvec(p("attn_k"), &x);
-            for head in q.chunks_mut(HEAD_DIM) {
+            for head in q.chunks_mut(head_dim) {
                 if gemma {
                     let n = rms(head, p("attn_q_norm"));
                     head.copy_from_slice(&n);
                 }
                 rope(head, pos, base);
             }
-            for head in k.chunks_mut(HEAD_DIM) {
+            for head in k.chunks_mut(head_dim) {
                 if gemma {
                     let n = rms(head, p("attn_k_norm"));
                     head.copy_from_slice(&n);
@@ -344,24 +402,24 @@ fn reference(family: Family, w: &HashMap<String, Vec<f32>>, tokens: &[u32]) -> V
             vs.push(matvec(p("attn_v"), &x));
         }
         for (t, ht) in h.iter_mut().enumerate() {
-            let mut out = vec![0f32; HEADS * HEAD_DIM];
-            for head in 0..HEADS {
-                let kvh = head / (HEADS / KV_HEADS);
-                let q = &qs[t][head * HEAD_DIM..(head + 1) * HEAD_DIM];
-                let keys: Vec<usize> = (0..=t).filter(|&s| !sliding || t - s < WINDOW).collect();
+            let mut out = vec![0f32; heads * head_dim];
+            for head in 0..heads {
+                let kvh = head / (heads / kv_heads);
+                let q = &qs[t][head * head_dim..(head + 1) * head_dim];
+                let keys: Vec<usize> = (0..=t).filter(|&s| !sliding || t - s < window).collect();
                 let scores: Vec<f32> = keys
                     .iter()
                     .map(|&s| {
-                        let k = &ks[s][kvh * HEAD_DIM..(kvh + 1) * HEAD_DIM];
-                        q.iter().zip(k).map(|(a, b)| a * b).sum::<f32>() / (HEAD_DIM as f32).sqrt()
+                        let k = &ks[s][kvh * head_dim..(kvh + 1) * head_dim];
+                        q.iter().zip(k).map(|(a, b)| a * b).sum::<f32>() / (head_dim as f32).sqrt()
                     })
                     .collect();
                 let max = scores.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
                 let e: Vec<f32> = scores.iter().map(|s| (s - max).exp()).collect();
                 let sum: f32 = e.iter().sum();
                 for (&s, e) in keys.iter().zip(&e) {
-                    let v = &vs[s][kvh * HEAD_DIM..(kvh + 1) * HEAD_DIM];
-                    for (o, v) in out[head * HEAD_DIM..].iter_mut().zip(v) {
+                    let v = &vs[s][kvh * head_dim..(kvh + 1) * head_dim];
+                    for (o, v) in out[head * head_dim..].iter_mut().zip(v) {
                         *o += e / sum * v;
                     }
                 }
@@ -383,7 +441,7 @@ fn reference(family: Family, w: &HashMap<String, Vec<f32>>, tokens: &[u32]) -> V
         }
     }
     let last = rms(&h[h.len() - 1], get("output_norm.weight"));
-    let out = if gemma { embd } else { get("output.weight") };
+    let out = if gemma { table } else { get("output.weight") };
     matvec(out, &last)
 }
 
@@ -409,7 +467,7 @@ fn every_schedule(family: Family, kernel: Kernel) {
     model.set_kernel(kernel);
     let tokens: Vec<u32> = (0..23).map(|i| (i * 17 + 3) % VOCAB as u32).collect();
     let n = tokens.len();
-    let want = reference(family, &w, &tokens);
+    let want = reference(family, &DIMS, &w, &tokens);
     assert_close(&model.forward(&tokens, 0).expect("batch"), &want, "batch");
     // Rewinding into the cache: re-run the last two positions.
     assert_close(
@@ -421,7 +479,11 @@ fn every_schedule(family: Family, kernel: Kernel) {
     model.forward(&tokens[..3], 0).expect("prompt");
     for p in 3..n {
         let logits = model.forward(&tokens[p..=p], p).expect("decode");
-        assert_close(&logits, &reference(family, &w, &tokens[..=p]), "decode");
+        assert_close(
+            &logits,
+            &reference(family, &DIMS, &w, &tokens[..=p]),
+            "decode",
+        );
     }
     // Through forward's own chunking, and chunks after a cached prefix.
     model.chunk = 4;
@@ -434,7 +496,7 @@ fn every_schedule(family: Family, kernel: Kernel) {
     let mid = model.forward(&tokens[7..16], 7).expect("chunk");
     assert_close(
         &mid,
-        &reference(family, &w, &tokens[..16]),
+        &reference(family, &DIMS, &w, &tokens[..16]),
         "chunk after prefix",
     );
     // Out-of-vocabulary ids are an error, not a panic.
