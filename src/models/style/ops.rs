@@ -16,6 +16,7 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 
+use super::direct::{self, DirectWeights};
 use crate::models::onnx::QuantParams;
 
 /// One image's activations: `c` planes of `h × w`.
@@ -203,6 +204,9 @@ pub struct Conv {
     weights: Vec<f32>,
     /// `[cout]` (zeros when the layer has none).
     pub bias: Vec<f32>,
+    /// The same weights for the direct kernel, when [`Conv::with_direct`] asked for it and
+    /// the CPU runs it.
+    direct: Option<DirectWeights>,
 }
 
 /// Floats of im2col per block: the block (K × pixels) stays in the L2 cache while the GEMM
@@ -259,7 +263,15 @@ impl Conv {
             order: SumOrder::Fast,
             weights,
             bias,
+            direct: None,
         })
+    }
+
+    /// The same convolution run by the direct kernel ([`super::direct`]: no im2col) where
+    /// the CPU has AVX-512 and the sum order is [`SumOrder::Fast`]; otherwise unchanged.
+    pub fn with_direct(mut self) -> Self {
+        self.direct = DirectWeights::pack(&self.weights, self.cin * self.kh * self.kw, self.cout);
+        self
     }
 
     /// The same convolution summing in `order`.
@@ -289,6 +301,21 @@ impl Conv {
         F: Fn(usize, usize, &mut [f32]) -> S + Sync,
     {
         debug_assert_eq!(x.c, self.cin);
+        if let (SumOrder::Fast, Some(dw)) = (self.order, &self.direct) {
+            let shape = direct::Shape {
+                cin: self.cin,
+                cout: self.cout,
+                kh: self.kh,
+                kw: self.kw,
+                stride: self.stride,
+                up,
+                pads: self.pads,
+                mode: self.mode,
+            };
+            if let Some(done) = direct::forward(dw, shape, x, &epilogue) {
+                return done;
+            }
+        }
         let (oh, ow) = self.out_size(x.h, x.w, up);
         let hw = oh * ow;
         let k = self.kh * self.kw * self.cin;
