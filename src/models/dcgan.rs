@@ -15,20 +15,22 @@
 //! `s = γ/√(σ²+ε)`, so a layer is one matrix product plus a per-channel shift.
 //!
 //! Why not candle's `conv_transpose2d`: on the CPU it is a per-output-pixel dot-product loop
-//! (measured in `tests/faces.rs`: ~10× slower than this file). Here each transposed convolution
-//! is one GEMM (`gemm`, the kernel candle's own matmul uses) giving every input pixel's 4×4
-//! output patch for all channels, followed by a col2im gather that sums the (at most four)
-//! overlapping patch entries of each output pixel and applies shift + ReLU/tanh in the same
-//! pass. Activations are pixel-major with channels innermost over the whole batch
-//! (`[B][H][W][C]`): a batch only lengthens the GEMM, and col2im adds contiguous channel
-//! vectors (measured: 2.5× faster than a channel-major col2im, whose stride-2 scatters cost a
-//! fifth of the forward pass).
+//! (measured in `tests/faces.rs`: ~10× slower than this file). Nor a GEMM library plus col2im
+//! (this file's previous form): for one sample it spent a third of its time re-packing the same
+//! weights on every call and a fifth in the col2im pass. Instead the layers with ReLU run as
+//! gathered products ([`gather`]): each output parity class of a stride-2 transposed convolution
+//! is a product whose rows are four neighbouring input pixels, with weights packed once here and
+//! a register-tiled AVX-512 kernel ([`tile`]) that writes finished output pixels. The last
+//! layer (3 channels, too few for a vector) computes each input pixel's 4×4×3 patch with the same
+//! kernel and sums the overlapping patches in a col2im pass with tanh. Activations are
+//! pixel-major with channels innermost (`[B][H][W][C]`) and a one-pixel zero border.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use rayon::prelude::*;
 
+use self::gather::GatherConv;
 use super::pickle::StorageDType;
 use super::state_dict::{self, RawTensor, StateDict, WeightsError};
 
@@ -42,6 +44,9 @@ pub const IMAGE_VALUES: usize = 3 * IMAGE_SIZE * IMAGE_SIZE;
 pub const FIRST_LAYER_FEATURES: usize = 512 * 16;
 /// The dict inside the package's checkpoint that holds the generator.
 pub const CHECKPOINT_KEY: &str = "netG_state_dict";
+
+mod gather;
+mod tile;
 
 const BN_EPS: f64 = 1e-5;
 const KERNEL: usize = 4;
@@ -163,28 +168,6 @@ pub struct GeneratorInfo {
     pub load_seconds: f64,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Activation {
-    Relu,
-    Tanh,
-}
-
-/// One folded `ConvTranspose2d(k=4) + BN + activation`.
-struct Layer {
-    c_in: usize,
-    c_out: usize,
-    h_in: usize,
-    h_out: usize,
-    /// `[16][c_out][c_in]` (tap `ky*4 + kx`), BN scale folded in.
-    weight: Vec<f32>,
-    /// Per output channel: BN shift (zero for the last layer).
-    shift: Vec<f32>,
-    /// For each output coordinate `o`, the `(k, i)` pairs with `o = i·stride − pad + k`
-    /// (the same along x and y): precomputed so col2im does no integer division per pixel.
-    cover: Vec<Cover>,
-    act: Activation,
-}
-
 /// One `ConvTranspose2d(k=4)` with its BatchNorm folded in, as loaded.
 #[derive(Clone, Copy, Debug)]
 pub struct FoldedLayer<'a> {
@@ -208,15 +191,32 @@ pub struct FoldedLayer<'a> {
     pub tanh: bool,
 }
 
-/// The loaded generator. `forward` needs `&mut self` only for its reusable scratch buffers.
+/// One layer's folded weights as loaded (`[16][c_out][c_in]`, BN scale in) and BN shift,
+/// kept for the GPU kernels, which gather from this layout.
+struct Folded {
+    weight: Vec<f32>,
+    shift: Vec<f32>,
+}
+
+/// The generator. `forward` needs `&mut self` only for its reusable scratch buffers.
 pub struct Generator {
-    layers: Vec<Layer>,
+    /// The four layers with BN + ReLU; each writes the next one's bordered input.
+    hidden: Vec<GatherConv>,
+    /// The last layer's per-pixel 4×4×3 patches, summed by [`Generator::col2im_tanh`].
+    patches: GatherConv,
+    /// For each output coordinate of the last layer, the `(k, i)` pairs with
+    /// `o = 2i − 1 + k` (the same along x and y): precomputed so col2im does no division.
+    cover: Vec<Cover>,
     info: GeneratorInfo,
-    /// Scratch reused across calls: fresh multi-megabyte buffers would be page-faulted and
-    /// zeroed on every sample.
+    /// Each hidden layer's output, reused across calls: fresh buffers would be page-faulted
+    /// and zeroed on every sample. Only interiors are ever written, so borders stay zero.
+    acts: Vec<Vec<f32>>,
+    /// The last layer's patches.
     cols: Vec<f32>,
-    act_a: Vec<f32>,
-    act_b: Vec<f32>,
+    /// The output, pixel-major, before it is split into colour planes.
+    image: Vec<f32>,
+    /// The folded layers in their loaded layout, for the GPU ([`Generator::folded_layers`]).
+    folded: Vec<Folded>,
 }
 
 impl std::fmt::Debug for Generator {
@@ -273,8 +273,8 @@ impl Generator {
         }
         let parameters = values.values().map(Vec::len).sum();
         let get = |n: String| values.get(&n).map(Vec::as_slice).unwrap_or(&[]);
-        let mut layers = Vec::with_capacity(ARCH.len());
-        for &(conv, bn, c_in, c_out, stride, pad, h_in) in &ARCH {
+        let mut folded = Vec::with_capacity(ARCH.len());
+        for &(conv, bn, c_in, c_out, ..) in &ARCH {
             let w = get(format!("main.{conv}.weight"));
             let (scale, shift) = match bn {
                 Some(b) => {
@@ -311,46 +311,52 @@ impl Generator {
                     }
                 }
             }
-            let h_out = (h_in - 1) * stride + KERNEL - 2 * pad;
-            let cover = (0..h_out)
-                .map(|o| {
-                    let mut c = Cover::default();
-                    for k in 0..KERNEL {
-                        let t = o + pad;
-                        if t >= k && (t - k) % stride == 0 && (t - k) / stride < h_in {
-                            c.pairs[c.len] = (k, (t - k) / stride);
-                            c.len += 1;
-                        }
-                    }
-                    c
-                })
-                .collect();
-            layers.push(Layer {
-                cover,
-                c_in,
-                c_out,
-                h_in,
-                h_out,
-                weight,
-                shift,
-                act: if bn.is_some() {
-                    Activation::Relu
-                } else {
-                    Activation::Tanh
-                },
-            });
+            folded.push((weight, shift));
         }
+        let last = ARCH.len() - 1;
+        let hidden = (0..last)
+            .map(|l| {
+                let (_, _, c_in, c_out, _, _, h_in) = ARCH[l];
+                let (w, shift) = &folded[l];
+                if l == 0 {
+                    GatherConv::first(w, shift, c_in, c_out)
+                } else {
+                    GatherConv::stride2(w, shift, c_in, c_out, h_in, l + 1 < last)
+                }
+            })
+            .collect();
+        let (_, _, c_in, c_out, stride, pad, h_in) = ARCH[last];
+        let h_out = (h_in - 1) * stride + KERNEL - 2 * pad;
+        let cover = (0..h_out)
+            .map(|o| {
+                let mut c = Cover::default();
+                for k in 0..KERNEL {
+                    let t = o + pad;
+                    if t >= k && (t - k) % stride == 0 && (t - k) / stride < h_in {
+                        c.pairs[c.len] = (k, (t - k) / stride);
+                        c.len += 1;
+                    }
+                }
+                c
+            })
+            .collect();
         Ok(Self {
-            layers,
+            hidden,
+            patches: GatherConv::patches(&folded[last].0, c_in, c_out, h_in),
+            cover,
             info: GeneratorInfo {
                 path: path.to_path_buf(),
                 format,
                 parameters,
                 load_seconds: 0.0,
             },
+            acts: vec![Vec::new(); last],
             cols: Vec::new(),
-            act_a: Vec::new(),
-            act_b: Vec::new(),
+            image: Vec::new(),
+            folded: folded
+                .into_iter()
+                .map(|(weight, shift)| Folded { weight, shift })
+                .collect(),
         })
     }
 
@@ -361,20 +367,23 @@ impl Generator {
 
     /// The folded layers, first to last, for the GPU kernels ([`crate::gpu::dcgan`]).
     pub fn folded_layers(&self) -> Vec<FoldedLayer<'_>> {
-        self.layers
+        self.folded
             .iter()
             .zip(&ARCH)
-            .map(|(l, &(_, _, _, _, stride, pad, _))| FoldedLayer {
-                c_in: l.c_in,
-                c_out: l.c_out,
-                h_in: l.h_in,
-                h_out: l.h_out,
-                stride,
-                pad,
-                weight: &l.weight,
-                shift: &l.shift,
-                tanh: l.act == Activation::Tanh,
-            })
+            .enumerate()
+            .map(
+                |(i, (f, &(_, _, c_in, c_out, stride, pad, h_in)))| FoldedLayer {
+                    c_in,
+                    c_out,
+                    h_in,
+                    h_out: (h_in - 1) * stride + KERNEL - 2 * pad,
+                    stride,
+                    pad,
+                    weight: &f.weight,
+                    shift: &f.shift,
+                    tanh: i + 1 == ARCH.len(),
+                },
+            )
             .collect()
     }
 
@@ -385,19 +394,33 @@ impl Generator {
         if batch == 0 {
             return Ok(Vec::new());
         }
-        self.run_layers(latents, batch, self.layers.len());
-        // act_b holds [B][64][64][3]; callers want [B][3][64][64].
+        self.run_hidden(latents, batch, self.hidden.len());
+        let input = &self.acts[self.hidden.len() - 1];
+        self.cols.resize(batch * self.patches.out_stride(), 0.0);
+        self.patches.run(input, batch, &mut self.cols);
+        let mut image = std::mem::take(&mut self.image);
+        image.resize(batch * IMAGE_VALUES, 0.0);
+        let cols = &self.cols[..];
+        image
+            .par_chunks_mut(IMAGE_SIZE * 3)
+            .enumerate()
+            .for_each(|(r, row)| self.col2im_tanh(r / IMAGE_SIZE, r % IMAGE_SIZE, cols, row));
+        // `image` is [B][64][64][3]; callers want [B][3][64][64].
         let plane = IMAGE_SIZE * IMAGE_SIZE;
         let mut out = vec![0f32; batch * IMAGE_VALUES];
-        for b in 0..batch {
-            let src = &self.act_b[b * IMAGE_VALUES..][..IMAGE_VALUES];
-            let dst = &mut out[b * IMAGE_VALUES..][..IMAGE_VALUES];
+        for (src, dst) in image
+            .chunks_exact(IMAGE_VALUES)
+            .zip(out.chunks_exact_mut(IMAGE_VALUES))
+        {
+            let (r, gb) = dst.split_at_mut(plane);
+            let (g, b) = gb.split_at_mut(plane);
             for (i, px) in src.chunks_exact(3).enumerate() {
-                dst[i] = px[0];
-                dst[plane + i] = px[1];
-                dst[2 * plane + i] = px[2];
+                r[i] = px[0];
+                g[i] = px[1];
+                b[i] = px[2];
             }
         }
+        self.image = image;
         Ok(out)
     }
 
@@ -409,113 +432,56 @@ impl Generator {
         if batch == 0 {
             return Ok(Vec::new());
         }
-        self.run_layers(latents, batch, 1);
-        Ok(self.act_b[..batch * FIRST_LAYER_FEATURES].to_vec())
-    }
-
-    /// Runs the first `n` layers; the result is left in `act_b` as `[B][H][W][C]`.
-    fn run_layers(&mut self, latents: &[f32], batch: usize, n: usize) {
-        // The latents are already [B][1][1][100].
-        let mut input = std::mem::take(&mut self.act_a);
-        input.clear();
-        input.extend_from_slice(latents);
-        let mut output = std::mem::take(&mut self.act_b);
-        for layer in &self.layers[..n] {
-            layer.forward(&input, batch, &mut self.cols, &mut output);
-            std::mem::swap(&mut input, &mut output);
+        self.run_hidden(latents, batch, 1);
+        let (c, side) = (FIRST_LAYER_FEATURES / 16, 4);
+        let stride = gather::padded_len(side, c);
+        let mut out = Vec::with_capacity(batch * FIRST_LAYER_FEATURES);
+        for sample in self.acts[0][..batch * stride].chunks_exact(stride) {
+            for y in 1..=side {
+                let row = &sample[(y * (side + 2) + 1) * c..][..side * c];
+                out.extend_from_slice(row);
+            }
         }
-        // The last layer's result is in `input` after the final swap.
-        self.act_a = output;
-        self.act_b = input;
+        Ok(out)
     }
-}
 
-impl Layer {
-    /// `input` is `[B][h_in][h_in][c_in]`; `output` becomes `[B][h_out][h_out][c_out]`.
-    fn forward(&self, input: &[f32], batch: usize, cols: &mut Vec<f32>, output: &mut Vec<f32>) {
-        let n = TAPS * self.c_out;
-        let (px_in, px_out) = (self.h_in * self.h_in, self.h_out * self.h_out);
-        output.resize(batch * px_out * self.c_out, 0.0);
-        // Samples per GEMM: as many as keep the GEMM output within COLS_BUDGET, so col2im
-        // reads it from cache instead of memory (at batch 16 the 32×32 layer's would be 16 MB).
-        let chunk = (COLS_BUDGET / (px_in * n * 4)).clamp(1, batch);
-        for s0 in (0..batch).step_by(chunk) {
-            let b = chunk.min(batch - s0);
-            let inp = &input[s0 * px_in * self.c_in..(s0 + b) * px_in * self.c_in];
-            let out = &mut output[s0 * px_out * self.c_out..(s0 + b) * px_out * self.c_out];
-            self.forward_chunk(inp, b, cols, out);
+    /// Runs the first `n` hidden layers; layer `i`'s output is left in `acts[i]`.
+    fn run_hidden(&mut self, latents: &[f32], batch: usize, n: usize) {
+        for i in 0..n {
+            let (done, rest) = self.acts.split_at_mut(i);
+            let out = &mut rest[0];
+            let len = batch * self.hidden[i].out_stride();
+            if out.len() < len {
+                out.resize(len, 0.0);
+            }
+            // The latents are already [B][100].
+            let input = done.last().map_or(latents, Vec::as_slice);
+            self.hidden[i].run(input, batch, out);
         }
     }
 
-    /// One GEMM + col2im over `batch` samples.
-    fn forward_chunk(&self, input: &[f32], batch: usize, cols: &mut Vec<f32>, output: &mut [f32]) {
-        // cols(pixel, tap, co) = Σ_ci input[pixel][ci] · weight[tap][co][ci]
-        let m = batch * self.h_in * self.h_in;
-        let n = TAPS * self.c_out;
-        let k = self.c_in;
-        cols.resize(m * n, 0.0);
-        // Which way round: with few pixels (a single sample's early layers) the GEMM runs up to
-        // 2× faster writing cols channel-major ([tap][co][pixel]); with many, pixel-major
-        // ([pixel][tap][co]) is as fast or faster and lets col2im add contiguous vectors.
-        let strides = if m <= CHANNEL_MAJOR_MAX_PIXELS {
-            sgemm_strided(n, m, k, (&self.weight, k, 1), (input, 1, k), cols);
-            Strides {
-                pixel: 1,
-                channel: m,
-            }
-        } else {
-            sgemm_strided(m, n, k, (input, k, 1), (&self.weight, 1, k), cols);
-            Strides {
-                pixel: n,
-                channel: 1,
-            }
-        };
-        let row = self.h_out * self.c_out;
-        let cols = &cols[..];
-        output.par_chunks_mut(row).enumerate().for_each(|(r, out)| {
-            self.col2im_row(r / self.h_out, r % self.h_out, cols, strides, out)
-        });
-    }
-
-    /// Output row `oy` of sample `b` (`[h_out][c_out]`): for each output pixel, the shift plus
-    /// the patch entries of the input pixels that cover it (`o = i·stride − pad + k`), then the
-    /// activation.
-    fn col2im_row(&self, b: usize, oy: usize, cols: &[f32], st: Strides, out: &mut [f32]) {
-        let (hi, c) = (self.h_in, self.c_out);
-        let ys = &self.cover[oy];
-        for (ox, dst) in out.chunks_exact_mut(c).enumerate() {
-            dst.copy_from_slice(&self.shift);
-            let xs = &self.cover[ox];
-            for &(kx, ix) in xs.pairs() {
-                for &(ky, iy) in ys.pairs() {
-                    let pixel = (b * hi + iy) * hi + ix;
-                    let at = pixel * st.pixel + (ky * KERNEL + kx) * c * st.channel;
-                    match (st.channel, c) {
-                        // The RGB layer: a fixed-size add the compiler unrolls.
-                        (1, 3) => {
-                            let v = &cols[at..at + 3];
-                            dst[0] += v[0];
-                            dst[1] += v[1];
-                            dst[2] += v[2];
-                        }
-                        (1, _) => {
-                            for (d, v) in dst.iter_mut().zip(&cols[at..at + c]) {
-                                *d += v;
-                            }
-                        }
-                        (cs, _) => {
-                            for (co, d) in dst.iter_mut().enumerate() {
-                                *d += cols[at + co * cs];
-                            }
-                        }
-                    }
+    /// Output row `oy` of sample `b` (`[64][3]`): the sum of the patches that overlap it,
+    /// then tanh. Input pixel `(iy, ix)`'s patch row `ky` is 4 pixels × 3 channels, contiguous
+    /// in `cols`, and lands on output pixels `2ix−1 .. 2ix+2` — also contiguous — so the sum
+    /// is a run of 12-value vector adds (into a row with a one-pixel margin for the edges).
+    fn col2im_tanh(&self, b: usize, oy: usize, cols: &[f32], out: &mut [f32]) {
+        const C: usize = 3;
+        let h_in = IMAGE_SIZE / 2;
+        let mut row = [0f32; (IMAGE_SIZE + 2) * C];
+        for &(ky, iy) in self.cover[oy].pairs() {
+            let src = &cols[(b * h_in + iy) * h_in * TAPS * C..][..h_in * TAPS * C];
+            for (ix, patch) in src.chunks_exact(TAPS * C).enumerate() {
+                let patch_row = &patch[ky * KERNEL * C..][..KERNEL * C];
+                // Output pixel 2ix−1 is at (2ix−1+1)·C in the margined row.
+                let dst = &mut row[2 * ix * C..][..KERNEL * C];
+                for (d, v) in dst.iter_mut().zip(patch_row) {
+                    *d += v;
                 }
             }
         }
-        // The activation over the whole row at once, so it vectorizes even for 3 channels.
-        match self.act {
-            Activation::Relu => out.iter_mut().for_each(|d| *d = d.max(0.0)),
-            Activation::Tanh => out.iter_mut().for_each(|d| *d = fast_tanh(*d)),
+        // Over the whole row at once, so it vectorizes.
+        for (o, v) in out.iter_mut().zip(&row[C..]) {
+            *o = fast_tanh(*v);
         }
     }
 }
@@ -533,28 +499,14 @@ impl Cover {
     }
 }
 
-/// Where `(pixel, tap·c_out + co)` lives in the GEMM output.
-#[derive(Clone, Copy)]
-struct Strides {
-    pixel: usize,
-    channel: usize,
-}
-
-/// Up to this many input pixels per layer call the GEMM writes its output channel-major.
-const CHANNEL_MAJOR_MAX_PIXELS: usize = 128;
-
-/// Bytes of GEMM output per layer call: about an L2 cache (2 MB per core on the dev machine).
-const COLS_BUDGET: usize = 2 << 20;
-
 /// tanh as a rational function (Eigen's `generic_fast_tanh_float`): within a few float ulps of
 /// `f32::tanh` (checked in the tests) and several times faster, which matters because the
 /// last layer applies it to 12,288 values per sample.
 // The coefficients are written as Eigen publishes them, so they can be checked against it.
 #[allow(clippy::excessive_precision)]
 fn fast_tanh(x: f32) -> f32 {
-    if x.abs() < 4e-4 {
-        return x;
-    }
+    let small = x.abs() < 4e-4;
+    let x0 = x;
     let x = x.clamp(-7.905_311, 7.905_311);
     let x2 = x * x;
     let mut p = x2.mul_add(-2.760_768_5e-16, 2.000_187_9e-13);
@@ -566,7 +518,8 @@ fn fast_tanh(x: f32) -> f32 {
     let mut q = x2.mul_add(1.198_258_4e-6, 1.185_347_1e-4);
     q = q.mul_add(x2, 2.268_434_6e-3);
     q = q.mul_add(x2, 4.893_525_2e-3);
-    x * p / q
+    // A select rather than an early return, so loops over rows vectorize.
+    if small { x0 } else { x * p / q }
 }
 
 /// `c[m×n] = A · B` where `A` is `m×k` and `B` is `k×n`, each given as `(data, row stride,

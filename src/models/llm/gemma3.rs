@@ -773,7 +773,6 @@ mod tests {
         let w: std::collections::HashMap<String, Vec<f32>> =
             tiny_weights().into_iter().map(|(n, _, d)| (n, d)).collect();
         let dims = Dims {
-            vocab: VOCAB,
             embd: EMBD,
             heads: HEADS,
             kv_heads: KV_HEADS,

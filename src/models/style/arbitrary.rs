@@ -444,7 +444,7 @@ impl StylePredictor {
             };
             let (act, q) = (b.dw_act, b.dw_out);
             h = match &b.dw_int8 {
-                Some(i8) => b.depthwise.forward(&i8.to_integers(&h), |c, row| {
+                Some(i8) => b.depthwise.forward_mapped(&h, Some(i8.in_scale), |c, row| {
                     let (m, lo, hi, os) = (i8.mult[c], i8.lo, i8.hi, i8.out_scale);
                     row.iter_mut()
                         .for_each(|v| *v = act.apply(clamp(*v * m, lo, hi).round_ties_even() * os))

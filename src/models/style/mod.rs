@@ -11,6 +11,7 @@
 
 pub mod arbitrary;
 pub mod colour;
+mod direct;
 pub mod image;
 pub mod multistyle;
 pub mod ops;

@@ -17,6 +17,7 @@
 
 use std::path::Path;
 
+use super::direct;
 use super::ops::{Conv, FeatureMap, Moments, PadMode, clamp, map_planes, merge_moments};
 use super::{STYLE_COUNT, StyleError, StyleMix, check_cancel};
 use crate::models::onnx::OnnxModel;
@@ -161,7 +162,11 @@ impl Multistyle26 {
             let fixed = stats.map(|s| &s.layers[i]);
             let (next, ms) = run_layer(layer, &style.norms[i], &cur, fixed, residual.as_ref());
             used.layers.push(ms);
-            cur = next;
+            let done = std::mem::replace(&mut cur, next);
+            direct::recycle(done.data);
+            if let Some(r) = residual {
+                direct::recycle(r.data);
+            }
         }
         Ok((cur, used))
     }
@@ -267,7 +272,8 @@ fn load_layer(
         [pad; 4],
         PadMode::Reflect,
     )
-    .ok_or_else(|| StyleError::architecture(path, format!("{name}: bad weights")))?;
+    .ok_or_else(|| StyleError::architecture(path, format!("{name}: bad weights")))?
+    .with_direct();
     let gamma = model.constant(&format!("{name}.norm.gamma"))?;
     let beta = model.constant(&format!("{name}.norm.beta"))?;
     for t in [&gamma, &beta] {

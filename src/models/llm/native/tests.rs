@@ -148,7 +148,6 @@ const BASE: f32 = 1000.0;
 /// The shape of a tiny model, for [`reference`].
 #[derive(Clone, Copy)]
 pub(crate) struct Dims {
-    pub vocab: usize,
     pub embd: usize,
     pub heads: usize,
     pub kv_heads: usize,
@@ -165,7 +164,6 @@ pub(crate) struct Dims {
 }
 
 const DIMS: Dims = Dims {
-    vocab: VOCAB,
     embd: EMBD,
     heads: HEADS,
     kv_heads: KV_HEADS,
@@ -301,7 +299,6 @@ pub(crate) fn reference(
     tokens: &[u32],
 ) -> Vec<f32> {
     let Dims {
-        vocab: _,
         embd,
         heads,
         kv_heads,
