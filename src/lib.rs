@@ -10,6 +10,8 @@ pub mod cli;
 pub mod engine;
 pub mod faces;
 pub mod fsutil;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gpu;
 pub mod kiosk;
 pub mod logs;
