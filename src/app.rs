@@ -876,7 +876,30 @@ impl AtelierApp {
         };
         if !kiosk.zoomed {
             kiosk.zoomed = true;
-            ctx.set_zoom_factor(kiosk.config.zoom);
+            // Large type, but never so large that the pages' fixed side panels overlap: keep
+            // at least 1200×720 points on screen.
+            let screen = ctx.content_rect().size();
+            let fits = (screen.x / 1200.0).min(screen.y / 720.0).max(1.0);
+            let zoom = kiosk.config.zoom.min(fits);
+            if zoom < kiosk.config.zoom {
+                tracing::info!(
+                    "kiosk: zoom {zoom:.2} instead of {} so the pages fit {:.0}×{:.0}",
+                    kiosk.config.zoom,
+                    screen.x,
+                    screen.y
+                );
+            }
+            ctx.set_zoom_factor(zoom);
+        }
+        // The GUI soak: memory in the log once a minute while the kiosk runs.
+        if kiosk
+            .last_memory_log
+            .is_none_or(|t| now - t >= Duration::from_secs(60))
+        {
+            kiosk.last_memory_log = Some(now);
+            if let Some(mb) = crate::soak::rss_mb() {
+                tracing::info!("kiosk: RSS {mb:.1} MB, {} resets so far", kiosk.resets);
+            }
         }
         let combo = kiosk.config.quit_keys.0;
         if ctx.input_mut(|i| i.consume_shortcut(&combo)) {

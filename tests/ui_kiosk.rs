@@ -55,6 +55,27 @@ fn wait_for(h: &mut H, what: &str, timeout: Duration, done: impl Fn(&AtelierApp)
     }
 }
 
+fn root_commands(h: &H) -> Vec<egui::ViewportCommand> {
+    h.output()
+        .viewport_output
+        .get(&egui::ViewportId::ROOT)
+        .map(|v| v.commands.clone())
+        .unwrap_or_default()
+}
+
+/// Sends the window a close request (the title bar's ×, Alt+F4) and says whether the app
+/// cancelled it.
+fn close_refused(h: &mut H) -> bool {
+    h.input_mut()
+        .viewports
+        .entry(egui::ViewportId::ROOT)
+        .or_default()
+        .events
+        .push(egui::ViewportEvent::Close);
+    h.step();
+    root_commands(h).contains(&egui::ViewportCommand::CancelClose)
+}
+
 #[test]
 fn attract_loop_starts_when_idle_and_stops_on_input() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -161,13 +182,19 @@ fn long_idle_resets_the_session_and_dialogs_and_quit_are_guarded() {
         h.state().toasts()
     );
 
-    // Quit only with the configured keys.
+    // Closing the window is refused, and other keys do not quit.
+    assert!(close_refused(&mut h), "a close request is cancelled");
     h.key_press_modifiers(egui::Modifiers::CTRL | egui::Modifiers::SHIFT, egui::Key::Q);
     h.step();
     assert!(!h.state().kiosk().unwrap().quit_allowed);
+    // The configured keys allow closing (the app asks the window to close then).
     h.key_press_modifiers(egui::Modifiers::CTRL | egui::Modifiers::ALT, egui::Key::K);
     h.step();
     assert!(h.state().kiosk().unwrap().quit_allowed);
+    assert!(
+        !close_refused(&mut h),
+        "after the quit keys, closing is allowed"
+    );
 
     // 1.8 s without input: the session resets to a clean state.
     wait_for(&mut h, "the reset", Duration::from_secs(20), |app| {

@@ -36,6 +36,8 @@ pub struct Kiosk {
     pub zoomed: bool,
     /// The Style demo's picture on screen (index into [`Self::images`]).
     pub shown_image: Option<usize>,
+    /// When memory was last written to the log.
+    pub last_memory_log: Option<Instant>,
 }
 
 impl Kiosk {
@@ -51,6 +53,7 @@ impl Kiosk {
             resets: 0,
             zoomed: false,
             shown_image: None,
+            last_memory_log: None,
         }
     }
 
