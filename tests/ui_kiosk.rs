@@ -110,12 +110,26 @@ fn attract_loop_starts_when_idle_and_stops_on_input() {
     // The first demo is the first configured page's: Style; with a 600 s turn it stays there.
     assert_eq!(h.state().store().settings.page, Page::Style);
 
-    // Input stops it; nothing restarts before the idle time has passed again.
+    // Input stops it — a key here, the mouse below; nothing restarts before the idle time has
+    // passed again.
     h.key_press(egui::Key::A);
     h.step();
     assert!(!h.state().kiosk().unwrap().is_attracting());
     h.step();
     assert!(!h.state().kiosk().unwrap().is_attracting());
+    wait_for(
+        &mut h,
+        "the attract loop again",
+        Duration::from_secs(10),
+        |app| app.kiosk().unwrap().is_attracting(),
+    );
+    // One jump of the mouse (no velocity) is a visitor too.
+    h.event(egui::Event::PointerMoved(egui::pos2(700.0, 420.0)));
+    h.step();
+    assert!(
+        !h.state().kiosk().unwrap().is_attracting(),
+        "the mouse stops it"
+    );
 }
 
 #[test]

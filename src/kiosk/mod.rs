@@ -77,7 +77,8 @@ impl Kiosk {
 }
 
 /// Whether this frame brought input from a visitor: a key, a click, a touch, a scroll, or the
-/// pointer moving. (Window focus and similar events are not a visitor.)
+/// pointer moving (any `PointerMoved` event: a single jump of the mouse leaves no velocity).
+/// Window focus and similar events are not a visitor.
 pub fn visitor_input(ctx: &egui::Context) -> bool {
     ctx.input(|i| {
         i.pointer.is_moving()
@@ -85,6 +86,7 @@ pub fn visitor_input(ctx: &egui::Context) -> bool {
                 matches!(
                     e,
                     egui::Event::Key { .. }
+                        | egui::Event::PointerMoved(_)
                         | egui::Event::Text(_)
                         | egui::Event::PointerButton { .. }
                         | egui::Event::Touch { .. }
