@@ -33,16 +33,30 @@ pub struct GuiOptions {
     pub data_dir: Option<PathBuf>,
     /// `--backend`: where the image models run; saved as the setting (None: keep the saved one).
     pub backend: Option<crate::gpu::Backend>,
+    /// Trade-show mode (`--kiosk`): fullscreen, large type, attract loop, scratch data, no
+    /// file dialogs, quit only with the configured keys.
+    pub kiosk: Option<crate::kiosk::KioskConfig>,
 }
 
 /// Opens the main window and runs until it is closed.
 pub fn run_gui(opts: GuiOptions) -> anyhow::Result<()> {
+    let mut viewport = egui::ViewportBuilder::default()
+        .with_title("Atelier")
+        .with_app_id("atelier")
+        .with_inner_size([1400.0, 900.0])
+        .with_min_inner_size([1000.0, 620.0]);
+    if let Some(k) = &opts.kiosk {
+        tracing::info!(
+            "kiosk mode: panels {:?}, attract after {} s, reset after {} s, quit with {}",
+            k.panels,
+            k.idle_seconds,
+            k.reset_seconds,
+            k.quit_keys_text
+        );
+        viewport = viewport.with_fullscreen(k.fullscreen);
+    }
     let native = eframe::NativeOptions {
-        viewport: egui::ViewportBuilder::default()
-            .with_title("Atelier")
-            .with_app_id("atelier")
-            .with_inner_size([1400.0, 900.0])
-            .with_min_inner_size([1000.0, 620.0]),
+        viewport,
         renderer: eframe::Renderer::Wgpu,
         ..Default::default()
     };
@@ -204,16 +218,27 @@ pub struct AtelierApp {
     report_frames: bool,
     /// Where the last image job ran ("CPU" or "GPU · adapter"), for the status bar.
     image_device: Option<String>,
+    /// Trade-show mode's state; `None` in the normal studio.
+    kiosk: Option<crate::kiosk::Kiosk>,
+    /// Times the inference worker recovered from a crash (tests read it).
+    worker_recoveries: u64,
 }
 
 impl AtelierApp {
     /// Creates the app; the engine starts on the first frame (it needs the egui context to wake
     /// the UI). `gpu` is the renderer's device when a window exists.
     pub fn new(opts: GuiOptions, gpu: Option<GpuContext>) -> Self {
-        let mut store = match &opts.data_dir {
-            Some(dir) => Store::open(dir),
-            None => Store::open_default(),
+        let base = opts.data_dir.clone().unwrap_or_else(crate::paths::data_dir);
+        let mut store = match &opts.kiosk {
+            // A kiosk works in a scratch folder, cleared at start and on every reset.
+            Some(_) => open_kiosk_session(&base),
+            None => Store::open(&base),
         };
+        if let Some(k) = &opts.kiosk
+            && !k.panels.contains(&store.settings.page)
+        {
+            store.settings.page = k.panels[0];
+        }
         if let Some(b) = opts.backend {
             store.settings.backend = b;
         }
@@ -244,6 +269,8 @@ impl AtelierApp {
             frame_stats: FrameStats::default(),
             report_frames: std::env::var_os("ATELIER_FRAME_STATS").is_some_and(|v| v != "0"),
             image_device: None,
+            kiosk: opts.kiosk.map(crate::kiosk::Kiosk::new),
+            worker_recoveries: 0,
         }
     }
 
@@ -323,6 +350,16 @@ impl AtelierApp {
     /// Messages currently shown in the corner (for tests).
     pub fn toasts(&self) -> Vec<Notice> {
         self.toasts.iter().map(|t| t.notice.clone()).collect()
+    }
+
+    /// The kiosk's state, in kiosk mode.
+    pub fn kiosk(&self) -> Option<&crate::kiosk::Kiosk> {
+        self.kiosk.as_ref()
+    }
+
+    /// How many times the inference worker recovered from a crash in this session.
+    pub fn worker_recoveries(&self) -> u64 {
+        self.worker_recoveries
     }
 
     /// Saves everything now (on exit).
@@ -412,6 +449,14 @@ impl AtelierApp {
     }
 
     fn open_dialog(&mut self, ctx: &egui::Context, dialog: Dialog) {
+        if self.kiosk.is_some() {
+            // A visitor must not browse the machine's files.
+            self.toast(Notice {
+                level: NoticeLevel::Info,
+                message: "Opening and saving files is switched off on this kiosk.".into(),
+            });
+            return;
+        }
         if self.dialog.is_some() {
             return; // one at a time
         }
@@ -505,12 +550,18 @@ impl AtelierApp {
         let Some(engine) = &self.engine else {
             return;
         };
+        // A worker thread that died is replaced; the jobs it held fail with a message.
+        engine.heal();
         let mut switched_to_base = None;
+        let mut recovered = None;
         while let Some(event) = engine.try_recv() {
             // Faces jobs load their own generator: their ModelLoading/Failed events are not
             // about the language model, so they skip `observe`.
             if let crate::engine::Event::Backend { device, .. } = &event {
                 self.image_device = Some(device.clone());
+            }
+            if let crate::engine::Event::WorkerRecovered { message, .. } = &event {
+                recovered = Some(message.clone());
             }
             if self.faces.owns(event.job()) {
                 self.faces.on_event(event);
@@ -533,6 +584,9 @@ impl AtelierApp {
                 self.write.on_event(event);
             }
             // Other events (the load job's, stale ones of replaced jobs) were observed above.
+        }
+        if let Some(message) = recovered {
+            self.worker_recovered(&message);
         }
         if let Some(name) = switched_to_base {
             self.store.settings.mode = WriteMode::Continue;
@@ -618,6 +672,11 @@ impl AtelierApp {
                 Command::LoadModel(path) => self.load_model(path),
                 Command::OpenModelDialog => self.open_dialog(ctx, Dialog::OpenModel),
                 Command::RefreshModels => self.discover(ctx),
+                Command::ShowPage(page)
+                    if self
+                        .kiosk
+                        .as_ref()
+                        .is_some_and(|k| !k.config.panels.contains(&page)) => {}
                 Command::ShowPage(page) => {
                     if page != Page::Faces {
                         // A live walk occupies the worker: leaving the page frees it for Write.
@@ -710,6 +769,9 @@ impl AtelierApp {
         }
         self.drain_events();
         self.poll_helpers();
+        if self.kiosk.is_some() {
+            self.kiosk_frame(&ctx);
+        }
         if let Some(wait) = self.store.tick(Instant::now()) {
             ctx.request_repaint_after(wait);
         }
@@ -775,6 +837,13 @@ impl AtelierApp {
         panel.show(ui, &mut cx);
         self.run_commands(&ctx);
         self.draw_toasts(&ctx);
+        if self
+            .kiosk
+            .as_ref()
+            .is_some_and(crate::kiosk::Kiosk::is_attracting)
+        {
+            attract_banner(&ctx);
+        }
 
         let ms = t0.elapsed().as_secs_f32() * 1000.0;
         let generating = self.write.is_generating();
@@ -798,13 +867,201 @@ impl AtelierApp {
         }
     }
 
+    /// Kiosk mode, each frame: the quit combination, refused close requests, and the attract
+    /// loop's clock (visitor input stops a demo; idle time starts one, or resets everything).
+    fn kiosk_frame(&mut self, ctx: &egui::Context) {
+        let now = Instant::now();
+        let Some(kiosk) = &mut self.kiosk else {
+            return;
+        };
+        if !kiosk.zoomed {
+            kiosk.zoomed = true;
+            // Large type, but never so large that the pages' fixed side panels overlap: keep
+            // at least 1200×720 points on screen.
+            let screen = ctx.content_rect().size();
+            let fits = (screen.x / 1200.0).min(screen.y / 720.0).max(1.0);
+            let zoom = kiosk.config.zoom.min(fits);
+            if zoom < kiosk.config.zoom {
+                tracing::info!(
+                    "kiosk: zoom {zoom:.2} instead of {} so the pages fit {:.0}×{:.0}",
+                    kiosk.config.zoom,
+                    screen.x,
+                    screen.y
+                );
+            }
+            ctx.set_zoom_factor(zoom);
+        }
+        // The GUI soak: memory in the log once a minute while the kiosk runs.
+        if kiosk
+            .last_memory_log
+            .is_none_or(|t| now - t >= Duration::from_secs(60))
+        {
+            kiosk.last_memory_log = Some(now);
+            if let Some(mb) = crate::soak::rss_mb() {
+                tracing::info!("kiosk: RSS {mb:.1} MB, {} resets so far", kiosk.resets);
+            }
+        }
+        let combo = kiosk.config.quit_keys.0;
+        if ctx.input_mut(|i| i.consume_shortcut(&combo)) {
+            tracing::info!("kiosk: quit combination pressed");
+            kiosk.quit_allowed = true;
+            ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+        }
+        if ctx.input(|i| i.viewport().close_requested()) && !kiosk.quit_allowed {
+            tracing::info!(
+                "kiosk: close request refused (quit with {})",
+                kiosk.config.quit_keys_text
+            );
+            ctx.send_viewport_cmd(egui::ViewportCommand::CancelClose);
+        }
+        let input = crate::kiosk::visitor_input(ctx);
+        let attract = kiosk.attract(now);
+        let mut actions = Vec::new();
+        if input {
+            actions.extend(attract.input(now));
+        }
+        // Each tick returns at most one action and moves the clock past it.
+        while actions.len() < 4
+            && let Some(a) = attract.tick(now)
+        {
+            actions.push(a);
+        }
+        ctx.request_repaint_after(attract.next_due(now).min(Duration::from_secs(60)));
+        for action in actions {
+            self.kiosk_apply(action);
+        }
+    }
+
+    /// Does what the attract loop asked, with the calls a visitor's clicks make.
+    fn kiosk_apply(&mut self, action: crate::kiosk::AttractAction) {
+        use crate::kiosk::AttractAction;
+        let Some(kiosk) = &mut self.kiosk else {
+            return;
+        };
+        match action {
+            AttractAction::Start(demo) | AttractAction::Next(demo) => {
+                tracing::info!("kiosk: demo of {:?} (turn {})", demo.page, demo.turn);
+                self.faces.stop_walk();
+                self.write.stop();
+                self.commands.push(Command::ShowPage(demo.page));
+                match demo.page {
+                    Page::Faces => {
+                        let psi = kiosk.config.psi;
+                        let keys = kiosk
+                            .config
+                            .seeds
+                            .iter()
+                            .map(|&s| crate::faces::FaceSpec::from_seed(s, psi))
+                            .collect();
+                        self.faces.set_walk_keys(keys);
+                        self.faces.request_play();
+                    }
+                    Page::Write => {
+                        let prompt = kiosk.prompt(demo.turn).to_string();
+                        let existing = kiosk
+                            .demo_document
+                            .clone()
+                            .filter(|id| self.store.documents().iter().any(|d| d.id == *id));
+                        let id = match existing {
+                            Some(id) => {
+                                self.store.select(&id);
+                                id
+                            }
+                            None => self.store.new_document(),
+                        };
+                        kiosk.demo_document = Some(id);
+                        self.store.current_mut().text = prompt;
+                        self.store.mark_changed();
+                        let settings = &mut self.store.settings;
+                        settings.mode = WriteMode::Continue;
+                        settings.params.max_new_tokens = kiosk.config.max_tokens;
+                        settings.params.sampling.seed = demo.turn as u64;
+                        self.write.document_switched();
+                        self.write.request_generate();
+                    }
+                    // The picture/style pairs follow as NextStyle actions.
+                    Page::Style => self.style.set_max_side(512),
+                }
+            }
+            AttractAction::NextStyle { image, style } => {
+                if kiosk.shown_image != Some(image)
+                    && let Some(path) = kiosk.images.get(image)
+                {
+                    kiosk.shown_image = Some(image);
+                    self.style.set_content_path(path.clone());
+                }
+                if let Some(&s) = kiosk.config.styles.get(style) {
+                    self.style.select_style(s);
+                }
+            }
+            AttractAction::Stop => {
+                tracing::info!("kiosk: a visitor took over");
+                self.faces.stop_walk();
+                self.write.stop();
+            }
+            AttractAction::Reset => self.reset_session(),
+        }
+    }
+
+    /// Kiosk reset: stops every job, wipes the scratch folder and starts the pages afresh
+    /// (the engine and its loaded models stay).
+    fn reset_session(&mut self) {
+        let Some(kiosk) = &mut self.kiosk else {
+            return;
+        };
+        tracing::info!("kiosk: resetting to a clean state");
+        self.write.stop();
+        self.style.stop();
+        self.faces.reset();
+        self.write = WritePanel::default();
+        self.style = StylePanel::default();
+        // Queued autosaves land before the folder is wiped, not after.
+        let _ = self.store.save_now();
+        let dir = self.store.dir().to_path_buf();
+        let backend = self.store.settings.backend;
+        self.store = fresh_store(&dir);
+        self.store.settings.backend = backend;
+        self.store.settings.model = Some(self.model.selected.clone());
+        self.store.settings.page = kiosk.config.panels[0];
+        self.toasts.clear();
+        kiosk.demo_document = None;
+        kiosk.shown_image = None;
+        kiosk.resets += 1;
+    }
+
+    /// The worker caught a crash and dropped its models: tell the user and load the language
+    /// model again, so the next generation does not wait for it.
+    fn worker_recovered(&mut self, message: &str) {
+        self.worker_recoveries += 1;
+        self.toast(Notice {
+            level: NoticeLevel::Warning,
+            message: format!(
+                "The inference engine hit an internal error ({message}). It recovered and is \
+                 reloading its models; the job that failed can be run again."
+            ),
+        });
+        self.model.loaded = None;
+        if self.model.selected.is_file() {
+            self.load_model(self.model.selected.clone());
+        }
+    }
+
     fn top_bar(&mut self, ui: &mut egui::Ui) {
         let page = self.store.settings.page;
-        let previews = [
+        let mut previews = vec![
             (Page::Write, self.write.name(), self.write.is_preview()),
             (Page::Faces, self.faces.name(), self.faces.is_preview()),
             (Page::Style, self.style.name(), self.style.is_preview()),
         ];
+        if let Some(k) = &self.kiosk {
+            // The configured pages, in the configured order.
+            previews = k
+                .config
+                .panels
+                .iter()
+                .filter_map(|p| previews.iter().find(|(q, ..)| q == p).copied())
+                .collect();
+        }
         egui::Panel::top("top-bar")
             .resizable(false)
             .exact_size(48.0)
@@ -925,6 +1182,41 @@ impl AtelierApp {
         }
         ctx.request_repaint_after(Duration::from_millis(500));
     }
+}
+
+/// The invitation shown over the attract loop's demos.
+fn attract_banner(ctx: &egui::Context) {
+    egui::Area::new(egui::Id::unique("kiosk-attract-banner"))
+        .order(egui::Order::Foreground)
+        .anchor(egui::Align2::CENTER_BOTTOM, egui::vec2(0.0, -56.0))
+        .interactable(false)
+        .show(ctx, |ui| {
+            egui::Frame::popup(ui.style())
+                .fill(theme::ACCENT)
+                .inner_margin(egui::Margin::symmetric(28, 14))
+                .show(ui, |ui| {
+                    ui.label(
+                        RichText::new("Touch anywhere to try it yourself")
+                            .font(theme::strong(22.0))
+                            .color(theme::ON_ACCENT),
+                    );
+                });
+        });
+}
+
+/// The kiosk's scratch store in `base`/[`crate::kiosk::SESSION_DIR`], emptied first.
+fn open_kiosk_session(base: &std::path::Path) -> Store {
+    fresh_store(&base.join(crate::kiosk::SESSION_DIR))
+}
+
+/// A store on an emptied folder.
+fn fresh_store(dir: &std::path::Path) -> Store {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => tracing::warn!("kiosk: cannot clear {}: {e}", dir.display()),
+    }
+    Store::open(dir)
 }
 
 impl eframe::App for AtelierApp {

@@ -14,7 +14,7 @@ use crate::paths;
 
 /// Atelier: a creative studio that runs generative models locally.
 #[derive(Debug, Parser)]
-#[command(name = "atelier", version, about, long_about = None, after_help = bundled_models_help())]
+#[command(name = "atelier", version, about, long_about = None)]
 pub struct Cli {
     /// With no command, the studio window opens.
     #[command(subcommand)]
@@ -31,6 +31,15 @@ pub struct Cli {
     /// Default: auto, or the studio's saved setting.
     #[arg(long, global = true, value_enum)]
     pub backend: Option<crate::gpu::Backend>,
+    /// Trade-show mode: fullscreen, large type, an attract loop when idle, a reset to a clean
+    /// state after a longer idle time, no file dialogs, quit only with the configured keys
+    /// (default Ctrl+Shift+Q). Also on when the settings say `"kiosk": true`.
+    #[arg(long)]
+    pub kiosk: bool,
+    /// The kiosk configuration (TOML; see the README). Default: kiosk.toml in the data folder,
+    /// else built-in defaults. Implies --kiosk.
+    #[arg(long, value_name = "PATH")]
+    pub kiosk_config: Option<PathBuf>,
 }
 
 /// The `--backend` of this process's headless command (set once by [`run`]).
@@ -77,6 +86,9 @@ pub enum Command {
     Style(crate::style::cli::StyleArgs),
     /// List the models Atelier knows about (bundled and discovered), or fetch the defaults.
     Models(ModelsArgs),
+    /// Drive all three models in a loop for a while, printing memory (RSS) and job latency
+    /// over time, to check that nothing grows; see BENCHMARKS.md.
+    Soak(crate::soak::SoakArgs),
     /// Benchmarks (same code path as the studio); see BENCHMARKS.md.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -199,14 +211,54 @@ pub struct ModelsArgs {
     pub action: String,
 }
 
-fn bundled_models_help() -> String {
-    format!(
-        "Bundled models (fetched into {} by {}):\n  Write: {} (default, instruct), {} (completion)",
+/// The bundled models, each with whether it is installed (for `--help` and `--version`).
+pub fn bundled_models_help() -> String {
+    use crate::models::style::{MULTISTYLE_FILE, PREDICT_FILE, TRANSFORM_FILE};
+    let mut text = format!(
+        "Bundled models (fetched into {} by {}):",
         paths::models_dir().display(),
-        paths::FETCH_COMMAND,
-        paths::SMOLLM2_FILE,
-        paths::GEMMA3_FILE
-    )
+        paths::FETCH_COMMAND
+    );
+    for (panel, file, what) in [
+        (
+            "Write",
+            paths::SMOLLM2_FILE,
+            "SmolLM2-135M-Instruct Q4_1, default, instruct",
+        ),
+        (
+            "Write",
+            paths::GEMMA3_FILE,
+            "Gemma 3 270M base Q4_K_M, completion",
+        ),
+        (
+            "Faces",
+            crate::faces::DEFAULT_MODEL_FILE,
+            "DCGAN 64x64 face generator",
+        ),
+        ("Style", MULTISTYLE_FILE, "multistyle26, 26 built-in styles"),
+        ("Style", PREDICT_FILE, "arbitrary-style predictor"),
+        ("Style", TRANSFORM_FILE, "arbitrary-style transform"),
+    ] {
+        let state = if paths::default_model(file).is_file() {
+            "installed"
+        } else {
+            "missing"
+        };
+        text.push_str(&format!("\n  {panel}: {file} ({what}) [{state}]"));
+    }
+    text.push_str(&format!(
+        "\nLogs: {} (rotated at {} MB)",
+        crate::logs::log_dir()
+            .join(crate::logs::FILE_NAME)
+            .display(),
+        crate::logs::MAX_BYTES / (1024 * 1024)
+    ));
+    text
+}
+
+/// What `--version` prints: the version and the bundled models.
+pub fn long_version() -> String {
+    format!("{}\n{}", env!("CARGO_PKG_VERSION"), bundled_models_help())
 }
 
 /// Resolves `smollm2` / `gemma3` to the bundled files, anything else to a path; a missing
@@ -241,6 +293,7 @@ pub fn run(cmd: Command, backend: Option<crate::gpu::Backend>) -> anyhow::Result
         Command::Style(a) => crate::style::cli::run(a),
         Command::Bench(BenchCommand::Style(a)) => crate::style::bench::run(&a),
         Command::Models(a) => models(a),
+        Command::Soak(a) => crate::soak::run(&a),
         Command::Bench(BenchCommand::Write(a)) => {
             let report = crate::bench::run_write_bench(&a)?;
             if a.json {

@@ -37,6 +37,33 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Deletes the temporary files [`atomic_write`] leaves in `dir` when the process is killed
+/// mid-save (the target itself is intact: the rename never happened). Call when opening a
+/// store, before anything writes there. Returns how many were removed.
+pub fn remove_stale_temp_files(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(".atelier-") && name.ends_with(".tmp") {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => removed += 1,
+                Err(e) => tracing::warn!("cannot remove {}: {e}", entry.path().display()),
+            }
+        }
+    }
+    if removed > 0 {
+        tracing::info!(
+            "removed {removed} unfinished save(s) from {} (the saved files are intact)",
+            dir.display()
+        );
+    }
+    removed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

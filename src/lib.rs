@@ -10,10 +10,15 @@ pub mod cli;
 pub mod engine;
 pub mod faces;
 pub mod fsutil;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gpu;
+pub mod kiosk;
+pub mod logs;
 pub mod models;
 pub mod panels;
 pub mod paths;
+pub mod soak;
 pub mod store;
 pub mod style;
 pub mod theme;

@@ -1,10 +1,11 @@
 //! Entry point: parse the command line, set up logging, then open the studio window or run a
 //! headless command on the same engine.
 
-use clap::Parser;
 use clap::error::ErrorKind;
+use clap::{CommandFactory, FromArgMatches};
+use tracing_subscriber::prelude::*;
 
-use atelier::cli::{self, Cli};
+use atelier::cli::{self, Cli, Command};
 
 fn main() -> std::process::ExitCode {
     // mesa's Vulkan device-select layer connects to Wayland to find the default GPU and, in a
@@ -16,32 +17,104 @@ fn main() -> std::process::ExitCode {
         // SAFETY: the first statement of main: no other thread exists to read the environment.
         unsafe { std::env::set_var("NODEVICE_SELECT", "1") };
     }
-    let args = match Cli::try_parse() {
+    // `--version` and `--help` list the bundled models (and whether they are installed).
+    let command = Cli::command()
+        .long_version(&*Box::leak(cli::long_version().into_boxed_str()))
+        .after_help(cli::bundled_models_help());
+    let args = match command
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m))
+    {
         Ok(args) => args,
         Err(e) => return usage_error(e),
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(args.default_log_filter()));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    let long_running = matches!(args.command, None | Some(Command::Soak(_)));
+    init_logging(&args, long_running);
     let result = match args.command {
         Some(cmd) => cli::run(cmd, args.backend),
-        None => atelier::app::run_gui(atelier::app::GuiOptions {
-            model: args.model,
-            backend: args.backend,
-            ..Default::default()
-        }),
+        None => gui(args.model, args.backend, args.kiosk, args.kiosk_config),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             // One line, so scripts can show it as is.
             let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+            // Into the log file only: stderr gets the one line below.
+            tracing::error!(target: "atelier::exit", "{}", chain.join(": "));
             eprintln!("error: {}", chain.join(": "));
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// Opens the studio, in kiosk mode when asked on the command line or in the settings.
+fn gui(
+    model: Option<std::path::PathBuf>,
+    backend: Option<atelier::gpu::Backend>,
+    kiosk: bool,
+    kiosk_config: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
+    let data = atelier::paths::data_dir();
+    let kiosk = kiosk || kiosk_config.is_some() || atelier::store::Store::kiosk_setting(&data);
+    let kiosk = if kiosk {
+        Some(atelier::kiosk::KioskConfig::find(
+            kiosk_config.as_deref(),
+            &data,
+        )?)
+    } else {
+        None
+    };
+    atelier::app::run_gui(atelier::app::GuiOptions {
+        model,
+        backend,
+        kiosk,
+        ..Default::default()
+    })
+}
+
+/// Logs go to stderr (filtered by `--log`/RUST_LOG, default warnings) and, for the studio and
+/// the soak, also to the rotated log file in the data folder (info and up from Atelier).
+fn init_logging(args: &Cli, to_file: bool) {
+    let filter = |default: &str| {
+        tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default))
+    };
+    let stderr_filter = filter(args.default_log_filter());
+    let stderr_filter = match "atelier::exit=off".parse() {
+        Ok(d) => stderr_filter.add_directive(d),
+        Err(_) => stderr_filter,
+    };
+    let stderr = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_filter(stderr_filter);
+    let file = if to_file {
+        match atelier::logs::RotatingLog::open(&atelier::logs::log_dir(), atelier::logs::MAX_BYTES)
+        {
+            Ok(log) => Some(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(false)
+                    .with_writer(log)
+                    .with_filter(tracing_subscriber::EnvFilter::new(
+                        args.log.as_deref().unwrap_or("warn,atelier=info"),
+                    )),
+            ),
+            Err(e) => {
+                eprintln!(
+                    "atelier: cannot open the log file in {}: {e}",
+                    atelier::logs::log_dir().display()
+                );
+                None
+            }
+        }
+    } else {
+        None
+    };
+    tracing_subscriber::registry()
+        .with(stderr)
+        .with(file)
+        .init();
+    if to_file {
+        tracing::info!("atelier {} starting", env!("CARGO_PKG_VERSION"));
     }
 }
 

@@ -130,6 +130,8 @@ pub struct Settings {
     /// Where the image models (Faces, Style) run; an unknown value reads as Auto.
     #[serde(deserialize_with = "lenient_backend")]
     pub backend: crate::gpu::Backend,
+    /// Start in trade-show mode (as `--kiosk` does); set it by editing settings.json.
+    pub kiosk: bool,
 }
 
 /// A backend name from the file, or Auto (with a warning) for anything else, so one bad value
@@ -223,6 +225,7 @@ impl Default for Settings {
             recent_models: Vec::new(),
             style: StyleSettings::default(),
             backend: crate::gpu::Backend::Auto,
+            kiosk: false,
         }
     }
 }
@@ -445,6 +448,8 @@ impl Store {
     /// Opens (or creates) the store in `dir`. Never fails: problems become [`Notice`]s and
     /// the app starts with what could be read.
     pub fn open(dir: &Path) -> Self {
+        crate::fsutil::remove_stale_temp_files(dir);
+        crate::fsutil::remove_stale_temp_files(&dir.join(DOCUMENTS_DIR));
         let mut notices = Vec::new();
         let settings_path = dir.join(SETTINGS_FILE);
         let (mut settings, saved_settings) = match load_json::<Settings>(&settings_path) {
@@ -516,6 +521,12 @@ impl Store {
         settings.current_document = Some(store.documents[store.current].id.clone());
         store.settings = settings;
         store
+    }
+
+    /// Whether the settings file in `dir` asks for kiosk mode (read without opening the
+    /// store; an unreadable file says no).
+    pub fn kiosk_setting(dir: &Path) -> bool {
+        matches!(load_json::<Settings>(&dir.join(SETTINGS_FILE)), Loaded::Ok(s) if s.kiosk)
     }
 
     /// The folder the store lives in.

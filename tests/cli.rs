@@ -174,3 +174,45 @@ fn bad_input_exits_non_zero_with_one_line() {
         assert!(err.starts_with("error: ") && err.contains(want), "{err}");
     }
 }
+
+#[test]
+fn version_and_help_list_the_bundled_models() {
+    for flag in ["--version", "--help"] {
+        let out = atelier(&[flag]);
+        assert!(out.status.success(), "{flag}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        for file in [
+            atelier::paths::SMOLLM2_FILE,
+            atelier::paths::GEMMA3_FILE,
+            atelier::faces::DEFAULT_MODEL_FILE,
+            atelier::models::style::MULTISTYLE_FILE,
+        ] {
+            assert!(text.contains(file), "{flag} names {file}: {text}");
+        }
+        assert!(text.contains("atelier.log"), "{flag} says where the log is");
+    }
+}
+
+#[test]
+fn a_bad_kiosk_configuration_is_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("show.toml");
+    std::fs::write(&config, "[timing]\nidle_seconds = 0\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_atelier"))
+        .args(["--kiosk-config", config.to_str().unwrap()])
+        .env("ATELIER_DATA", dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(
+        err.starts_with("error: ")
+            && err.contains("timing.idle_seconds")
+            && err.contains("show.toml"),
+        "{err}"
+    );
+    // The log file has it too.
+    let log = std::fs::read_to_string(dir.path().join("logs/atelier.log")).unwrap();
+    assert!(log.contains("timing.idle_seconds"), "{log}");
+}

@@ -38,6 +38,7 @@ fn app_on(data: &Path) -> H {
             backend: None,
             model: Some(data.join("no-language-model.gguf")),
             data_dir: Some(data.to_path_buf()),
+            kiosk: None,
         },
         None,
     );

@@ -47,6 +47,7 @@ fn app_with(data: &Path, gpu: bool) -> H {
             backend: None,
             model: Some(data.join("no-language-model.gguf")),
             data_dir: Some(data.to_path_buf()),
+            kiosk: None,
         },
         None,
     );

@@ -48,6 +48,7 @@ fn app_with(setup: impl FnOnce(&mut atelier::store::Settings)) -> Fixture {
             backend: None,
             model: Some(model_path()),
             data_dir: Some(dir.path().to_path_buf()),
+            kiosk: None,
         },
         None,
     );
@@ -445,6 +446,7 @@ fn app_without_model(model: PathBuf) -> (Harness<'static, AtelierApp>, tempfile:
             backend: None,
             model: Some(model),
             data_dir: Some(dir.path().to_path_buf()),
+            kiosk: None,
         },
         None,
     );

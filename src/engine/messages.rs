@@ -94,6 +94,9 @@ pub enum EngineError {
     /// The job panicked inside the worker; the worker survived and dropped its models.
     #[error("internal error while running the job ({0}); the model will be reloaded")]
     Panicked(String),
+    /// The worker thread crashed while this job was queued or running; a new one was started.
+    #[error("the inference worker crashed ({0}) and was restarted; run the job again")]
+    WorkerRestarted(String),
     /// The worker thread is gone.
     #[error("the inference worker has stopped")]
     WorkerGone,
@@ -146,6 +149,10 @@ pub enum Event {
     Cancelled { job: JobId },
     /// The job failed; the message is for the user and was logged once by the engine.
     Failed { job: JobId, error: EngineError },
+    /// Sent after a job's [`Event::Failed`] when the job crashed (panicked) inside the worker:
+    /// the worker caught it, dropped every model (they may be half-updated) and carries on;
+    /// models reload on their next use. The GUI shows it and reloads the language model.
+    WorkerRecovered { job: JobId, message: String },
 }
 
 impl Event {
@@ -165,7 +172,8 @@ impl Event {
             | Event::Style { job, .. }
             | Event::Finished { job }
             | Event::Cancelled { job }
-            | Event::Failed { job, .. } => *job,
+            | Event::Failed { job, .. }
+            | Event::WorkerRecovered { job, .. } => *job,
         }
     }
 

@@ -35,14 +35,17 @@ pub type Waker = Arc<dyn Fn() + Send + Sync>;
 
 /// The submitting side of the engine. Dropping it stops the worker.
 pub struct Engine {
-    requests: Sender<Request>,
+    /// Replaced when a crashed worker thread is restarted (see [`Engine::heal`]).
+    requests: Mutex<Sender<Request>>,
     events: Receiver<Event>,
     outbox: Outbox,
     next_id: AtomicU64,
     gpu: Option<GpuContext>,
     /// The image models' backend choice, shared with the worker.
     backend: Arc<AtomicU8>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Worker threads started after a crash.
+    restarts: AtomicUsize,
 }
 
 /// Where events go: the channel, the pending-job count, and the waker.
@@ -86,20 +89,79 @@ impl Engine {
             live: Arc::default(),
         };
         let backend = Arc::new(AtomicU8::new(Backend::default().index()));
-        let worker = worker::Worker::new(outbox.clone(), gpu.clone(), backend.clone());
-        let thread = std::thread::Builder::new()
-            .name("atelier-inference".into())
-            .spawn(move || worker.run(req_rx))
-            .map_err(EngineError::Spawn)?;
+        let thread = Self::start_worker(&outbox, gpu.clone(), backend.clone(), req_rx)?;
         Ok(Self {
-            requests: req_tx,
+            requests: Mutex::new(req_tx),
             events: ev_rx,
             outbox,
             next_id: AtomicU64::new(1),
             gpu,
             backend,
-            thread: Some(thread),
+            thread: Mutex::new(Some(thread)),
+            restarts: AtomicUsize::new(0),
         })
+    }
+
+    fn start_worker(
+        outbox: &Outbox,
+        gpu: Option<GpuContext>,
+        backend: Arc<AtomicU8>,
+        requests: Receiver<Request>,
+    ) -> Result<std::thread::JoinHandle<()>, EngineError> {
+        let worker = worker::Worker::new(outbox.clone(), gpu, backend);
+        std::thread::Builder::new()
+            .name("atelier-inference".into())
+            .spawn(move || worker.run(requests))
+            .map_err(EngineError::Spawn)
+    }
+
+    /// Restarts the worker thread if it died (a crash outside a job's own guard, which
+    /// catches panics inside jobs): every job it held fails with
+    /// [`EngineError::WorkerRestarted`], followed by [`Event::WorkerRecovered`], and a new
+    /// thread (models reload on first use) takes the next requests. Called before every
+    /// submission; the GUI also calls it each frame. Returns whether it restarted the worker.
+    pub fn heal(&self) -> bool {
+        let Ok(mut thread) = self.thread.lock() else {
+            return false;
+        };
+        if !thread.as_ref().is_some_and(|t| t.is_finished()) {
+            return false;
+        }
+        let message = match thread.take().map(std::thread::JoinHandle::join) {
+            Some(Err(panic)) => worker::panic_message(&panic),
+            _ => "the worker thread ended".into(),
+        };
+        tracing::error!("the inference worker crashed ({message}); restarting it");
+        let lost: Vec<JobId> = match self.outbox.live.lock() {
+            Ok(live) => live.keys().copied().collect(),
+            Err(_) => Vec::new(),
+        };
+        let (tx, rx) = channel();
+        match Self::start_worker(&self.outbox, self.gpu.clone(), self.backend.clone(), rx) {
+            Ok(t) => *thread = Some(t),
+            Err(e) => tracing::error!("{e}"),
+        }
+        if let Ok(mut requests) = self.requests.lock() {
+            *requests = tx;
+        }
+        self.restarts.fetch_add(1, Ordering::SeqCst);
+        for job in lost {
+            self.outbox.done(job);
+            self.outbox.send(Event::Failed {
+                job,
+                error: EngineError::WorkerRestarted(message.clone()),
+            });
+            self.outbox.send(Event::WorkerRecovered {
+                job,
+                message: message.clone(),
+            });
+        }
+        true
+    }
+
+    /// How many times [`Self::heal`] restarted the worker thread.
+    pub fn restarts(&self) -> usize {
+        self.restarts.load(Ordering::SeqCst)
     }
 
     /// Chooses where the image models (Faces, Style) run from the next job on: see
@@ -206,6 +268,7 @@ impl Engine {
     }
 
     fn submit(&self, make: impl FnOnce(JobHandle) -> Request) -> JobHandle {
+        self.heal();
         let job = JobHandle::new(JobId(self.next_id.fetch_add(1, Ordering::Relaxed)));
         if let Ok(mut live) = self.outbox.live.lock() {
             live.insert(job.id(), job.clone());
@@ -215,7 +278,11 @@ impl Engine {
             job: job.id(),
             ahead,
         });
-        if self.requests.send(make(job.clone())).is_err() {
+        let sent = match self.requests.lock() {
+            Ok(requests) => requests.send(make(job.clone())).is_ok(),
+            Err(_) => false,
+        };
+        if !sent {
             self.outbox.done(job.id());
             self.outbox.send(Event::Failed {
                 job: job.id(),
@@ -232,8 +299,10 @@ impl Drop for Engine {
         if let Ok(live) = self.outbox.live.lock() {
             live.values().for_each(JobHandle::cancel);
         }
-        let _ = self.requests.send(Request::Shutdown);
-        if let Some(t) = self.thread.take() {
+        if let Ok(requests) = self.requests.lock() {
+            let _ = requests.send(Request::Shutdown);
+        }
+        if let Some(t) = self.thread.lock().ok().and_then(|mut t| t.take()) {
             let _ = t.join();
         }
     }

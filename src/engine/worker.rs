@@ -60,6 +60,12 @@ impl Worker {
                 | Request::Style { job, .. } => job.clone(),
             };
             let id = job.id();
+            if debug_panic(&req, "-thread") {
+                // Test hook: a crash outside the per-job guard ends the thread, and the engine
+                // starts a new one on the next request (see `Engine::submit`).
+                panic!("debug panic outside a job (ATELIER_DEBUG_PANIC)");
+            }
+            let mut panicked = None;
             let result = if job.is_cancelled() {
                 // Cancelled while queued: skip it without loading anything.
                 Ok(Outcome::Cancelled)
@@ -72,7 +78,9 @@ impl Worker {
                         self.faces.reset();
                         self.style.reset();
                         self.devices.reset_models();
-                        Err(EngineError::Panicked(panic_message(&panic)))
+                        let message = panic_message(&panic);
+                        panicked = Some(message.clone());
+                        Err(EngineError::Panicked(message))
                     })
             };
             self.outbox.done(id);
@@ -85,10 +93,18 @@ impl Worker {
                 }
             };
             self.outbox.send(event);
+            if let Some(message) = panicked {
+                tracing::error!(job = %id, "the worker recovered from a crash; models dropped");
+                self.outbox
+                    .send(Event::WorkerRecovered { job: id, message });
+            }
         }
     }
 
     fn handle(&mut self, req: Request) -> Result<Outcome, EngineError> {
+        if debug_panic(&req, "") {
+            panic!("debug panic inside a job (ATELIER_DEBUG_PANIC)");
+        }
         match req {
             Request::Shutdown => Ok(Outcome::Done),
             Request::LoadLlm { job, path } => {
@@ -279,7 +295,23 @@ impl Worker {
     }
 }
 
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+/// Test hook for the self-healing tests: with `ATELIER_DEBUG_PANIC=MARKER` in the
+/// environment, a Write job whose text contains `MARKER` + `suffix` panics (`""` inside the
+/// job's guard, `"-thread"` outside it). Without the variable nothing is checked.
+fn debug_panic(req: &Request, suffix: &str) -> bool {
+    let Some(marker) = std::env::var_os("ATELIER_DEBUG_PANIC") else {
+        return false;
+    };
+    let Request::Write { request, .. } = req else {
+        return false;
+    };
+    let needle = format!("{}{suffix}", marker.to_string_lossy());
+    let text = serde_json::to_string(&request.task).unwrap_or_default();
+    // "-thread" contains the plain marker too: the plain check skips it.
+    text.contains(&needle) && (!suffix.is_empty() || !text.contains(&format!("{needle}-thread")))
+}
+
+pub(crate) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
     if let Some(s) = panic.downcast_ref::<&str>() {
         (*s).to_string()
     } else if let Some(s) = panic.downcast_ref::<String>() {

@@ -53,6 +53,9 @@ impl Favourites {
     /// and an empty store is returned together with the error describing it, so the panel can
     /// say so once.
     pub fn open(path: &Path) -> (Self, Option<FacesError>) {
+        if let Some(dir) = path.parent() {
+            crate::fsutil::remove_stale_temp_files(dir);
+        }
         let empty = Self {
             path: path.to_path_buf(),
             items: Vec::new(),

@@ -76,6 +76,9 @@ pub struct WritePanel {
     /// (document id, text length, words) so counting runs only when the text changes.
     words: Option<(String, usize, usize)>,
     focus_editor: bool,
+    /// Generate on the next frame (the kiosk's attract loop asks, see
+    /// [`Self::request_generate`]).
+    generate_requested: bool,
 }
 
 impl Default for WritePanel {
@@ -90,6 +93,7 @@ impl Default for WritePanel {
             request_error: None,
             words: None,
             focus_editor: true,
+            generate_requested: false,
         }
     }
 }
@@ -104,6 +108,9 @@ impl Panel for WritePanel {
     }
 
     fn show(&mut self, ui: &mut egui::Ui, cx: &mut PanelContext<'_>) {
+        if std::mem::take(&mut self.generate_requested) && !self.is_generating() {
+            self.generate(ui.ctx(), cx);
+        }
         self.keyboard(ui, cx);
         egui::Panel::left("write-documents")
             .resizable(false)
@@ -185,6 +192,11 @@ impl WritePanel {
         let mut state = egui::TextEdit::load_state(ctx, self.editor_id).unwrap_or_default();
         state.cursor.set_char_range(Some(range));
         egui::TextEdit::store_state(ctx, self.editor_id, state);
+    }
+
+    /// Generates at the cursor on the next frame, as the Generate button does.
+    pub fn request_generate(&mut self) {
+        self.generate_requested = true;
     }
 
     /// Stops the running job, if any (Esc, the Stop button).

@@ -132,6 +132,8 @@ pub struct FacesPanel {
     /// Samples received so far (tests watch re-renders with it).
     samples: u64,
     ctx: Option<egui::Context>,
+    /// Play the walk on the next frame (the kiosk's attract loop asks, see [`Self::request_play`]).
+    play_requested: bool,
 }
 
 impl Default for FacesPanel {
@@ -158,6 +160,7 @@ impl Default for FacesPanel {
             exports: Vec::new(),
             samples: 0,
             ctx: None,
+            play_requested: false,
         }
     }
 }
@@ -200,6 +203,9 @@ impl Panel for FacesPanel {
             && !self.walk.is_playing()
         {
             self.request_missing(engine);
+        }
+        if std::mem::take(&mut self.play_requested) {
+            self.play(cx);
         }
 
         let mut actions = Vec::new();
@@ -480,6 +486,25 @@ impl FacesPanel {
         self.directions = None;
         self.directions_asked = false;
         self.generator = None;
+    }
+
+    /// Back to a fresh panel (kiosk reset): every job is cancelled; the walk's texture, which
+    /// is registered with the renderer, is kept for the next walk.
+    pub fn reset(&mut self) {
+        self.walk.stop();
+        for j in &self.jobs {
+            j.handle.cancel();
+        }
+        let output = self.walk.output.take();
+        let model = std::mem::take(&mut self.model);
+        *self = Self::default();
+        self.walk.output = output;
+        self.model = model;
+    }
+
+    /// Plays the walk through the current keyframes on the next frame, as the Play button does.
+    pub fn request_play(&mut self) {
+        self.play_requested = true;
     }
 
     /// Stops the live walk (leaving the page, exit, or another job needs the worker).
