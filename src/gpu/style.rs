@@ -302,6 +302,29 @@ fn upload_map(ctx: &GpuContext, x: &FeatureMap) -> Result<Tensor, GpuError> {
 /// One layer's per-channel `(mean, variance)`.
 type MeanVar = (Vec<f32>, Vec<f32>);
 
+/// Reads back the RGB output (`3 x pixels`) and every layer's statistics (`2 x channels`) in
+/// one copy: what both style networks return.
+fn read_image_and_stats(
+    rec: Recorder<'_>,
+    image: &Tensor,
+    pixels: usize,
+    stats: &[Tensor],
+    channels: &[usize],
+) -> Result<(Vec<f32>, Vec<MeanVar>), GpuError> {
+    let mut ranges = vec![(image, 0, 3 * pixels)];
+    for (st, &c) in stats.iter().zip(channels) {
+        ranges.push((st, 0, 2 * c));
+    }
+    let values = rec.read_back(&ranges)?;
+    Ok(split_stats(values, 3 * pixels, channels))
+}
+
+/// The read-back RGB values as a feature map.
+fn image_map(image: Vec<f32>, h: usize, w: usize) -> Result<FeatureMap, StyleError> {
+    FeatureMap::from_vec(3, h, w, image)
+        .ok_or_else(|| StyleError::BadInput("GPU output has the wrong size".into()))
+}
+
 /// Splits the read-back values into the image and each layer's `(mean, var)`.
 fn split_stats(values: Vec<f32>, image: usize, channels: &[usize]) -> (Vec<f32>, Vec<MeanVar>) {
     let mut rest = values;
@@ -426,18 +449,12 @@ impl GpuMultistyle {
                 all_stats.push(st);
                 (cur, h, w) = (y, oh, ow);
             }
-            let mut ranges = vec![(&cur, 0, 3 * h * w)];
             let channels: Vec<usize> = self.layers.iter().map(|l| l.conv.cout).collect();
-            for (st, &c) in all_stats.iter().zip(&channels) {
-                ranges.push((st, 0, 2 * c));
-            }
-            let values = rec.read_back(&ranges)?;
-            let (image, layers) = split_stats(values, 3 * h * w, &channels);
+            let (image, layers) = read_image_and_stats(rec, &cur, h * w, &all_stats, &channels)?;
             Ok((image, layers, h, w))
         })?;
         let (image, layers, h, w) = out;
-        let map = FeatureMap::from_vec(3, h, w, image)
-            .ok_or_else(|| StyleError::BadInput("GPU output has the wrong size".into()))?;
+        let map = image_map(image, h, w)?;
         Ok((map, MultistyleStats { layers }))
     }
 }
@@ -630,18 +647,12 @@ impl GpuTransform {
                 (cur, h, w) = (y, oh, ow);
             }
             pointwise(&mut rec, &cur, 2, self.output);
-            let mut ranges = vec![(&cur, 0, 3 * h * w)];
             let channels: Vec<usize> = self.layers.iter().map(|l| l.conv.cout).collect();
-            for (st, &c) in all_stats.iter().zip(&channels) {
-                ranges.push((st, 0, 2 * c));
-            }
-            let values = rec.read_back(&ranges)?;
-            let (image, layers) = split_stats(values, 3 * h * w, &channels);
+            let (image, layers) = read_image_and_stats(rec, &cur, h * w, &all_stats, &channels)?;
             Ok((image, layers, h, w))
         })?;
         let (image, layers, h, w) = out;
-        let map = FeatureMap::from_vec(3, h, w, image)
-            .ok_or_else(|| StyleError::BadInput("GPU output has the wrong size".into()))?;
+        let map = image_map(image, h, w)?;
         Ok((map, TransformStats { layers }))
     }
 }
