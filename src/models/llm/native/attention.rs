@@ -57,8 +57,6 @@ pub struct Shape {
 
 /// Queries per parallel task.
 const QUERY_TILE: usize = 32;
-/// From this many queries on, a tile's scores and outputs are two small GEMMs.
-const GEMM_MIN_QUERIES: usize = 1;
 
 #[derive(Clone, Copy)]
 struct OutPtr(*mut f32);
@@ -79,47 +77,13 @@ pub fn attend(q: &[f32], cache: &KvCache, pos: usize, s: Shape, out: &mut [f32])
         let (h, tile) = (task / tiles, task % tiles);
         let i0 = tile * QUERY_TILE;
         let i1 = (i0 + QUERY_TILE).min(m);
-        if i1 - i0 >= GEMM_MIN_QUERIES {
-            tile_gemm(q, cache, pos, s, h, i0..i1, ptr);
-        } else {
-            for i in i0..i1 {
-                one_query(q, cache, pos, s, h, i, ptr);
-            }
-        }
+        tile_gemm(q, cache, pos, s, h, i0..i1, ptr);
     });
 }
 
 /// The keys query `i` (at position `pos + i`) sees: `lo..=p`.
 fn key_range(s: &Shape, p: usize) -> (usize, usize) {
     (s.window.map_or(0, |w| (p + 1).saturating_sub(w)), p)
-}
-
-fn one_query(q: &[f32], cache: &KvCache, pos: usize, s: Shape, h: usize, i: usize, out: OutPtr) {
-    let qw = s.heads * s.head_dim;
-    let kvh = h / (s.heads / s.kv_heads);
-    let (lo, p) = key_range(&s, pos + i);
-    let qh = &q[i * qw + h * s.head_dim..][..s.head_dim];
-    let mut scores: Vec<f32> = (lo..=p)
-        .map(|j| {
-            ops::dot(
-                qh,
-                &cache.k[j * cache.width + kvh * s.head_dim..][..s.head_dim],
-            ) * s.scale
-        })
-        .collect();
-    ops::softmax(&mut scores);
-    let mut acc = vec![0f32; s.head_dim];
-    for (j, &w) in (lo..=p).zip(&scores) {
-        ops::axpy(
-            &mut acc,
-            w,
-            &cache.v[j * cache.width + kvh * s.head_dim..][..s.head_dim],
-        );
-    }
-    // SAFETY: (query i, head h) is written by this task only, inside `out`.
-    unsafe {
-        std::ptr::copy_nonoverlapping(acc.as_ptr(), out.0.add(i * qw + h * s.head_dim), s.head_dim)
-    };
 }
 
 /// Queries `rows` of head `h`: scores = Q K^T (one GEMM over every key any of them sees),

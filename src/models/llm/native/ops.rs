@@ -62,32 +62,6 @@ pub fn softmax(x: &mut [f32]) {
     }
 }
 
-/// Dot product with 16 independent partial sums (vectorizes to one AVX-512 register).
-#[inline]
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 16];
-    let (ac, bc) = (a.chunks_exact(16), b.chunks_exact(16));
-    let (ar, br) = (ac.remainder(), bc.remainder());
-    for (x, y) in ac.zip(bc) {
-        for i in 0..16 {
-            acc[i] = x[i].mul_add(y[i], acc[i]);
-        }
-    }
-    let mut s: f32 = acc.iter().sum();
-    for (x, y) in ar.iter().zip(br) {
-        s += x * y;
-    }
-    s
-}
-
-/// `y += a * x`.
-#[inline]
-pub fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
-    for (o, &v) in y.iter_mut().zip(x) {
-        *o = a.mul_add(v, *o);
-    }
-}
-
 /// Rotary position embedding tables for positions `start..start + len`: `cos`, `sin`, each
 /// `len x dims / 2`, computed in f64.
 pub fn rope_tables(
