@@ -350,6 +350,7 @@ fn write(a: WriteArgs) -> anyhow::Result<()> {
         params,
         candidates: a.n,
         forced: Vec::new(),
+        remote: None,
     });
     let mut results: Vec<GenerationResult> = Vec::new();
     let mut load_seconds = None;

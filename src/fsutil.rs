@@ -7,6 +7,16 @@ use std::path::Path;
 /// flushed to disk and renamed over the target, so a crash leaves either the old or the new
 /// version, never a torn one.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_with_mode(path, bytes, None)
+}
+
+/// [`atomic_write`] for secrets: the file is readable and writable by its owner alone (0600),
+/// whatever the old file's permissions were.
+pub fn atomic_write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_with_mode(path, bytes, Some(0o600))
+}
+
+fn write_with_mode(path: &Path, bytes: &[u8], mode: Option<u32>) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -20,11 +30,14 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        builder.permissions(match std::fs::metadata(path) {
-            Ok(m) => m.permissions(),
-            Err(_) => std::fs::Permissions::from_mode(0o666),
+        builder.permissions(match (mode, std::fs::metadata(path)) {
+            (Some(mode), _) => std::fs::Permissions::from_mode(mode),
+            (None, Ok(m)) => m.permissions(),
+            (None, Err(_)) => std::fs::Permissions::from_mode(0o666),
         });
     }
+    #[cfg(not(unix))]
+    let _ = mode;
     let mut tmp = builder.tempfile_in(dir)?;
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;

@@ -18,6 +18,7 @@ pub mod logs;
 pub mod models;
 pub mod panels;
 pub mod paths;
+pub mod remote;
 pub mod soak;
 pub mod store;
 pub mod style;

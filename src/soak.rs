@@ -150,6 +150,7 @@ pub fn run(a: &SoakArgs) -> anyhow::Result<()> {
             },
             candidates: 1,
             forced: Vec::new(),
+            remote: None,
         });
         windows[0].add(wait(&engine, &job, t).context("write job")?);
         // Faces: four new seeds at the grid's cell size.

@@ -29,6 +29,7 @@ fn request(model: PathBuf, text: &str, max_new_tokens: usize, seed: u64) -> Writ
         },
         candidates: 1,
         forced: Vec::new(),
+        remote: None,
     }
 }
 

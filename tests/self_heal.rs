@@ -42,6 +42,7 @@ fn request(text: &str) -> WriteRequest {
         },
         candidates: 1,
         forced: Vec::new(),
+        remote: None,
     }
 }
 

@@ -308,6 +308,7 @@ fn a_request_behind_another_job_says_it_is_queued() {
             },
             candidates: 1,
             forced: Vec::new(),
+            remote: None,
         });
     h.get_by_label("Generate").click();
     wait_for(h, "the queued state", Duration::from_secs(10), |app| {

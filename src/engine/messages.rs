@@ -24,6 +24,10 @@ pub struct WriteRequest {
     /// Tokens already accepted after the prompt (e.g. up to a swapped-in alternative):
     /// the generation continues after them.
     pub forced: Vec<u32>,
+    /// Run on this OpenAI-compatible server instead of the local model (`model` is then
+    /// unused). Never serialized: it may carry an API key.
+    #[serde(skip)]
+    pub remote: Option<crate::remote::RemoteEndpoint>,
 }
 
 /// The prompt of a scoring job.
@@ -97,6 +101,9 @@ pub enum EngineError {
     /// The worker thread crashed while this job was queued or running; a new one was started.
     #[error("the inference worker crashed ({0}) and was restarted; run the job again")]
     WorkerRestarted(String),
+    /// A remote engine failed (unreachable, refused, malformed answer).
+    #[error(transparent)]
+    Remote(#[from] crate::remote::RemoteError),
     /// The worker thread is gone.
     #[error("the inference worker has stopped")]
     WorkerGone,
@@ -136,6 +143,8 @@ pub enum Event {
     },
     /// Teacher-forced scores, one per continuation token.
     Scored { job: JobId, scores: Vec<TokenScore> },
+    /// The models a remote server offers (answer to [`super::Engine::remote_models`]).
+    RemoteModels { job: JobId, models: Vec<String> },
     /// Where an image job's model runs: "CPU" or "GPU · <adapter>" (for the status bar and
     /// the CLI).
     Backend { job: JobId, device: String },
@@ -167,6 +176,7 @@ impl Event {
             | Event::Token { job, .. }
             | Event::CandidateDone { job, .. }
             | Event::Scored { job, .. }
+            | Event::RemoteModels { job, .. }
             | Event::Backend { job, .. }
             | Event::Faces { job, .. }
             | Event::Style { job, .. }

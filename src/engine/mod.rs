@@ -28,6 +28,34 @@ use messages::Request;
 pub use messages::{EngineError, Event, ScorePrompt, ScoreRequest, WriteRequest};
 pub use style::{StyleEvent, StyleJob};
 
+use crate::remote::RemoteEndpoint;
+use crate::remote::runner::{RemoteJob, RemoteReport, RemoteRunner};
+
+/// Checks a write request's ranges (local and remote alike).
+pub(crate) fn validate_write(req: &WriteRequest) -> Result<(), EngineError> {
+    if !(1..=4).contains(&req.candidates) {
+        return Err(EngineError::InvalidRequest(format!(
+            "alternatives must be between 1 and 4 (got {})",
+            req.candidates
+        )));
+    }
+    req.params
+        .sampling
+        .validate()
+        .map_err(EngineError::InvalidRequest)?;
+    if req.params.max_new_tokens == 0 {
+        return Err(EngineError::InvalidRequest(
+            "max new tokens must be at least 1".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A panic payload as text.
+pub(crate) fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    worker::panic_message(panic)
+}
+
 use crate::gpu::{Backend, GpuContext};
 
 /// Called after every event so a sleeping UI wakes up (`egui::Context::request_repaint`).
@@ -37,7 +65,10 @@ pub type Waker = Arc<dyn Fn() + Send + Sync>;
 pub struct Engine {
     /// Replaced when a crashed worker thread is restarted (see [`Engine::heal`]).
     requests: Mutex<Sender<Request>>,
-    events: Receiver<Event>,
+    /// Behind a lock so the engine can be shared between threads (`atelier serve`).
+    events: Mutex<Receiver<Event>>,
+    /// The network thread for remote jobs, started on first use.
+    remote: Mutex<Option<RemoteRunner>>,
     outbox: Outbox,
     next_id: AtomicU64,
     gpu: Option<GpuContext>,
@@ -70,6 +101,11 @@ impl Outbox {
     /// Marks a job finished: it no longer counts as pending.
     pub(crate) fn done(&self, job: JobId) {
         self.pending.fetch_sub(1, Ordering::SeqCst);
+        self.forget(job);
+    }
+
+    /// Drops a finished job from the jobs to cancel on shutdown.
+    fn forget(&self, job: JobId) {
         if let Ok(mut live) = self.live.lock() {
             live.remove(&job);
         }
@@ -92,7 +128,8 @@ impl Engine {
         let thread = Self::start_worker(&outbox, gpu.clone(), backend.clone(), req_rx)?;
         Ok(Self {
             requests: Mutex::new(req_tx),
-            events: ev_rx,
+            events: Mutex::new(ev_rx),
+            remote: Mutex::new(None),
             outbox,
             next_id: AtomicU64::new(1),
             gpu,
@@ -180,12 +217,25 @@ impl Engine {
         self.submit(|job| Request::LoadLlm { job, path })
     }
 
-    /// Starts a text generation.
+    /// Starts a text generation: on the worker, or on the request's remote server (those run
+    /// on the network thread, beside local jobs rather than behind them).
     pub fn write(&self, request: WriteRequest) -> JobHandle {
-        self.submit(|job| Request::Write {
-            job,
-            request: Box::new(request),
-        })
+        match request.remote.clone() {
+            Some(endpoint) => self.submit_remote(|job| RemoteJob::Write {
+                job,
+                request: Box::new(request),
+                endpoint,
+            }),
+            None => self.submit(|job| Request::Write {
+                job,
+                request: Box::new(request),
+            }),
+        }
+    }
+
+    /// Lists a remote server's models: [`Event::RemoteModels`], or a failure that says why.
+    pub fn remote_models(&self, endpoint: RemoteEndpoint) -> JobHandle {
+        self.submit_remote(|job| RemoteJob::Models { job, endpoint })
     }
 
     /// Scores a continuation teacher-forced.
@@ -249,12 +299,12 @@ impl Engine {
 
     /// The next event, if one is waiting (for the UI's frame loop).
     pub fn try_recv(&self) -> Option<Event> {
-        self.events.try_recv().ok()
+        self.events.lock().ok()?.try_recv().ok()
     }
 
     /// Waits up to `timeout` for the next event (for the CLI and tests).
     pub fn recv_timeout(&self, timeout: Duration) -> Option<Event> {
-        self.events.recv_timeout(timeout).ok()
+        self.events.lock().ok()?.recv_timeout(timeout).ok()
     }
 
     /// Jobs submitted and not yet finished.
@@ -265,6 +315,47 @@ impl Engine {
     /// The GPU context the worker holds, if any (for the status bar).
     pub fn gpu(&self) -> Option<&GpuContext> {
         self.gpu.as_ref()
+    }
+
+    fn submit_remote(&self, make: impl FnOnce(JobHandle) -> RemoteJob) -> JobHandle {
+        let job = JobHandle::new(JobId(self.next_id.fetch_add(1, Ordering::Relaxed)));
+        if let Ok(mut live) = self.outbox.live.lock() {
+            live.insert(job.id(), job.clone());
+        }
+        self.outbox.send(Event::Queued {
+            job: job.id(),
+            ahead: 0,
+        });
+        let failed = match self.remote.lock() {
+            Ok(mut runner) => {
+                if runner.is_none() {
+                    let outbox = self.outbox.clone();
+                    let report = Arc::new(move |r: RemoteReport| match r {
+                        RemoteReport::Event(e) => outbox.send(e),
+                        RemoteReport::Done(id) => outbox.forget(id),
+                    });
+                    match RemoteRunner::start(report) {
+                        Ok(r) => *runner = Some(r),
+                        Err(e) => tracing::error!("{e}"),
+                    }
+                }
+                match runner.as_ref() {
+                    Some(r) => r.submit(make(job.clone())).is_err(),
+                    None => true,
+                }
+            }
+            Err(_) => true,
+        };
+        if failed {
+            self.outbox.forget(job.id());
+            self.outbox.send(Event::Failed {
+                job: job.id(),
+                error: EngineError::Remote(crate::remote::RemoteError::Runtime(
+                    "the network thread is not running".into(),
+                )),
+            });
+        }
+        job
     }
 
     fn submit(&self, make: impl FnOnce(JobHandle) -> Request) -> JobHandle {

@@ -202,21 +202,7 @@ impl Worker {
     }
 
     fn write(&mut self, job: &JobHandle, req: &WriteRequest) -> Result<Outcome, EngineError> {
-        if !(1..=4).contains(&req.candidates) {
-            return Err(EngineError::InvalidRequest(format!(
-                "alternatives must be between 1 and 4 (got {})",
-                req.candidates
-            )));
-        }
-        req.params
-            .sampling
-            .validate()
-            .map_err(EngineError::InvalidRequest)?;
-        if req.params.max_new_tokens == 0 {
-            return Err(EngineError::InvalidRequest(
-                "max new tokens must be at least 1".into(),
-            ));
-        }
+        super::validate_write(req)?;
         let outbox = self.outbox.clone();
         let llm = self.ensure_llm(job, &req.model)?;
         let built = build_prompt(llm, &req.task, req.params.max_new_tokens)?;

@@ -1010,6 +1010,7 @@ mod tests {
             params: GenerateParams::default(),
             candidates: 2,
             forced: vec![],
+            remote: None,
         };
         let anchor = Anchor {
             doc_id: "d".into(),

@@ -809,6 +809,7 @@ impl WritePanel {
             params,
             candidates: cx.store.settings.candidates.clamp(1, 4),
             forced: Vec::new(),
+            remote: None,
         };
         let anchor = Anchor {
             doc_id: doc.id.clone(),

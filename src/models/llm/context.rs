@@ -34,18 +34,72 @@ pub enum WriteTask {
         /// How to rewrite it (empty: improve clarity and flow).
         instruction: String,
     },
+    /// A raw prompt sent as is (`atelier serve`'s `/v1/completions`): never trimmed; one that
+    /// does not fit the context is an error.
+    Prompt {
+        /// The prompt text.
+        text: String,
+    },
+    /// A whole conversation (`/v1/chat/completions`), rendered with the model's chat template:
+    /// never trimmed.
+    Chat {
+        /// The messages, oldest first.
+        messages: Vec<ChatMessage>,
+    },
 }
 
 impl WriteTask {
     /// Whether the task needs a chat template (an instruct model).
     pub fn needs_chat(&self) -> bool {
-        !matches!(self, Self::Continue { .. })
+        !matches!(self, Self::Continue { .. } | Self::Prompt { .. })
+    }
+
+    /// Whether the task must be sent whole (a request from a program) rather than trimmed to
+    /// fit the context (a writer's document).
+    fn exact(&self) -> bool {
+        matches!(self, Self::Prompt { .. } | Self::Chat { .. })
+    }
+
+    /// The task as a conversation for a chat API (a remote engine): the same single user
+    /// message the local chat template receives. `None` for raw completion tasks.
+    pub fn chat_messages(&self) -> Option<Vec<ChatMessage>> {
+        if let Self::Chat { messages } = self {
+            return Some(messages.clone());
+        }
+        if !self.needs_chat() {
+            return None;
+        }
+        let (instruction, document) = self.parts();
+        Some(vec![ChatMessage::user(chat_content(
+            &instruction,
+            &document,
+        ))])
+    }
+
+    /// The text a raw completion continues (`None` for chat tasks).
+    pub fn completion_text(&self) -> Option<&str> {
+        match self {
+            Self::Continue { text } | Self::Prompt { text } => Some(text),
+            _ => None,
+        }
+    }
+
+    /// Whether the task has nothing to work from.
+    pub fn is_empty(&self) -> bool {
+        match self {
+            Self::Chat { messages } => messages.iter().all(|m| m.content.trim().is_empty()),
+            _ => {
+                let (fixed, document) = self.parts();
+                fixed.is_empty() && document.trim().is_empty()
+            }
+        }
     }
 
     /// (fixed instruction part, document part that may be trimmed from its start)
     fn parts(&self) -> (String, String) {
         match self {
-            Self::Continue { text } => (String::new(), text.clone()),
+            Self::Continue { text } | Self::Prompt { text } => (String::new(), text.clone()),
+            Self::Chat { .. } => (String::new(), String::new()),
             Self::Instruct {
                 instruction,
                 document,
@@ -100,20 +154,34 @@ pub fn build_prompt(
     max_new_tokens: usize,
 ) -> Result<BuiltPrompt, LlmError> {
     let (fixed, document) = task.parts();
-    if task.needs_chat() {
-        if llm.chat_template.is_none() {
-            return Err(LlmError::Template(format!(
-                "{} has no chat template (it is a base model): use Continue mode, or open an instruct model",
-                llm.info.name
-            )));
-        }
-        if fixed.is_empty() && document.trim().is_empty() {
-            return Err(LlmError::EmptyPrompt);
-        }
-    } else if document.trim().is_empty() {
+    if task.needs_chat() && llm.chat_template.is_none() {
+        return Err(LlmError::Template(format!(
+            "{} has no chat template (it is a base model): use Continue mode, or open an instruct model",
+            llm.info.name
+        )));
+    }
+    if task.is_empty() {
         return Err(LlmError::EmptyPrompt);
     }
     let ctx = llm.model.context_length();
+    if task.exact() {
+        let ids = match task {
+            WriteTask::Chat { messages } => chat_render(llm, messages)?,
+            _ => {
+                let mut ids = bos(llm);
+                ids.extend(llm.tokenizer.encode(&document, false)?);
+                ids
+            }
+        };
+        // The reply needs at least one position.
+        if ids.len() >= ctx {
+            return Err(LlmError::PromptTooLong {
+                needed: ids.len(),
+                available: ctx - 1,
+            });
+        }
+        return Ok(BuiltPrompt { ids, trimmed: None });
+    }
     let budget = ctx - max_new_tokens.min(ctx / 2);
     let render = |doc: &str| -> Result<Vec<u32>, LlmError> {
         if task.needs_chat() {
@@ -176,17 +244,28 @@ fn bos(llm: &Llm) -> Vec<u32> {
     }
 }
 
-fn chat_ids(llm: &Llm, instruction: &str, document: &str) -> Result<Vec<u32>, LlmError> {
-    let Some(t) = &llm.chat_template else {
-        return Err(LlmError::Template("no chat template".into()));
-    };
-    let content = match (document.trim().is_empty(), instruction.is_empty()) {
+/// The one user message a writer's chat task becomes.
+fn chat_content(instruction: &str, document: &str) -> String {
+    match (document.trim().is_empty(), instruction.is_empty()) {
         (true, _) => instruction.to_string(),
         (false, true) => document.to_string(),
         // The instruction goes last: small models follow what they read most recently.
         (false, false) => format!("{document}\n\n---\n{instruction}"),
+    }
+}
+
+fn chat_ids(llm: &Llm, instruction: &str, document: &str) -> Result<Vec<u32>, LlmError> {
+    chat_render(
+        llm,
+        &[ChatMessage::user(chat_content(instruction, document))],
+    )
+}
+
+fn chat_render(llm: &Llm, messages: &[ChatMessage]) -> Result<Vec<u32>, LlmError> {
+    let Some(t) = &llm.chat_template else {
+        return Err(LlmError::Template("no chat template".into()));
     };
-    let text = t.render(&[ChatMessage::user(content)])?;
+    let text = t.render(messages)?;
     let mut ids = Vec::new();
     // Add BOS unless the template already wrote it.
     if t.bos_token().is_empty() || !text.starts_with(t.bos_token()) {
