@@ -72,12 +72,7 @@ fi
 [[ -x "${ATELIER[0]}" ]] || { echo "error: ${ATELIER[0]} is missing (run without --no-build)" >&2; exit 1; }
 
 # --- llama.cpp peer, in a venv outside the repo ------------------------------------------------
-if ! "$VENV/bin/python" -c "import llama_cpp, numpy" >/dev/null 2>&1; then
-  echo "== installing llama-cpp-python $LLAMA_VERSION into $VENV (compiles llama.cpp; minutes)" >&2
-  python3 -m venv "$VENV"
-  CMAKE_ARGS="-DGGML_NATIVE=ON" CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) \
-    "$VENV/bin/pip" install --no-cache-dir "llama-cpp-python==$LLAMA_VERSION"
-fi
+VENV="$(ATELIER_PEER_VENV="$VENV" LLAMA_CPP_PYTHON_VERSION="$LLAMA_VERSION" scripts/peer-venv.sh)"
 PEER=("$VENV/bin/python" benches/llamacpp_peer.py)
 
 # --- run ---------------------------------------------------------------------------------------

@@ -65,7 +65,9 @@ impl Cli {
     pub fn default_log_filter(&self) -> &str {
         match (&self.log, &self.command) {
             (Some(f), _) => f,
-            (None, Some(_)) => "warn,atelier::engine::worker=off",
+            // A server reports its address and each request.
+            (None, Some(Command::Serve(_))) => "warn,atelier=info,atelier::engine::worker=off",
+            (None, Some(_)) => "warn,atelier::engine::worker=off,atelier::remote::runner=off",
             (None, None) => "warn",
         }
     }
@@ -86,6 +88,9 @@ pub enum Command {
     Style(crate::style::cli::StyleArgs),
     /// List the models Atelier knows about (bundled and discovered), or fetch the defaults.
     Models(ModelsArgs),
+    /// Serve the local engine over the OpenAI-compatible HTTP API (and PNG image endpoints)
+    /// for other studios and OpenAI clients; see the README.
+    Serve(crate::serve::ServeArgs),
     /// Drive all three models in a loop for a while, printing memory (RSS) and job latency
     /// over time, to check that nothing grows; see BENCHMARKS.md.
     Soak(crate::soak::SoakArgs),
@@ -126,9 +131,16 @@ pub struct WriteArgs {
     /// continue: raw completion; instruct: chat template.
     #[arg(long, value_enum, default_value_t = Mode::Continue)]
     pub mode: Mode,
-    /// A GGUF file, or `smollm2` / `gemma3` for the defaults.
-    #[arg(long, default_value = "smollm2")]
-    pub model: String,
+    /// A GGUF file, or `smollm2` / `gemma3` for the defaults (default smollm2). With
+    /// --remote: the server's model name (default: its first).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Generate on an OpenAI-compatible server instead, e.g. `http://127.0.0.1:8080`
+    /// (llama-server, vLLM, Ollama, `atelier serve`). The API key comes from the
+    /// ATELIER_API_KEY environment variable, else from the key the studio saved for this
+    /// address.
+    #[arg(long, value_name = "URL")]
+    pub remote: Option<String>,
     /// Random seed (same seed + settings + model = same text).
     #[arg(long, default_value_t = SamplingParams::default().seed)]
     pub seed: u64,
@@ -294,6 +306,7 @@ pub fn run(cmd: Command, backend: Option<crate::gpu::Backend>) -> anyhow::Result
         Command::Bench(BenchCommand::Style(a)) => crate::style::bench::run(&a),
         Command::Models(a) => models(a),
         Command::Soak(a) => crate::soak::run(&a),
+        Command::Serve(a) => crate::serve::run(&a),
         Command::Bench(BenchCommand::Write(a)) => {
             let report = crate::bench::run_write_bench(&a)?;
             if a.json {
@@ -342,7 +355,23 @@ fn write(a: WriteArgs) -> anyhow::Result<()> {
         max_new_tokens: a.max_tokens,
         logprobs: a.logprobs,
     };
-    let model = resolve_model(&a.model)?;
+    let (model, remote) = match &a.remote {
+        Some(url) => {
+            let mut endpoint = crate::remote::RemoteEndpoint::new(
+                url.clone(),
+                a.model.clone().unwrap_or_default(),
+            );
+            crate::remote::normalize_base_url(url)?;
+            endpoint.api_key = std::env::var("ATELIER_API_KEY")
+                .ok()
+                .and_then(crate::remote::ApiKey::new);
+            (PathBuf::new(), Some(endpoint))
+        }
+        None => (
+            resolve_model(a.model.as_deref().unwrap_or("smollm2"))?,
+            None,
+        ),
+    };
     let engine = Engine::spawn(None, None)?;
     let job = engine.write(WriteRequest {
         model,
@@ -350,7 +379,7 @@ fn write(a: WriteArgs) -> anyhow::Result<()> {
         params,
         candidates: a.n,
         forced: Vec::new(),
-        remote: None,
+        remote,
     });
     let mut results: Vec<GenerationResult> = Vec::new();
     let mut load_seconds = None;

@@ -19,6 +19,7 @@ pub mod models;
 pub mod panels;
 pub mod paths;
 pub mod remote;
+pub mod serve;
 pub mod soak;
 pub mod store;
 pub mod style;

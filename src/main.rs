@@ -28,7 +28,10 @@ fn main() -> std::process::ExitCode {
         Ok(args) => args,
         Err(e) => return usage_error(e),
     };
-    let long_running = matches!(args.command, None | Some(Command::Soak(_)));
+    let long_running = matches!(
+        args.command,
+        None | Some(Command::Soak(_) | Command::Serve(_))
+    );
     init_logging(&args, long_running);
     let result = match args.command {
         Some(cmd) => cli::run(cmd, args.backend),

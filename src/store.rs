@@ -132,6 +132,31 @@ pub struct Settings {
     pub backend: crate::gpu::Backend,
     /// Start in trade-show mode (as `--kiosk` does); set it by editing settings.json.
     pub kiosk: bool,
+    /// Where Write generates: this computer or a server (the API key is not here: it is in
+    /// the key store).
+    pub remote: RemoteSettings,
+}
+
+/// The Write panel's remote engine.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RemoteSettings {
+    /// Generate on the server instead of the local model.
+    pub enabled: bool,
+    /// The server's base URL.
+    pub base_url: String,
+    /// The server's model (empty: its first).
+    pub model: String,
+}
+
+impl Default for RemoteSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            base_url: "http://127.0.0.1:8080".into(),
+            model: String::new(),
+        }
+    }
 }
 
 /// A backend name from the file, or Auto (with a warning) for anything else, so one bad value
@@ -226,6 +251,7 @@ impl Default for Settings {
             style: StyleSettings::default(),
             backend: crate::gpu::Backend::Auto,
             kiosk: false,
+            remote: RemoteSettings::default(),
         }
     }
 }

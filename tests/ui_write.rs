@@ -500,3 +500,82 @@ fn a_broken_model_file_shows_the_engine_error_inline() {
         "with the engine's message"
     );
 }
+
+/// `atelier serve` on a free loopback port: (process, base URL).
+fn spawn_server(data: &std::path::Path) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_atelier"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--model", "smollm2"])
+        .env("ATELIER_DATA", data)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn atelier serve");
+    let mut line = String::new();
+    let stdout = child.stdout.take().expect("stdout");
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read the address");
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string();
+    (child, url)
+}
+
+#[test]
+fn a_server_streams_into_the_tray_and_a_failed_request_leaves_the_document_alone() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let server_data = tempfile::tempdir().expect("temp dir");
+    let (mut server, url) = spawn_server(server_data.path());
+    let mut f = app_with(|s| {
+        greedy(s, 12);
+        s.remote.enabled = true;
+        s.remote.base_url = url.clone();
+    });
+    let h = &mut f.harness;
+    set_document(h, PROMPT);
+    assert!(shows(h, "Server address"), "the server settings are shown");
+    h.get_by_label("Generate").click();
+    wait_for(
+        h,
+        "the remote generation",
+        Duration::from_secs(120),
+        |app| {
+            matches!(
+                app.write_panel().suggestions().map(|s| &s.phase),
+                Some(Phase::Done)
+            )
+        },
+    );
+    let text = h.state().write_panel().candidate_texts()[0].clone();
+    assert!(!text.trim().is_empty(), "text streamed from the server");
+    assert_eq!(
+        doc_text(h),
+        PROMPT,
+        "nothing enters the document before Accept"
+    );
+
+    // The server goes away: the request fails with a message, the document is untouched.
+    let _ = server.kill();
+    let _ = server.wait();
+    h.get_by_label("Generate").click();
+    wait_for(h, "the failure", Duration::from_secs(60), |app| {
+        matches!(
+            app.write_panel().suggestions().map(|s| &s.phase),
+            Some(Phase::Failed(_))
+        )
+    });
+    let Some(Phase::Failed(message)) = phase(h) else {
+        unreachable!()
+    };
+    assert!(message.contains("cannot connect"), "{message}");
+    h.step();
+    assert!(shows(h, "cannot connect"), "the error is shown inline");
+    assert_eq!(
+        doc_text(h),
+        PROMPT,
+        "a failed request leaves the document alone"
+    );
+}

@@ -340,7 +340,7 @@ impl Engine {
                     }
                 }
                 match runner.as_ref() {
-                    Some(r) => r.submit(make(job.clone())).is_err(),
+                    Some(r) => !r.submit(make(job.clone())),
                     None => true,
                 }
             }

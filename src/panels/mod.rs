@@ -6,6 +6,7 @@
 
 pub mod faces;
 pub mod model_picker;
+pub mod remote;
 pub mod sampling;
 pub mod status_bar;
 pub mod style;

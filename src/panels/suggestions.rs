@@ -855,12 +855,23 @@ pub fn token_popup(
                                 .font(theme::strong(15.0))
                                 .color(theme::ACCENT),
                         );
-                        ui.label(
-                            RichText::new(format!("{:.1}% likely", token.logprob.exp() * 100.0))
-                                .color(theme::TEXT_WEAK)
-                                .size(12.0),
-                        );
+                        let likely = if token.logprob.is_nan() {
+                            "probability not reported".to_string()
+                        } else {
+                            format!("{:.1}% likely", token.logprob.exp() * 100.0)
+                        };
+                        ui.label(RichText::new(likely).color(theme::TEXT_WEAK).size(12.0));
                     });
+                    // Remote tokens have no ids: alternatives are shown by text, and swapping
+                    // (which continues from token ids) needs the local engine.
+                    let remote = s.request.remote.is_some();
+                    let same = |a: &TokenAlternative| {
+                        if remote {
+                            a.text == token.text
+                        } else {
+                            a.id == token.id
+                        }
+                    };
                     ui.label(
                         RichText::new("What the model weighed here:")
                             .color(theme::TEXT_FAINT)
@@ -868,7 +879,7 @@ pub fn token_popup(
                     );
                     ui.add_space(2.0);
                     let mut alts: Vec<TokenAlternative> = token.top.clone();
-                    if !alts.iter().any(|a| a.id == token.id) {
+                    if !alts.iter().any(same) && !token.logprob.is_nan() {
                         alts.push(TokenAlternative {
                             id: token.id,
                             text: token.text.clone(),
@@ -876,21 +887,21 @@ pub fn token_popup(
                         });
                     }
                     for alt in &alts {
-                        let is_current = alt.id == token.id;
+                        let is_current = same(alt);
                         let p = alt.logprob.exp();
                         let row = alt_row(ui, alt, p, is_current);
-                        if row.clicked() && !is_current {
+                        if row.clicked() && !is_current && !remote {
                             chosen = Some(alt.clone());
                         }
                     }
                     ui.add_space(4.0);
-                    ui.label(
-                        RichText::new(
-                            "Picking another word keeps the text up to it and rewrites the rest.",
-                        )
-                        .color(theme::TEXT_FAINT)
-                        .size(11.5),
-                    );
+                    let note = if remote {
+                        "Swapping a word needs the local engine: a server continues from text, \
+                         not from the model's tokens."
+                    } else {
+                        "Picking another word keeps the text up to it and rewrites the rest."
+                    };
+                    ui.label(RichText::new(note).color(theme::TEXT_FAINT).size(11.5));
                 });
         });
     let clicked_outside = !just_opened

@@ -13,6 +13,7 @@ use std::ops::Range;
 use egui::text::{CCursor, CCursorRange};
 use egui::{FontId, Key, KeyboardShortcut, Modifiers, RichText, TextStyle};
 
+use super::remote::RemotePanel;
 use super::suggestions::{
     self, Anchor, InsertKind, Inspected, PopupOutcome, Suggestions, TrayAction,
 };
@@ -79,6 +80,8 @@ pub struct WritePanel {
     /// Generate on the next frame (the kiosk's attract loop asks, see
     /// [`Self::request_generate`]).
     generate_requested: bool,
+    /// The remote engine's settings section.
+    remote: RemotePanel,
 }
 
 impl Default for WritePanel {
@@ -94,6 +97,7 @@ impl Default for WritePanel {
             words: None,
             focus_editor: true,
             generate_requested: false,
+            remote: RemotePanel::default(),
         }
     }
 }
@@ -154,11 +158,15 @@ impl Panel for WritePanel {
 impl WritePanel {
     /// Whether this panel's job is `job` (the app routes engine events by job id).
     pub fn owns(&self, job: JobId) -> bool {
-        self.suggestions.as_ref().is_some_and(|s| s.job_id() == job)
+        self.suggestions.as_ref().is_some_and(|s| s.job_id() == job) || self.remote.owns(job)
     }
 
     /// Applies an engine event of this panel's job.
     pub fn on_event(&mut self, event: Event) {
+        if self.remote.owns(event.job()) {
+            self.remote.on_event(event);
+            return;
+        }
         if let Some(s) = &mut self.suggestions
             && s.job_id() == event.job()
         {
@@ -469,12 +477,19 @@ impl WritePanel {
                 ui.label(RichText::new(format!("{} {err}", icon::WARNING)).color(theme::ERROR));
             });
         }
-        model_picker::show(ui, cx.model, &cx.store.settings.recent_models, cx.commands);
+        RemotePanel::engine_choice(ui, &mut cx.store.settings.remote);
+        let remote = cx.store.settings.remote.enabled;
+        if remote {
+            self.remote
+                .show(ui, &mut cx.store.settings.remote, cx.engine);
+        } else {
+            model_picker::show(ui, cx.model, &cx.store.settings.recent_models, cx.commands);
+        }
         ui.add_space(space::S);
 
         // Mode.
         theme::section_label(ui, "Mode");
-        let chat_missing = cx.model.lacks_chat_template();
+        let chat_missing = !remote && cx.model.lacks_chat_template();
         ui.horizontal(|ui| {
             ui.spacing_mut().item_spacing.x = space::XS;
             let w = (ui.available_width() - space::XS) / 2.0;
@@ -712,7 +727,13 @@ impl WritePanel {
             self.request_error = Some("The inference engine is not running.".into());
             return;
         };
-        if !cx.model.selected.is_file() {
+        let remote = cx.store.settings.remote.enabled;
+        if remote {
+            if let Err(e) = crate::remote::normalize_base_url(&cx.store.settings.remote.base_url) {
+                self.request_error = Some(e.to_string());
+                return;
+            }
+        } else if !cx.model.selected.is_file() {
             self.request_error = Some(format!(
                 "The model file is missing. Fetch the default models with {}",
                 crate::paths::FETCH_COMMAND
@@ -723,7 +744,7 @@ impl WritePanel {
         let text = doc.text.clone();
         let at = self.insertion_point(&text);
         let before: String = text.chars().take(at).collect();
-        let mode = if cx.model.lacks_chat_template() {
+        let mode = if !remote && cx.model.lacks_chat_template() {
             WriteMode::Continue
         } else {
             cx.store.settings.mode
@@ -809,7 +830,7 @@ impl WritePanel {
             params,
             candidates: cx.store.settings.candidates.clamp(1, 4),
             forced: Vec::new(),
-            remote: None,
+            remote: remote.then(|| RemotePanel::endpoint(&cx.store.settings.remote)),
         };
         let anchor = Anchor {
             doc_id: doc.id.clone(),
@@ -929,6 +950,10 @@ impl WritePanel {
         }
         request.candidates = settings.candidates.clamp(1, 4);
         request.forced.clear();
+        request.remote = settings
+            .remote
+            .enabled
+            .then(|| RemotePanel::endpoint(&settings.remote));
         let job = engine.write(request.clone());
         self.suggestions = Some(Suggestions::new(job, request, old.anchor, old.title));
         self.inspected = None;

@@ -21,6 +21,16 @@ pub const REMOTE_TOKEN_ID: u32 = u32::MAX;
 /// How often a waiting stream looks at the job's cancel flag.
 const CANCEL_POLL: Duration = Duration::from_millis(10);
 
+/// Where and how a request goes: the HTTP client, the endpoint and its key.
+pub struct Call<'a> {
+    /// The client (see [`http_client`]).
+    pub http: &'a reqwest::Client,
+    /// The server and model.
+    pub endpoint: &'a RemoteEndpoint,
+    /// The bearer key, if any.
+    pub key: Option<&'a ApiKey>,
+}
+
 /// An HTTP client (rustls) with the endpoint's connect timeout.
 pub fn http_client(timeouts: &Timeouts) -> Result<reqwest::Client, RemoteError> {
     // One process-wide TLS provider (ring); a second install attempt is harmless.
@@ -33,11 +43,8 @@ pub fn http_client(timeouts: &Timeouts) -> Result<reqwest::Client, RemoteError> 
 }
 
 /// The model names the server offers (`GET /v1/models`), in its order.
-pub async fn list_models(
-    http: &reqwest::Client,
-    ep: &RemoteEndpoint,
-    key: Option<&ApiKey>,
-) -> Result<Vec<String>, RemoteError> {
+pub async fn list_models(call: &Call<'_>) -> Result<Vec<String>, RemoteError> {
+    let (http, ep, key) = (call.http, call.endpoint, call.key);
     let url = ep.url("models")?;
     let mut req = http.get(url);
     if let Some(k) = key {
@@ -112,15 +119,14 @@ pub fn request_body(
 /// Runs one streamed generation, calling `on_token` for every piece of text as it arrives.
 /// The cancel flag is watched while waiting, so Stop closes the connection at once.
 pub async fn generate(
-    http: &reqwest::Client,
-    ep: &RemoteEndpoint,
-    key: Option<&ApiKey>,
+    call: &Call<'_>,
     task: &WriteTask,
     params: &GenerateParams,
     seed: u64,
     cancel: &AtomicBool,
     on_token: &mut (dyn FnMut(&GeneratedToken) + Send),
 ) -> Result<GenerationResult, RemoteError> {
+    let (http, ep, key) = (call.http, call.endpoint, call.key);
     let started = Instant::now();
     let (path, body) = request_body(&ep.model, task, params, seed);
     let chat = path.starts_with("chat");

@@ -78,9 +78,9 @@ impl RemoteRunner {
         Ok(Self { tx })
     }
 
-    /// Queues a job; `Err` gives it back when the thread has ended.
-    pub(crate) fn submit(&self, job: RemoteJob) -> Result<(), RemoteJob> {
-        self.tx.send(job).map_err(|e| e.0)
+    /// Queues a job; false when the thread has ended.
+    pub(crate) fn submit(&self, job: RemoteJob) -> bool {
+        self.tx.send(job).is_ok()
     }
 }
 
@@ -109,7 +109,12 @@ async fn execute(job: RemoteJob, send: &(dyn Fn(Event) + Send + Sync)) -> Result
         RemoteJob::Models { job, endpoint } => {
             let http = http_client(&endpoint.timeouts)?;
             let key = resolve_key(&endpoint).await?;
-            let models = client::list_models(&http, &endpoint, key.as_ref()).await?;
+            let call = client::Call {
+                http: &http,
+                endpoint: &endpoint,
+                key: key.as_ref(),
+            };
+            let models = client::list_models(&call).await?;
             send(Event::RemoteModels {
                 job: job.id(),
                 models,
@@ -135,7 +140,12 @@ async fn execute(job: RemoteJob, send: &(dyn Fn(Event) + Send + Sync)) -> Result
             let key = resolve_key(&endpoint).await?;
             if endpoint.model.trim().is_empty() {
                 // No model chosen yet: the server's first one, as its own UI would.
-                let models = client::list_models(&http, &endpoint, key.as_ref()).await?;
+                let call = client::Call {
+                    http: &http,
+                    endpoint: &endpoint,
+                    key: key.as_ref(),
+                };
+                let models = client::list_models(&call).await?;
                 endpoint.model = models.into_iter().next().ok_or_else(|| {
                     RemoteError::Unsupported(format!(
                         "{} offers no models (GET /v1/models is empty)",
@@ -143,26 +153,53 @@ async fn execute(job: RemoteJob, send: &(dyn Fn(Event) + Send + Sync)) -> Result
                     ))
                 })?;
             }
+            let call = client::Call {
+                http: &http,
+                endpoint: &endpoint,
+                key: key.as_ref(),
+            };
+            let mut params = request.params.clone();
             for candidate in 0..request.candidates {
-                let seed = request.params.sampling.seed.wrapping_add(candidate as u64);
+                let seed = params.sampling.seed.wrapping_add(candidate as u64);
                 let id = job.id();
-                let result = client::generate(
-                    &http,
-                    &endpoint,
-                    key.as_ref(),
+                let mut on_token = |token: &crate::models::llm::GeneratedToken| {
+                    send(Event::Token {
+                        job: id,
+                        candidate,
+                        token: token.clone(),
+                    })
+                };
+                let attempt = client::generate(
+                    &call,
                     &request.task,
-                    &request.params,
+                    &params,
                     seed,
                     job.flag(),
-                    &mut |token| {
-                        send(Event::Token {
-                            job: id,
-                            candidate,
-                            token: token.clone(),
-                        })
-                    },
+                    &mut on_token,
                 )
-                .await?;
+                .await;
+                let result = match attempt {
+                    // Some servers refuse log-probabilities (llama-cpp-python without
+                    // logits_all answers 500): the text matters more than the alternatives.
+                    Err(RemoteError::Http { status, .. })
+                        if params.logprobs > 0 && matches!(status, 400 | 422 | 500 | 501) =>
+                    {
+                        tracing::info!(
+                            "the server refused log-probabilities (HTTP {status}); asking without them"
+                        );
+                        params.logprobs = 0;
+                        client::generate(
+                            &call,
+                            &request.task,
+                            &params,
+                            seed,
+                            job.flag(),
+                            &mut on_token,
+                        )
+                        .await?
+                    }
+                    other => other?,
+                };
                 send(Event::CandidateDone {
                     job: id,
                     candidate,
