@@ -788,6 +788,24 @@ impl AtelierApp {
         self.top_bar(ui);
         let pending = self.engine.as_ref().map_or(0, Engine::pending);
         let faces_status = self.faces.status().or_else(|| self.style.status());
+        let remote = &self.store.settings.remote;
+        let remote_label = remote.enabled.then(|| {
+            let host = crate::remote::normalize_base_url(&remote.base_url)
+                .ok()
+                .and_then(|u| reqwest::Url::parse(&u).ok())
+                .map_or_else(
+                    || remote.base_url.clone(),
+                    |u| {
+                        let host = u.host_str().unwrap_or_default().to_string();
+                        u.port().map_or(host.clone(), |p| format!("{host}:{p}"))
+                    },
+                );
+            if remote.model.is_empty() {
+                host
+            } else {
+                format!("{host} · {}", remote.model)
+            }
+        });
         egui::Panel::bottom("status-bar")
             .resizable(false)
             .exact_size(28.0)
@@ -812,6 +830,7 @@ impl AtelierApp {
                         faces: faces_status.as_deref(),
                         image_device: self.image_device.as_deref(),
                         backend: &mut self.store.settings.backend,
+                        remote: remote_label.as_deref(),
                     },
                 );
             });

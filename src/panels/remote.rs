@@ -121,22 +121,24 @@ impl RemotePanel {
 
         ui.add_space(space::XS);
         let key_label = ui.label(RichText::new("API key").color(theme::TEXT_WEAK));
+        let hint = if self.key_saved == Some(true) {
+            "saved ● type to replace"
+        } else {
+            "none (optional)"
+        };
+        ui.add(
+            egui::TextEdit::singleline(&mut self.key_input)
+                .password(true)
+                .hint_text(hint)
+                .desired_width(f32::INFINITY),
+        )
+        .labelled_by(key_label.id);
         ui.horizontal(|ui| {
-            let hint = if self.key_saved == Some(true) {
-                "saved ● type to replace"
-            } else {
-                "none (optional)"
-            };
-            ui.add(
-                egui::TextEdit::singleline(&mut self.key_input)
-                    .password(true)
-                    .hint_text(hint)
-                    .desired_width(ui.available_width() - 110.0),
-            )
-            .labelled_by(key_label.id);
+            ui.spacing_mut().item_spacing.x = space::XS;
             let can_save = url_ok.is_some() && !self.key_input.trim().is_empty();
             if ui
-                .add_enabled(can_save, egui::Button::new("Save"))
+                .add_enabled(can_save, egui::Button::new("Save key"))
+                .on_hover_text("Keep the key in the system keyring for this address")
                 .clicked()
                 && let (Some(url), Some(key)) = (&url_ok, ApiKey::new(&self.key_input))
             {
@@ -151,7 +153,7 @@ impl RemotePanel {
             }
             let can_forget = url_ok.is_some() && self.key_saved == Some(true);
             if ui
-                .add_enabled(can_forget, egui::Button::new("Forget"))
+                .add_enabled(can_forget, egui::Button::new("Forget key"))
                 .on_hover_text("Delete the saved key for this address")
                 .clicked()
                 && let Some(url) = &url_ok
@@ -180,7 +182,7 @@ impl RemotePanel {
             };
             let combo = egui::ComboBox::from_id_salt("remote-model")
                 .selected_text(shown)
-                .width(ui.available_width() - 40.0)
+                .width(ui.available_width() - 44.0)
                 .show_ui(ui, |ui| {
                     if ui
                         .selectable_label(settings.model.is_empty(), "the server's first model")

@@ -25,6 +25,8 @@ pub struct StatusInfo<'a> {
     /// What Faces or Style work is doing (rendering, directions, walk fps, style steps), if
     /// anything.
     pub faces: Option<&'a str>,
+    /// The server Write uses instead of the local model ("host · model"), if any.
+    pub remote: Option<&'a str>,
 }
 
 /// Draws the bar's contents (the caller provides the panel).
@@ -37,7 +39,9 @@ pub fn show(ui: &mut egui::Ui, model: &ModelState, info: &mut StatusInfo<'_>) {
             .load
             .as_ref()
             .is_some_and(|l| l.ahead > 0 && !l.started);
-        let (dot, text) = if queued {
+        let (dot, text) = if let Some(server) = info.remote {
+            (theme::OK, format!("Server: {server}"))
+        } else if queued {
             (
                 theme::WARN,
                 format!("{} (queued)", display_name(&model.selected, None)),
@@ -58,8 +62,13 @@ pub fn show(ui: &mut egui::Ui, model: &ModelState, info: &mut StatusInfo<'_>) {
         ui.add_space(-space::S);
         ui.label(small(text, theme::TEXT_WEAK));
         separator(ui);
-        ui.label(small("LLM on CPU".into(), theme::TEXT_WEAK))
-            .on_hover_text("Language models run on the CPU with candle's quantized kernels.");
+        if info.remote.is_some() {
+            ui.label(small("LLM on the server".into(), theme::TEXT_WEAK))
+                .on_hover_text("Write sends its prompts to the OpenAI-compatible server.");
+        } else {
+            ui.label(small("LLM on CPU".into(), theme::TEXT_WEAK))
+                .on_hover_text("Language models run on this computer's CPU.");
+        }
         if let Some(adapter) = info.gpu_adapter {
             separator(ui);
             ui.label(small(format!("GPU: {adapter}"), theme::TEXT_WEAK))
