@@ -846,6 +846,7 @@ impl AtelierApp {
             model: &self.model,
             commands: &mut self.commands,
             render_state: self.render_state.as_ref(),
+            kiosk: self.kiosk.is_some(),
         };
         let page = cx.store.settings.page;
         let panel: &mut dyn Panel = match page {

@@ -696,10 +696,29 @@ fn a_client_that_disconnects_cancels_its_job() {
             assert!(Instant::now() < deadline, "the slot never came free");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        // The same for a whole (non-streamed) answer: the client gives up after a second.
+        let gave_up = c
+            .post(&url)
+            .json(&json!({"prompt": "Write a very long story:", "max_tokens": 2000, "temperature": 0.7}))
+            .timeout(Duration::from_secs(1))
+            .send()
+            .await;
+        assert!(gave_up.is_err(), "a 2000-token answer came within a second");
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let (status, json) = post_json(&c, &url, br#"{"prompt":"Hi","max_tokens":2}"#).await;
+            if status == 200 {
+                break;
+            }
+            assert_eq!(status, 429, "{json}");
+            assert!(Instant::now() < deadline, "the slot never came free");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     });
-    let logs = server.all_logs();
-    assert!(
-        logs.contains("client went away: cancelling its job"),
+    let logs = server.stderr();
+    assert_eq!(
+        logs.matches("client went away: cancelling its job").count(),
+        2,
         "{logs}"
     );
 }

@@ -183,8 +183,15 @@ fn long_idle_resets_the_session_and_dialogs_and_quit_are_guarded() {
     h.state_mut().store_mut().save_now().unwrap();
     assert_eq!(h.state().store().documents().len(), 2);
 
-    // Save As would open a file dialog: refused with a message.
-    h.get_by_label("Save As…").click();
+    // No button opens a file dialog (Save As, Export, Open GGUF); the shortcut that would
+    // (Ctrl+S on a document never saved to a file) is refused with a message.
+    for label in ["Save As…", "Export ▾", "Open GGUF…"] {
+        assert!(
+            h.query_all_by_label(label).next().is_none(),
+            "{label} is shown in kiosk mode"
+        );
+    }
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::S);
     h.step();
     h.step();
     assert!(

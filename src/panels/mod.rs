@@ -52,6 +52,8 @@ pub struct PanelContext<'a> {
     /// The window renderer's wgpu state, for panels whose frames the worker writes straight
     /// into a texture; `None` in the test harness.
     pub render_state: Option<&'a egui_wgpu::RenderState>,
+    /// Trade-show mode: no file dialogs, so the buttons that open them are not shown.
+    pub kiosk: bool,
 }
 
 /// Requests from panels to the app, drained once per frame (in order).

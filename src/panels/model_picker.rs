@@ -175,6 +175,7 @@ pub fn show(
     state: &ModelState,
     recent: &[PathBuf],
     commands: &mut Vec<Command>,
+    kiosk: bool,
 ) {
     let selected_name = display_name(&state.selected, state.loaded.as_ref());
     let label = ui.label(RichText::new("Model").color(theme::TEXT_WEAK));
@@ -270,7 +271,7 @@ pub fn show(
             }
             ui.separator();
             ui.horizontal(|ui| {
-                if ui.button("Open GGUF…").clicked() {
+                if !kiosk && ui.button("Open GGUF…").clicked() {
                     commands.push(Command::OpenModelDialog);
                     ui.close();
                 }

@@ -388,27 +388,30 @@ impl WritePanel {
                     cx.store.mark_changed();
                 }
                 ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-                    ui.menu_button(format!("Export {}", icon::CARET), |ui| {
-                        if ui.button("Markdown (.md)…").clicked() {
-                            cx.commands.push(Command::Export(ExportFormat::Markdown));
-                            ui.close();
-                        }
-                        if ui.button("Plain text (.txt)…").clicked() {
-                            cx.commands.push(Command::Export(ExportFormat::PlainText));
-                            ui.close();
-                        }
-                    });
-                    if ui
-                        .button("Save As…")
-                        .on_hover_text(match &cx.store.current().file {
-                            Some(p) => {
-                                format!("Saved to {} — Ctrl+S saves there again", p.display())
+                    // A kiosk has no file dialogs (and nothing to save to).
+                    if !cx.kiosk {
+                        ui.menu_button(format!("Export {}", icon::CARET), |ui| {
+                            if ui.button("Markdown (.md)…").clicked() {
+                                cx.commands.push(Command::Export(ExportFormat::Markdown));
+                                ui.close();
                             }
-                            None => "Save this document to a file of your choice".into(),
-                        })
-                        .clicked()
-                    {
-                        cx.commands.push(Command::SaveAs);
+                            if ui.button("Plain text (.txt)…").clicked() {
+                                cx.commands.push(Command::Export(ExportFormat::PlainText));
+                                ui.close();
+                            }
+                        });
+                        if ui
+                            .button("Save As…")
+                            .on_hover_text(match &cx.store.current().file {
+                                Some(p) => {
+                                    format!("Saved to {} — Ctrl+S saves there again", p.display())
+                                }
+                                None => "Save this document to a file of your choice".into(),
+                            })
+                            .clicked()
+                        {
+                            cx.commands.push(Command::SaveAs);
+                        }
                     }
                     ui.label(
                         RichText::new(format!(
@@ -483,7 +486,13 @@ impl WritePanel {
             self.remote
                 .show(ui, &mut cx.store.settings.remote, cx.engine);
         } else {
-            model_picker::show(ui, cx.model, &cx.store.settings.recent_models, cx.commands);
+            model_picker::show(
+                ui,
+                cx.model,
+                &cx.store.settings.recent_models,
+                cx.commands,
+                cx.kiosk,
+            );
         }
         ui.add_space(space::S);
 

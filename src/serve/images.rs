@@ -5,8 +5,6 @@ use std::io::Cursor;
 use std::path::Path;
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -49,10 +47,9 @@ pub struct FacesBody {
 /// `POST /v1/images/faces`: a PNG of one face or a grid.
 pub async fn faces(
     State(state): State<AppState>,
-    body: Result<Bytes, BytesRejection>,
+    body: axum::body::Body,
 ) -> Result<Response, ApiError> {
-    let body =
-        body.map_err(|r| ApiError::new(r.status(), "invalid_request_error", r.body_text()))?;
+    let body = super::read_body(body, state.limits.max_body_bytes).await?;
     let b: FacesBody = if body.is_empty() {
         FacesBody::default()
     } else {
@@ -162,11 +159,10 @@ pub struct StyleQuery {
 pub async fn style(
     State(state): State<AppState>,
     query: Result<Query<StyleQuery>, axum::extract::rejection::QueryRejection>,
-    body: Result<Bytes, BytesRejection>,
+    body: axum::body::Body,
 ) -> Result<Response, ApiError> {
     let Query(q) = query.map_err(|r| ApiError::bad_request(r.body_text()))?;
-    let body =
-        body.map_err(|r| ApiError::new(r.status(), "invalid_request_error", r.body_text()))?;
+    let body = super::read_body(body, state.limits.max_image_bytes).await?;
     let mix = match (q.style, &q.mix) {
         (Some(_), Some(_)) => return Err(ApiError::bad_request("give 'style' or 'mix', not both")),
         (Some(i), None) => StyleMix::single(i),

@@ -195,6 +195,45 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     })
 }
 
+/// How much of an over-limit body is read (and dropped) so the client, still sending, can
+/// read the 413 instead of a reset connection.
+const DRAIN_LIMIT: usize = 16 << 20;
+
+/// Reads a request body of at most `limit` bytes. A larger one is refused with 413; up to
+/// [`DRAIN_LIMIT`] more of it is read and discarded first, so the answer reaches the client.
+pub async fn read_body(
+    body: axum::body::Body,
+    limit: usize,
+) -> Result<axum::body::Bytes, ApiError> {
+    use futures_util::StreamExt;
+    let too_large = |size: String| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request_error",
+            format!("the request body is {size}; this endpoint accepts at most {limit} bytes"),
+        )
+    };
+    let mut stream = body.into_data_stream();
+    let mut data = Vec::new();
+    let mut total = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk
+            .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
+        total += chunk.len();
+        if total > limit {
+            if total > limit + DRAIN_LIMIT {
+                return Err(too_large(format!("over {total} bytes")));
+            }
+            continue;
+        }
+        data.extend_from_slice(&chunk);
+    }
+    if total > limit {
+        return Err(too_large(format!("{total} bytes")));
+    }
+    Ok(data.into())
+}
+
 /// Refuses a non-loopback address without a token: anyone on the network could use the
 /// machine's models (and its CPU) otherwise.
 pub fn check_bind(bind: SocketAddr, has_token: bool) -> anyhow::Result<()> {
@@ -245,20 +284,14 @@ fn served_models(names: &[String]) -> anyhow::Result<Vec<ServedModel>> {
 
 /// The routes, limits and authentication.
 pub fn router(state: AppState) -> Router {
-    let text_limit = state.limits.max_body_bytes;
-    let image_limit = state.limits.max_image_bytes;
-    let text = Router::new()
+    Router::new()
+        .route("/v1/models", get(openai::models))
         .route("/v1/completions", post(openai::completions))
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/images/faces", post(images::faces))
-        .layer(DefaultBodyLimit::max(text_limit));
-    let upload = Router::new()
         .route("/v1/images/style", post(images::style))
-        .layer(DefaultBodyLimit::max(image_limit));
-    Router::new()
-        .route("/v1/models", get(openai::models))
-        .merge(text)
-        .merge(upload)
+        // Handlers read bodies with `read_body`, which applies each endpoint's own limit.
+        .layer(DefaultBodyLimit::disable())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))

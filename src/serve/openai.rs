@@ -9,7 +9,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -42,16 +41,18 @@ pub async fn models(State(state): State<AppState>) -> Json<Value> {
 /// `POST /v1/completions`
 pub async fn completions(
     State(state): State<AppState>,
-    body: Result<Bytes, BytesRejection>,
+    body: axum::body::Body,
 ) -> Result<Response, ApiError> {
+    let body = super::read_body(body, state.limits.max_body_bytes).await?;
     respond(state, body, Api::Completions).await
 }
 
 /// `POST /v1/chat/completions`
 pub async fn chat_completions(
     State(state): State<AppState>,
-    body: Result<Bytes, BytesRejection>,
+    body: axum::body::Body,
 ) -> Result<Response, ApiError> {
+    let body = super::read_body(body, state.limits.max_body_bytes).await?;
     respond(state, body, Api::Chat).await
 }
 
@@ -116,13 +117,7 @@ struct Parsed {
     logprobs: Option<usize>,
 }
 
-async fn respond(
-    state: AppState,
-    body: Result<Bytes, BytesRejection>,
-    api: Api,
-) -> Result<Response, ApiError> {
-    let body =
-        body.map_err(|r| ApiError::new(r.status(), "invalid_request_error", r.body_text()))?;
+async fn respond(state: AppState, body: Bytes, api: Api) -> Result<Response, ApiError> {
     let parsed = parse(&state, &body, api)?;
     let request = WriteRequest {
         model: parsed.model.clone(),

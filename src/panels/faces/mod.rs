@@ -1394,41 +1394,44 @@ impl FacesPanel {
             {
                 actions.push(Action::AddKey(s.clone()));
             }
-            ui.menu_button(format!("Export {}", icon::CARET), |ui| {
-                for s in PNG_SIZES {
+            // A kiosk has no file dialogs.
+            if !cx.kiosk {
+                ui.menu_button(format!("Export {}", icon::CARET), |ui| {
+                    for s in PNG_SIZES {
+                        if ui
+                            .add_enabled(has_sel, egui::Button::new(format!("PNG {s}×{s}…")))
+                            .clicked()
+                        {
+                            actions.push(Action::Export(FaceExport::Png(s)));
+                            ui.close();
+                        }
+                    }
                     if ui
-                        .add_enabled(has_sel, egui::Button::new(format!("PNG {s}×{s}…")))
+                        .add_enabled(
+                            self.walk.keys.len() >= 2,
+                            egui::Button::new("Walk as animated GIF…"),
+                        )
                         .clicked()
                     {
-                        actions.push(Action::Export(FaceExport::Png(s)));
+                        actions.push(Action::Export(FaceExport::Gif));
                         ui.close();
                     }
-                }
-                if ui
-                    .add_enabled(
-                        self.walk.keys.len() >= 2,
-                        egui::Button::new("Walk as animated GIF…"),
-                    )
-                    .clicked()
-                {
-                    actions.push(Action::Export(FaceExport::Gif));
-                    ui.close();
-                }
-                ui.separator();
-                if ui
-                    .add_enabled(
-                        self.preview_image.is_some() && has_sel,
-                        egui::Button::new("Copy image"),
-                    )
-                    .on_hover_text(
-                        "Copies the 512×512 preview (where the system clipboard takes images)",
-                    )
-                    .clicked()
-                {
-                    actions.push(Action::Copy);
-                    ui.close();
-                }
-            });
+                    ui.separator();
+                    if ui
+                        .add_enabled(
+                            self.preview_image.is_some() && has_sel,
+                            egui::Button::new("Copy image"),
+                        )
+                        .on_hover_text(
+                            "Copies the 512×512 preview (where the system clipboard takes images)",
+                        )
+                        .clicked()
+                    {
+                        actions.push(Action::Copy);
+                        ui.close();
+                    }
+                });
+            }
         });
         ui.add_space(space::M);
         self.walk_view(ui, cx, actions);

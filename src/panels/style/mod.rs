@@ -1011,7 +1011,7 @@ impl StylePanel {
                     } else {
                         "Open image…"
                     };
-                    if ui.button(label).clicked() {
+                    if !cx.kiosk && ui.button(label).clicked() {
                         cx.commands
                             .push(Command::StyleOpenDialog(StyleImageSlot::Content));
                     }
@@ -1225,9 +1225,10 @@ impl StylePanel {
             }
             // Stacked, full width: side by side they are wider than the panel.
             let wide = egui::vec2(ui.available_width(), 28.0);
-            if ui
-                .add(egui::Button::new("Choose style image…").min_size(wide))
-                .clicked()
+            if !cx.kiosk
+                && ui
+                    .add(egui::Button::new("Choose style image…").min_size(wide))
+                    .clicked()
             {
                 cx.commands
                     .push(Command::StyleOpenDialog(StyleImageSlot::Style));
@@ -1242,60 +1243,8 @@ impl StylePanel {
         });
     }
 
-    fn finish_controls(&mut self, ui: &mut egui::Ui, cx: &mut PanelContext<'_>) {
-        ui.spacing_mut().item_spacing.y = 6.0;
-        theme::section_label(ui, "Finish");
-        ui.spacing_mut().slider_width = ui.available_width() - 64.0;
-        ui.label(RichText::new("Strength").color(theme::TEXT));
-        let mut percent = self.finish.strength * 100.0;
-        let r = ui
-            .add(
-                egui::Slider::new(&mut percent, 0.0..=100.0)
-                    .step_by(1.0)
-                    .suffix("%")
-                    .fixed_decimals(0),
-            )
-            .accessible_name("Strength");
-        if r.changed() {
-            self.set_strength(percent / 100.0);
-        }
-        ui.checkbox(
-            &mut self.finish.preserve_colour,
-            "Preserve original colours",
-        )
-        .on_hover_text("Keep the photo's colours and take only light and texture from the style");
-        ui.checkbox(&mut self.split, "Before / after divider")
-            .on_hover_text("Drag the divider across the image to compare");
-        ui.label(
-            RichText::new("Applied on the GPU as you drag: no re-render.")
-                .size(12.0)
-                .color(theme::TEXT_FAINT),
-        );
-        ui.add_space(space::M);
-
-        theme::section_label(ui, "Output size");
-        ui.horizontal(|ui| {
-            ui.spacing_mut().item_spacing.x = space::XS;
-            for side in OUTPUT_SIZES {
-                let r = ui
-                    .add(
-                        egui::Button::selectable(self.max_side == side, format!("{side}"))
-                            .min_size(egui::vec2(56.0, 28.0)),
-                    )
-                    .on_hover_text(format!("Longest side at most {side} pixels"))
-                    .accessible_name(format!("Output {side} pixels"));
-                if r.clicked() {
-                    self.set_max_side(side);
-                }
-            }
-        });
-        ui.label(
-            RichText::new("Longest side in pixels; large outputs run in tiles.")
-                .size(12.0)
-                .color(theme::TEXT_FAINT),
-        );
-        ui.add_space(space::M);
-
+    /// Format, quality and the Export button.
+    fn export_controls(&mut self, ui: &mut egui::Ui, cx: &mut PanelContext<'_>) {
         theme::section_label(ui, "Export");
         ui.horizontal(|ui| {
             ui.spacing_mut().item_spacing.x = space::XS;
@@ -1359,6 +1308,66 @@ impl StylePanel {
             );
         }
         ui.add_space(space::M);
+    }
+
+    fn finish_controls(&mut self, ui: &mut egui::Ui, cx: &mut PanelContext<'_>) {
+        ui.spacing_mut().item_spacing.y = 6.0;
+        theme::section_label(ui, "Finish");
+        ui.spacing_mut().slider_width = ui.available_width() - 64.0;
+        ui.label(RichText::new("Strength").color(theme::TEXT));
+        let mut percent = self.finish.strength * 100.0;
+        let r = ui
+            .add(
+                egui::Slider::new(&mut percent, 0.0..=100.0)
+                    .step_by(1.0)
+                    .suffix("%")
+                    .fixed_decimals(0),
+            )
+            .accessible_name("Strength");
+        if r.changed() {
+            self.set_strength(percent / 100.0);
+        }
+        ui.checkbox(
+            &mut self.finish.preserve_colour,
+            "Preserve original colours",
+        )
+        .on_hover_text("Keep the photo's colours and take only light and texture from the style");
+        ui.checkbox(&mut self.split, "Before / after divider")
+            .on_hover_text("Drag the divider across the image to compare");
+        ui.label(
+            RichText::new("Applied on the GPU as you drag: no re-render.")
+                .size(12.0)
+                .color(theme::TEXT_FAINT),
+        );
+        ui.add_space(space::M);
+
+        theme::section_label(ui, "Output size");
+        ui.horizontal(|ui| {
+            ui.spacing_mut().item_spacing.x = space::XS;
+            for side in OUTPUT_SIZES {
+                let r = ui
+                    .add(
+                        egui::Button::selectable(self.max_side == side, format!("{side}"))
+                            .min_size(egui::vec2(56.0, 28.0)),
+                    )
+                    .on_hover_text(format!("Longest side at most {side} pixels"))
+                    .accessible_name(format!("Output {side} pixels"));
+                if r.clicked() {
+                    self.set_max_side(side);
+                }
+            }
+        });
+        ui.label(
+            RichText::new("Longest side in pixels; large outputs run in tiles.")
+                .size(12.0)
+                .color(theme::TEXT_FAINT),
+        );
+        ui.add_space(space::M);
+
+        // A kiosk has no file dialogs.
+        if !cx.kiosk {
+            self.export_controls(ui, cx);
+        }
 
         theme::section_label(ui, "Result");
         match &self.shown {
@@ -1606,9 +1615,10 @@ impl StylePanel {
                 .color(theme::TEXT_WEAK),
         );
         child.add_space(space::M);
-        if child
-            .add(theme::primary_button("Open image…").min_size(egui::vec2(160.0, 34.0)))
-            .clicked()
+        if !cx.kiosk
+            && child
+                .add(theme::primary_button("Open image…").min_size(egui::vec2(160.0, 34.0)))
+                .clicked()
         {
             cx.commands
                 .push(Command::StyleOpenDialog(StyleImageSlot::Content));
