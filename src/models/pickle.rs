@@ -217,6 +217,7 @@ pub fn unpickle(data: &[u8]) -> Result<Value, PickleError> {
         op_pos: 0,
         stack: Vec::new(),
         memo: HashMap::new(),
+        copies_left: MAX_COPIED_VALUES,
     }
     .run()
 }
@@ -230,9 +231,58 @@ struct Machine<'a> {
     /// Memo entries are copies, not aliases: a container memoized and later mutated is not
     /// seen mutated through `GET`. `torch.save` only re-reads immutable tuples and globals.
     memo: HashMap<u32, Value>,
+    /// Values the pickle may still copy (DUP, PUT, GET): copies nest, so a few bytes that
+    /// duplicate a dict into itself would otherwise double memory per opcode (found by
+    /// fuzzing).
+    copies_left: usize,
+}
+
+/// Most values (counting every nested one) all of a pickle's copies may create together: a
+/// checkpoint copies a few small tuples and strings per tensor.
+const MAX_COPIED_VALUES: usize = 1 << 20;
+
+/// Nested values in `v` (itself included), counting at most `limit + 1`.
+fn count_values(v: &Value, limit: usize) -> usize {
+    let mut n = 1;
+    let children: Box<dyn Iterator<Item = &Value>> = match v {
+        Value::Tuple(items) | Value::List(items) => Box::new(items.iter()),
+        Value::Dict(items) => Box::new(items.iter().flat_map(|(k, v)| [k, v])),
+        _ => return 1,
+    };
+    for c in children {
+        if n > limit {
+            break;
+        }
+        n += count_values(c, limit - n);
+    }
+    n
 }
 
 impl Machine<'_> {
+    /// The value on top of the stack, copied for DUP or PUT (see [`Self::charge`]).
+    fn copy_top(&mut self, what: &str) -> Result<Value, PickleError> {
+        let n = match self.stack.last() {
+            Some(Slot::Val(v)) => count_values(v, self.copies_left),
+            _ => return Err(self.malformed(format!("{what} with no value"))),
+        };
+        self.charge(n)?;
+        match self.stack.last() {
+            Some(Slot::Val(v)) => Ok(v.clone()),
+            _ => Err(self.malformed(format!("{what} with no value"))),
+        }
+    }
+
+    /// Charges a copy of `n` values to [`MAX_COPIED_VALUES`].
+    fn charge(&mut self, n: usize) -> Result<(), PickleError> {
+        if n > self.copies_left {
+            return Err(self.malformed(format!(
+                "the pickle copies more than {MAX_COPIED_VALUES} values (a self-duplicating structure)"
+            )));
+        }
+        self.copies_left -= n;
+        Ok(())
+    }
+
     fn run(mut self) -> Result<Value, PickleError> {
         loop {
             self.op_pos = self.pos;
@@ -483,10 +533,7 @@ impl Machine<'_> {
                     self.pop_mark()?;
                 }
                 b'2' => {
-                    let top = match self.stack.last() {
-                        Some(Slot::Val(v)) => v.clone(),
-                        _ => return Err(self.malformed("DUP with no value".into())),
-                    };
+                    let top = self.copy_top("DUP")?;
                     self.push(top);
                 }
                 _ => {
@@ -640,17 +687,17 @@ impl Machine<'_> {
     }
 
     fn put(&mut self, k: u32) -> Result<(), PickleError> {
-        match self.stack.last() {
-            Some(Slot::Val(v)) => {
-                let v = v.clone();
-                self.memo.insert(k, v);
-                Ok(())
-            }
-            _ => Err(self.malformed("PUT with no value".into())),
-        }
+        let v = self.copy_top("PUT")?;
+        self.memo.insert(k, v);
+        Ok(())
     }
 
     fn get(&mut self, k: u32) -> Result<(), PickleError> {
+        let n = match self.memo.get(&k) {
+            Some(v) => count_values(v, self.copies_left),
+            None => return Err(self.malformed(format!("memo key {k} was never stored"))),
+        };
+        self.charge(n)?;
         let v = self
             .memo
             .get(&k)
@@ -767,6 +814,15 @@ fn forbidden(module: &str, name: &str) -> PickleError {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_self_duplicating_dict_is_refused_not_grown() {
+        // Found by cargo-fuzz: DUP + SETITEM copies a dict into itself, doubling per opcode.
+        let data = include_bytes!("../../tests/fixtures/fuzz/pickle-oom-self-duplicating-dict");
+        let err = unpickle(data).expect_err("refused");
+        assert!(err.to_string().contains("self-duplicating"), "{err}");
+    }
+
     use super::*;
 
     /// Protocol 2: `{"a": [1, 2.5, "x"]}` written by CPython's pickle.dumps.
