@@ -669,6 +669,20 @@ fn sixteen_streaming_clients_get_complete_answers_or_429_and_memory_stays_flat()
     assert!(!server.stderr().contains("panicked"), "{}", server.stderr());
 }
 
+/// Retries a tiny request until the server's only queue slot is free again.
+async fn wait_for_free_slot(c: &reqwest::Client, url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (status, json) = post_json(c, url, br#"{"prompt":"Hi","max_tokens":2}"#).await;
+        if status == 200 {
+            return;
+        }
+        assert_eq!(status, 429, "{json}");
+        assert!(Instant::now() < deadline, "the slot never came free");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[test]
 fn a_client_that_disconnects_cancels_its_job() {
     let _s = serial();
@@ -686,16 +700,7 @@ fn a_client_that_disconnects_cancels_its_job() {
         assert!(matches!(first, Ok(Some(Ok(_)))), "no first chunk");
         drop(stream); // the client goes away mid-generation
         // The only queue slot comes free and the next request is served.
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let (status, json) = post_json(&c, &url, br#"{"prompt":"Hi","max_tokens":2}"#).await;
-            if status == 200 {
-                break;
-            }
-            assert_eq!(status, 429, "{json}");
-            assert!(Instant::now() < deadline, "the slot never came free");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_for_free_slot(&c, &url).await;
         // The same for a whole (non-streamed) answer: the client gives up after a second.
         let gave_up = c
             .post(&url)
@@ -704,16 +709,7 @@ fn a_client_that_disconnects_cancels_its_job() {
             .send()
             .await;
         assert!(gave_up.is_err(), "a 2000-token answer came within a second");
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let (status, json) = post_json(&c, &url, br#"{"prompt":"Hi","max_tokens":2}"#).await;
-            if status == 200 {
-                break;
-            }
-            assert_eq!(status, 429, "{json}");
-            assert!(Instant::now() < deadline, "the slot never came free");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_for_free_slot(&c, &url).await;
     });
     let logs = server.stderr();
     assert_eq!(

@@ -169,36 +169,30 @@ async fn execute(job: RemoteJob, send: &(dyn Fn(Event) + Send + Sync)) -> Result
                         token: token.clone(),
                     })
                 };
-                let attempt = client::generate(
-                    &call,
-                    &request.task,
-                    &params,
-                    seed,
-                    job.flag(),
-                    &mut on_token,
-                )
-                .await;
-                let result = match attempt {
-                    // Some servers refuse log-probabilities (llama-cpp-python without
-                    // logits_all answers 500): the text matters more than the alternatives.
-                    Err(RemoteError::Http { status, .. })
-                        if params.logprobs > 0 && matches!(status, 400 | 422 | 500 | 501) =>
-                    {
-                        tracing::info!(
-                            "the server refused log-probabilities (HTTP {status}); asking without them"
-                        );
-                        params.logprobs = 0;
-                        client::generate(
-                            &call,
-                            &request.task,
-                            &params,
-                            seed,
-                            job.flag(),
-                            &mut on_token,
-                        )
-                        .await?
+                let result = loop {
+                    let attempt = client::generate(
+                        &call,
+                        &request.task,
+                        &params,
+                        seed,
+                        job.flag(),
+                        &mut on_token,
+                    )
+                    .await;
+                    match attempt {
+                        // Some servers refuse log-probabilities (llama-cpp-python without
+                        // logits_all answers 500): the text matters more than the
+                        // alternatives, so ask once more without them.
+                        Err(RemoteError::Http { status, .. })
+                            if params.logprobs > 0 && matches!(status, 400 | 422 | 500 | 501) =>
+                        {
+                            tracing::info!(
+                                "the server refused log-probabilities (HTTP {status}); asking without them"
+                            );
+                            params.logprobs = 0;
+                        }
+                        other => break other?,
                     }
-                    other => other?,
                 };
                 send(Event::CandidateDone {
                     job: id,
