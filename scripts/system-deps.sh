@@ -6,7 +6,8 @@
 set -euo pipefail
 what="${1:-run}"
 pkgs=(libvulkan1 mesa-vulkan-drivers libxkbcommon-x11-0 libgl1-mesa-dri python3 python3-pip ca-certificates)
-[ "$what" = test ] && pkgs+=(xvfb)
+# tests also: a Secret Service (gnome-keyring in a private D-Bus session) for the API-key store
+[ "$what" = test ] && pkgs+=(xvfb dbus gnome-keyring)
 command -v dpkg-query >/dev/null 2>&1 || { echo "system-deps: not a Debian-based system; install the equivalents of: ${pkgs[*]}" >&2; exit 0; }
 missing=()
 for p in "${pkgs[@]}"; do

@@ -1055,3 +1055,56 @@ fn stop_closes_the_stream_at_once() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// The platform keyring path, against a real Secret Service (gnome-keyring in a private D-Bus
+/// session): the key goes into the keyring, not the file, and comes back. The test set-up
+/// installs gnome-keyring; without it (or dbus-run-session) the test says so and passes.
+#[test]
+fn api_keys_go_to_the_secret_service_when_there_is_one() {
+    if std::env::var_os("ATELIER_INNER_KEYRING_TEST").is_some() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = atelier::remote::keystore::KeyStore::in_dir(dir.path());
+        let url = "http://keyring-test.invalid:8080";
+        let key = ApiKey::new("sk-keyring-test-5b1e").expect("key");
+        let backing = store.save(url, &key).expect("save");
+        assert_eq!(backing, atelier::remote::keystore::Backing::Keyring);
+        assert!(
+            !dir.path()
+                .join(atelier::remote::keystore::FILE_NAME)
+                .exists(),
+            "the key went to the file despite the keyring"
+        );
+        assert_eq!(store.load(url).expect("load"), Some(key));
+        store.delete(url).expect("delete");
+        assert_eq!(store.load(url).expect("load"), None);
+        return;
+    }
+    let have = |tool: &str| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !have("dbus-run-session") || !have("gnome-keyring-daemon") {
+        eprintln!("no dbus-run-session or gnome-keyring-daemon: keyring path not exercised");
+        return;
+    }
+    let exe = std::env::current_exe().expect("test binary");
+    let out = Command::new("dbus-run-session")
+        .args(["--", "sh", "-c"])
+        .arg(
+            "printf 'atelier-test' | gnome-keyring-daemon --unlock --components=secrets >/dev/null 2>&1 && \
+             exec \"$0\" --exact api_keys_go_to_the_secret_service_when_there_is_one --nocapture",
+        )
+        .arg(exe)
+        .env("ATELIER_INNER_KEYRING_TEST", "1")
+        .env_remove("ATELIER_KEYSTORE")
+        .output()
+        .expect("run dbus-run-session");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success() && text.contains("1 passed"), "{text}");
+}
