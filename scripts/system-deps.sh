@@ -17,6 +17,11 @@ done
 if command -v python3 >/dev/null 2>&1 && python3 -m pip --version >/dev/null 2>&1; then
   missing=("${missing[@]/python3-pip}"); missing=("${missing[@]/python3}")
 fi
+# The tests' llama.cpp peer (scripts/peer-venv.sh) needs venv and a C++ compiler.
+if [ "$what" = test ]; then
+  python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+  command -v g++ >/dev/null 2>&1 || missing+=(g++)
+fi
 missing=($(printf '%s\n' "${missing[@]}" | grep -v '^$' || true))
 [ ${#missing[@]} -eq 0 ] && exit 0
 echo "Installing system packages: ${missing[*]}"
