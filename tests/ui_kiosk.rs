@@ -183,9 +183,10 @@ fn long_idle_resets_the_session_and_dialogs_and_quit_are_guarded() {
     h.state_mut().store_mut().save_now().unwrap();
     assert_eq!(h.state().store().documents().len(), 2);
 
-    // No button opens a file dialog (Save As, Export, Open GGUF); the shortcut that would
+    // No button opens a file dialog (Save As, Export, Open GGUF) and the engine is not
+    // reconfigurable by visitors; the shortcut that would open a dialog
     // (Ctrl+S on a document never saved to a file) is refused with a message.
-    for label in ["Save As…", "Export ▾", "Open GGUF…"] {
+    for label in ["Save As…", "Export ▾", "Open GGUF…", "This computer"] {
         assert!(
             h.query_all_by_label(label).next().is_none(),
             "{label} is shown in kiosk mode"

@@ -480,9 +480,17 @@ impl WritePanel {
                 ui.label(RichText::new(format!("{} {err}", icon::WARNING)).color(theme::ERROR));
             });
         }
-        RemotePanel::engine_choice(ui, &mut cx.store.settings.remote);
+        // Visitors at a kiosk do not reconfigure the engine: it is set in the settings file.
+        if !cx.kiosk {
+            RemotePanel::engine_choice(ui, &mut cx.store.settings.remote);
+        }
         let remote = cx.store.settings.remote.enabled;
-        if remote {
+        if remote && cx.kiosk {
+            ui.label(
+                RichText::new(format!("Writing on {}", cx.store.settings.remote.base_url))
+                    .color(theme::TEXT_WEAK),
+            );
+        } else if remote {
             self.remote
                 .show(ui, &mut cx.store.settings.remote, cx.engine);
         } else {
