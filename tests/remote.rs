@@ -626,7 +626,7 @@ fn sixteen_streaming_clients_get_complete_answers_or_429_and_memory_stays_flat()
                 let url = url.clone();
                 tasks.push(tokio::spawn(async move {
                     let body = json!({"prompt": format!("Story number {i}: once upon a time"),
-                                      "max_tokens": 8, "stream": true, "temperature": 0.7, "seed": i});
+                                      "max_tokens": 24, "stream": true, "temperature": 0.7, "seed": i});
                     stream_all(&c, &url, &body).await
                 }));
             }
