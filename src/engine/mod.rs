@@ -317,11 +317,17 @@ impl Engine {
         self.gpu.as_ref()
     }
 
-    fn submit_remote(&self, make: impl FnOnce(JobHandle) -> RemoteJob) -> JobHandle {
+    /// A new job, recorded so that dropping the engine can cancel it.
+    fn new_job(&self) -> JobHandle {
         let job = JobHandle::new(JobId(self.next_id.fetch_add(1, Ordering::Relaxed)));
         if let Ok(mut live) = self.outbox.live.lock() {
             live.insert(job.id(), job.clone());
         }
+        job
+    }
+
+    fn submit_remote(&self, make: impl FnOnce(JobHandle) -> RemoteJob) -> JobHandle {
+        let job = self.new_job();
         self.outbox.send(Event::Queued {
             job: job.id(),
             ahead: 0,
@@ -360,10 +366,7 @@ impl Engine {
 
     fn submit(&self, make: impl FnOnce(JobHandle) -> Request) -> JobHandle {
         self.heal();
-        let job = JobHandle::new(JobId(self.next_id.fetch_add(1, Ordering::Relaxed)));
-        if let Ok(mut live) = self.outbox.live.lock() {
-            live.insert(job.id(), job.clone());
-        }
+        let job = self.new_job();
         let ahead = self.outbox.pending.fetch_add(1, Ordering::SeqCst);
         self.outbox.send(Event::Queued {
             job: job.id(),

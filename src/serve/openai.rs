@@ -141,12 +141,11 @@ async fn respond(state: AppState, body: Bytes, api: Api) -> Result<Response, Api
                     "the job was cancelled (the server is shutting down)",
                 ));
             }
-            Some(e @ Event::PromptReady { .. }) => {
-                early.push(e);
-                break;
-            }
             Some(
-                e @ (Event::Token { .. } | Event::CandidateDone { .. } | Event::Finished { .. }),
+                e @ (Event::PromptReady { .. }
+                | Event::Token { .. }
+                | Event::CandidateDone { .. }
+                | Event::Finished { .. }),
             ) => {
                 early.push(e);
                 break;
