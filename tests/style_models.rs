@@ -140,3 +140,19 @@ fn arbitrary_pair_matches_onnxruntime() {
         }
     }
 }
+
+#[test]
+fn predictor_takes_any_size_from_8_pixels_and_refuses_smaller() {
+    let predictor = StylePredictor::load(&model("arbitrary_predict.onnx")).unwrap();
+    for (h, w) in [(8, 8), (9, 13), (257, 300)] {
+        let data = (0..3 * h * w).map(|i| (i % 251) as f32 / 250.0).collect();
+        let x = FeatureMap::from_vec(3, h, w, data).unwrap();
+        let b = predictor.predict(&x, NEVER).unwrap();
+        assert_eq!(b.len(), BOTTLENECK);
+        assert!(b.iter().all(|v| v.is_finite()), "{h}×{w}");
+    }
+    let tiny = FeatureMap::from_vec(3, 7, 7, vec![0.5; 3 * 49]).unwrap();
+    assert!(predictor.predict(&tiny, NEVER).is_err());
+    // Cancelled before it starts: a clean error, not a bottleneck.
+    assert!(predictor.predict(&png("style/brick_style_256.png"), &|| true).is_err());
+}

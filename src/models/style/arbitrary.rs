@@ -4,7 +4,7 @@
 //! stylization network](https://arxiv.org/abs/1705.06830), as shipped quantised for TFLite and
 //! converted to ONNX:
 //!
-//! - [`StylePredictor`]: MobileNetV2 on the 256×256 style image, global average pool, 1×1 conv
+//! - [`StylePredictor`](super::predictor::StylePredictor): MobileNetV2 on the 256×256 style image, global average pool, 1×1 conv
 //!   to a 100-value style bottleneck.
 //! - [`StyleTransform`]: a transformer net (9×9 3→8, 3×3/2 8→16, 3×3/2 16→32, five residual
 //!   blocks of 32, 2× up 32→16, 2× up 16→8, 9×9 8→3, sigmoid) whose instance norms take their
@@ -22,10 +22,7 @@ use std::path::Path;
 
 use rayon::prelude::*;
 
-use super::ops::{
-    Conv, DepthwiseConv, FakeQuant, FeatureMap, PadMode, SumOrder, channel_mean, channel_mean_mlas,
-    clamp, map_planes,
-};
+use super::ops::{Conv, FakeQuant, FeatureMap, PadMode, SumOrder, channel_mean, clamp, map_planes};
 use super::{StyleError, check_cancel};
 use crate::models::onnx::{OnnxError, OnnxModel};
 
@@ -41,6 +38,15 @@ pub(crate) enum Act {
 }
 
 impl Act {
+    /// The activation as `(lo, hi)` bounds (±∞ where it has none).
+    pub(crate) fn bounds(self) -> (f32, f32) {
+        match self {
+            Act::None => (f32::NEG_INFINITY, f32::INFINITY),
+            Act::Relu => (0.0, f32::INFINITY),
+            Act::Clip(lo, hi) => (lo, hi),
+        }
+    }
+
     #[inline(always)]
     fn apply(self, v: f32) -> f32 {
         match self {
@@ -52,7 +58,7 @@ impl Act {
 }
 
 /// The activation feeding the `QuantizeLinear` that produces `q_output`.
-fn act_before(model: &OnnxModel, q_output: &str) -> Result<Act, StyleError> {
+pub(crate) fn act_before(model: &OnnxModel, q_output: &str) -> Result<Act, StyleError> {
     let q = model.producer_of_type(q_output, "QuantizeLinear")?;
     let input = q.input.first().map(String::as_str).unwrap_or("");
     let Ok(node) = model.producer(input) else {
@@ -69,7 +75,7 @@ fn act_before(model: &OnnxModel, q_output: &str) -> Result<Act, StyleError> {
     })
 }
 
-fn fq(model: &OnnxModel, q_output: &str) -> Result<FakeQuant, OnnxError> {
+pub(crate) fn fq(model: &OnnxModel, q_output: &str) -> Result<FakeQuant, OnnxError> {
     Ok(FakeQuant::new(model.quant_params(q_output)?))
 }
 
@@ -143,12 +149,12 @@ fn fused_by_onnxruntime(m: &OnnxModel, conv_output: &str) -> bool {
 }
 
 /// An ONNX-fused int8 convolution: weights, their dims, bias and the integer rescaling.
-type Int8Parts = (Vec<f32>, Vec<usize>, Vec<f32>, Int8);
+pub(crate) type Int8Parts = (Vec<f32>, Vec<usize>, Vec<f32>, Int8);
 
 /// Integer weights, bias and requantisation of a conv onnxruntime fuses, or `None` to run it
 /// in float like the graph says.
 #[allow(clippy::type_complexity)] // the four parts go straight into one constructor
-fn int8_parts(
+pub(crate) fn int8_parts(
     m: &OnnxModel,
     conv_output: &str,
     q_output: &str,
@@ -220,7 +226,7 @@ pub(crate) struct QConv {
 
 impl QConv {
     /// `conv_output`: the Conv node's output; `q_output`: the quantiser after it.
-    fn load(
+    pub(crate) fn load(
         model: &OnnxModel,
         conv_output: &str,
         q_output: &str,
@@ -265,7 +271,7 @@ impl QConv {
         })
     }
 
-    fn forward(&self, x: &FeatureMap, up: usize) -> FeatureMap {
+    pub(crate) fn forward(&self, x: &FeatureMap, up: usize) -> FeatureMap {
         let (bias, act, out_q) = (&self.conv.bias, self.act, self.out);
         match &self.int8 {
             Some(i8) => {
@@ -289,188 +295,6 @@ impl QConv {
                     .0
             }
         }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Style predictor (MobileNetV2)
-
-#[derive(Clone, Debug)]
-struct Block {
-    expand: Option<QConv>,
-    depthwise: DepthwiseConv,
-    dw_act: Act,
-    dw_out: FakeQuant,
-    dw_int8: Option<Int8>,
-    project: QConv,
-    /// The residual add's quantiser, when the block has a skip connection.
-    add: Option<FakeQuant>,
-}
-
-/// MobileNetV2 → 100-value style bottleneck.
-#[derive(Clone, Debug)]
-pub struct StylePredictor {
-    input: FakeQuant,
-    stem: QConv,
-    blocks: Vec<Block>,
-    head: QConv,
-    pool: FakeQuant,
-    bottleneck: QConv,
-}
-
-impl StylePredictor {
-    /// Reads `arbitrary_predict.onnx`.
-    pub fn load(path: &Path) -> Result<Self, StyleError> {
-        let m = OnnxModel::open(path)?;
-        let stem = QConv::load(
-            &m,
-            "MobilenetV2/Conv/Relu6_prequant",
-            "MobilenetV2/Conv/Relu6",
-            None,
-        )?;
-        let mut blocks = Vec::new();
-        for i in 0.. {
-            let p = match i {
-                0 => "MobilenetV2/expanded_conv".to_string(),
-                _ => format!("MobilenetV2/expanded_conv_{i}"),
-            };
-            if !m.has_tensor(&format!("{p}/depthwise/Relu6")) {
-                break;
-            }
-            let expand = if m.has_tensor(&format!("{p}/expand/Relu6")) {
-                Some(QConv::load(
-                    &m,
-                    &format!("{p}/expand/Relu6_prequant"),
-                    &format!("{p}/expand/Relu6"),
-                    None,
-                )?)
-            } else {
-                None
-            };
-            let dw_q = format!("{p}/depthwise/Relu6");
-            let dw_out = format!("{p}/depthwise/Relu6_prequant");
-            let dw = m.conv(&dw_out)?;
-            if dw.group != dw.weights.dims[0] || dw.strides[0] != dw.strides[1] {
-                return Err(StyleError::architecture(
-                    path,
-                    format!("{p}: expected a depthwise convolution"),
-                ));
-            }
-            let (weights, d, bias, dw_int8) = match int8_parts(&m, &dw_out, &dw_q)? {
-                Some((w, dims, b, i)) => (w, dims, Some(b), Some(i)),
-                None => (dw.weights.data, dw.weights.dims, dw.bias, None),
-            };
-            let depthwise = DepthwiseConv::from_oihw(
-                &weights,
-                [d[0], d[1], d[2], d[3]],
-                bias,
-                dw.strides[0],
-                dw.pads,
-            )
-            .ok_or_else(|| StyleError::architecture(path, format!("{p}: bad depthwise weights")))?;
-            let project_q = format!("{p}/project/BatchNorm/FusedBatchNormV3");
-            let project = QConv::load(&m, &format!("{project_q}_prequant"), &project_q, None)?;
-            let add_q = format!("{p}/add");
-            let add = if m.has_tensor(&add_q) {
-                Some(fq(&m, &add_q)?)
-            } else {
-                None
-            };
-            blocks.push(Block {
-                expand,
-                dw_act: act_before(&m, &dw_q)?,
-                dw_out: fq(&m, &dw_q)?,
-                dw_int8,
-                depthwise,
-                project,
-                add,
-            });
-        }
-        if blocks.is_empty() {
-            return Err(StyleError::architecture(
-                path,
-                "no MobileNetV2 blocks found",
-            ));
-        }
-        let head = QConv::load(
-            &m,
-            "MobilenetV2/Conv_1/Relu6_prequant",
-            "MobilenetV2/Conv_1/Relu6",
-            None,
-        )?;
-        let bottleneck = QConv::load(
-            &m,
-            "mobilenet_conv/Conv/BiasAdd_int8_prequant",
-            "mobilenet_conv/Conv/BiasAdd_int8",
-            None,
-        )?;
-        if bottleneck.conv.cout != BOTTLENECK {
-            return Err(StyleError::architecture(
-                path,
-                "the bottleneck is not 100 values",
-            ));
-        }
-        Ok(Self {
-            input: fq(&m, "style_image_int8")?,
-            stem,
-            blocks,
-            head,
-            pool: fq(&m, "bottleneck/Mean")?,
-            bottleneck,
-        })
-    }
-
-    /// The style bottleneck of an RGB image in 0..1 (the reference resizes styles to 256×256).
-    pub fn predict(
-        &self,
-        style: &FeatureMap,
-        cancel: &dyn Fn() -> bool,
-    ) -> Result<Vec<f32>, StyleError> {
-        if style.c != 3 || style.h < 8 || style.w < 8 {
-            return Err(StyleError::BadInput(
-                "the style image must be RGB, at least 8×8".into(),
-            ));
-        }
-        let mut x = style.clone();
-        let input = self.input;
-        x.data.par_iter_mut().for_each(|v| *v = input.apply(*v));
-        x = self.stem.forward(&x, 1);
-        for b in &self.blocks {
-            check_cancel(cancel)?;
-            let skip = b.add.is_some().then(|| x.clone());
-            let mut h = match &b.expand {
-                Some(e) => e.forward(&x, 1),
-                None => x,
-            };
-            let (act, q) = (b.dw_act, b.dw_out);
-            h = match &b.dw_int8 {
-                Some(i8) => b.depthwise.forward_mapped(&h, Some(i8.in_scale), |c, row| {
-                    let (m, lo, hi, os) = (i8.mult[c], i8.lo, i8.hi, i8.out_scale);
-                    row.iter_mut()
-                        .for_each(|v| *v = act.apply(clamp(*v * m, lo, hi).round_ties_even() * os))
-                }),
-                None => b.depthwise.forward(&h, |_, row| {
-                    row.iter_mut().for_each(|v| *v = q.apply(act.apply(*v)))
-                }),
-            };
-            h = b.project.forward(&h, 1);
-            if let (Some(add), Some(skip)) = (b.add, skip) {
-                h.data
-                    .par_iter_mut()
-                    .zip(skip.data.par_iter())
-                    .for_each(|(v, &s)| *v = add.apply(*v + s));
-            }
-            x = h;
-        }
-        x = self.head.forward(&x, 1);
-        let pool = self.pool;
-        let pooled: Vec<f32> = channel_mean_mlas(&x)
-            .into_iter()
-            .map(|v| pool.apply(v))
-            .collect();
-        let pooled = FeatureMap::from_vec(pooled.len(), 1, 1, pooled)
-            .ok_or_else(|| StyleError::BadInput("empty pooled features".into()))?;
-        Ok(self.bottleneck.forward(&pooled, 1).data)
     }
 }
 

@@ -13,15 +13,19 @@ pub mod arbitrary;
 pub mod colour;
 mod direct;
 pub mod image;
+mod mobilenet;
 pub mod multistyle;
 pub mod ops;
+mod pointwise;
+pub mod predictor;
 pub mod tiling;
 
 use std::path::{Path, PathBuf};
 
-pub use arbitrary::{StylePredictor, StyleTransform};
+pub use arbitrary::StyleTransform;
 pub use multistyle::Multistyle26;
 pub use ops::FeatureMap;
+pub use predictor::StylePredictor;
 
 use crate::models::onnx::OnnxError;
 
