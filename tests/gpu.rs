@@ -17,7 +17,7 @@ use atelier::models::style::{FeatureMap, Multistyle26, StyleMix, StyleTransform}
 use atelier::paths;
 
 const TOLERANCE: f32 = 1e-3;
-const NEVER: &dyn Fn() -> bool = &|| false;
+const NEVER: &(dyn Fn() -> bool + Sync) = &|| false;
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -61,7 +61,7 @@ fn diffs(a: &[f32], b: &[f32]) -> (f32, f32) {
     ((sum / a.len() as f64) as f32, max)
 }
 
-const NEVER: &dyn Fn() -> bool = &|| false;
+const NEVER: &(dyn Fn() -> bool + Sync) = &|| false;
 
 #[test]
 fn multistyle26_matches_onnxruntime() {
@@ -154,5 +154,9 @@ fn predictor_takes_any_size_from_8_pixels_and_refuses_smaller() {
     let tiny = FeatureMap::from_vec(3, 7, 7, vec![0.5; 3 * 49]).unwrap();
     assert!(predictor.predict(&tiny, NEVER).is_err());
     // Cancelled before it starts: a clean error, not a bottleneck.
-    assert!(predictor.predict(&png("style/brick_style_256.png"), &|| true).is_err());
+    assert!(
+        predictor
+            .predict(&png("style/brick_style_256.png"), &|| true)
+            .is_err()
+    );
 }

@@ -473,7 +473,7 @@ impl TiledNet for GpuMultistyleNet<'_> {
         &self,
         x: &FeatureMap,
         stats: Option<&MultistyleStats>,
-        cancel: &dyn Fn() -> bool,
+        cancel: &(dyn Fn() -> bool + Sync),
     ) -> Result<(FeatureMap, MultistyleStats), StyleError> {
         check_cancel(cancel)?;
         self.net.forward(x, &self.style, stats)
@@ -671,7 +671,7 @@ impl TiledNet for GpuTransformNet<'_> {
         &self,
         x: &FeatureMap,
         stats: Option<&TransformStats>,
-        cancel: &dyn Fn() -> bool,
+        cancel: &(dyn Fn() -> bool + Sync),
     ) -> Result<(FeatureMap, TransformStats), StyleError> {
         check_cancel(cancel)?;
         self.net.forward(x, &self.style, stats)

@@ -245,7 +245,7 @@ pub fn run(
     req: &StyleRequest,
     pass: StylePass,
     progress: &mut dyn FnMut(usize, usize),
-    cancel: &dyn Fn() -> bool,
+    cancel: &(dyn Fn() -> bool + Sync),
     gpu: Option<&mut GpuRuntime>,
 ) -> Result<StyleOutput, StyleError> {
     let started = Instant::now();

@@ -263,6 +263,8 @@ impl QConv {
             // Float convs: sum like onnxruntime so last-bit differences cannot flip a rounding.
             conv = conv.with_order(SumOrder::Mlas);
         }
+        // No im2col where the CPU runs the direct kernel (it sums in either order).
+        conv = conv.with_direct();
         Ok(Self {
             conv,
             act: act_before(model, q_output)?,
@@ -566,7 +568,19 @@ impl StyleTransform {
         x: &FeatureMap,
         style: &TransformStyle,
         stats: Option<&TransformStats>,
-        cancel: &dyn Fn() -> bool,
+        cancel: &(dyn Fn() -> bool + Sync),
+    ) -> Result<(FeatureMap, TransformStats), StyleError> {
+        // On a pool thread, each layer's parallel loops fork locally instead of being injected
+        // from outside and waking a worker every time.
+        rayon::scope(|_| self.forward_in_pool(x, style, stats, cancel))
+    }
+
+    fn forward_in_pool(
+        &self,
+        x: &FeatureMap,
+        style: &TransformStyle,
+        stats: Option<&TransformStats>,
+        cancel: &(dyn Fn() -> bool + Sync),
     ) -> Result<(FeatureMap, TransformStats), StyleError> {
         if x.c != 3 || x.h < 4 || x.w < 4 {
             return Err(StyleError::BadInput(format!(

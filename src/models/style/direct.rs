@@ -16,8 +16,8 @@ use std::cell::RefCell;
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::{
-    __m512, _mm512_fmadd_ps, _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps, _mm512_set1_ps,
-    _mm512_setzero_ps,
+    __m512, _mm512_add_ps, _mm512_fmadd_ps, _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps,
+    _mm512_set1_ps, _mm512_setzero_ps,
 };
 
 use rayon::prelude::*;
@@ -144,6 +144,9 @@ pub struct Shape {
     /// `[top, left, bottom, right]`.
     pub pads: [usize; 4],
     pub mode: PadMode,
+    /// Taps summed per run: each run's fused multiply-adds start from zero and its sum is
+    /// added to the total (MLAS's K stride); the whole kernel for one chain.
+    pub run: usize,
 }
 
 /// Runs the convolution; same contract as `Conv::forward` (raw sums in the output planes, then
@@ -204,7 +207,20 @@ where
                 // The slack lets a full vector load run past the last tap of a row.
                 band.resize(sh.cin * band_rows * row_len + LANES, 0.0);
                 fill_band(x, sh, &ymap, &xmap, oy0 * s, band_rows, phase_w, &mut band);
+                let (ci_stride, ky_stride) = (band_rows * row_len, row_len);
+                let tap_off: Vec<usize> = (0..sh.cin)
+                    .flat_map(|ci| {
+                        let kx_off = &kx_off;
+                        (0..sh.kh).flat_map(move |ky| {
+                            kx_off
+                                .iter()
+                                .map(move |&kx| ci * ci_stride + ky * ky_stride + kx)
+                        })
+                    })
+                    .collect();
                 let geo = Geometry {
+                    run: sh.run.max(1),
+                    tap_off: &tap_off,
                     ci_stride: band_rows * row_len,
                     ky_stride: row_len,
                     kx_off: &kx_off,
@@ -246,6 +262,10 @@ unsafe impl Sync for OutPtr {}
 
 /// Where a tap's input vector lies in the band, relative to an output row's band start.
 struct Geometry<'a> {
+    /// Taps per summation run (see [`Shape::run`]).
+    run: usize,
+    /// Every tap's offset in (ci, ky, kx) order, for the kernel that sums in runs.
+    tap_off: &'a [usize],
     ci_stride: usize,
     ky_stride: usize,
     kx_off: &'a [usize],
@@ -430,11 +450,13 @@ mod avx512 {
     /// # Safety
     /// As [`run_row`].
     pub(super) unsafe fn dispatch(t: &Tile<'_>, mv: usize, nr: usize) {
+        let one_run = t.geo.run >= t.geo.tap_off.len();
         macro_rules! go {
             ($nr:literal: $($mv:literal)*) => {
                 match mv {
                     // SAFETY: forwarded from this function's contract.
-                    $($mv => unsafe { kernel::<$mv, $nr>(t) },)*
+                    $($mv if one_run => unsafe { kernel::<$mv, $nr>(t) },)*
+                    $($mv => unsafe { kernel_runs::<$mv, $nr>(t) },)*
                     _ => unreachable!("run_row bounds the vector count"),
                 }
             };
@@ -495,6 +517,65 @@ mod avx512 {
             }
         }
     }
+
+    /// [`kernel`] summing in runs of `g.run` taps (MLAS's order): each run's chains start
+    /// from zero, and its sums are stored (first run) or added to the output.
+    ///
+    /// # Safety
+    /// As [`kernel`].
+    #[allow(clippy::needless_range_loop)]
+    #[target_feature(enable = "avx512f")]
+    #[inline(never)]
+    unsafe fn kernel_runs<const MV: usize, const NR: usize>(t: &Tile<'_>) {
+        let g = t.geo;
+        let mask = |v: usize| -> u16 {
+            if v + 1 == MV {
+                ((1u32 << t.tail) - 1) as u16
+            } else {
+                u16::MAX
+            }
+        };
+        let taps = g.tap_off.len();
+        let mut start = 0;
+        while start < taps {
+            let end = (start + g.run).min(taps);
+            let mut acc = [[_mm512_setzero_ps(); NR]; MV];
+            // SAFETY: tap `start`'s weights; `run_row` checked the weights hold every tap's.
+            let mut w = unsafe { t.w.add(start * NR) };
+            for &off in &g.tap_off[start..end] {
+                // SAFETY: `run_row` checked the furthest read of the row; lanes past the
+                // row's end are masked off (and fault-suppressed).
+                let xv: [__m512; MV] = std::array::from_fn(|v| unsafe {
+                    _mm512_maskz_loadu_ps(mask(v), t.x.add(off + LANES * v))
+                });
+                for c in 0..NR {
+                    // SAFETY: as above.
+                    let wc = _mm512_set1_ps(unsafe { *w.add(c) });
+                    for v in 0..MV {
+                        acc[v][c] = _mm512_fmadd_ps(xv[v], wc, acc[v][c]);
+                    }
+                }
+                // SAFETY: as above; the pointer advances once per tap.
+                w = unsafe { w.add(NR) };
+            }
+            for (v, acc) in acc.iter().enumerate() {
+                for (c, &a) in acc.iter().enumerate() {
+                    // SAFETY: `run_row` checked the output planes; lanes past the row are
+                    // masked.
+                    unsafe {
+                        let p = t.out.add(t.out_at + c * t.hw + LANES * v);
+                        let sum = if start == 0 {
+                            a
+                        } else {
+                            _mm512_add_ps(_mm512_maskz_loadu_ps(mask(v), p), a)
+                        };
+                        _mm512_mask_storeu_ps(p, mask(v), sum);
+                    }
+                }
+            }
+            start = end;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -548,6 +629,39 @@ mod tests {
                 (total(&got_sums) - total(&want_sums)).abs() < 1e-2,
                 "case {i}"
             );
+        }
+    }
+
+    /// In MLAS's order (runs of 128 taps: 3·9·9 = 243 and 32·3·3 = 288 taps are split) the
+    /// direct kernel gives exactly the im2col + GEMM path's sums, bit for bit.
+    #[test]
+    fn sums_in_mlas_runs_like_the_im2col_path() {
+        use super::super::ops::SumOrder;
+        if !super::available() {
+            return;
+        }
+        let cases = [
+            (3, 8, 9, 1, 1, 4, PadMode::Reflect, 21, 37),
+            (32, 32, 3, 1, 1, 1, PadMode::Reflect, 19, 50),
+            (8, 3, 9, 1, 2, 4, PadMode::Reflect, 9, 13),
+            (32, 16, 3, 2, 1, 1, PadMode::Zero, 24, 24),
+        ];
+        for (i, &(cin, cout, k, stride, up, pad, mode, h, w)) in cases.iter().enumerate() {
+            let weights = values(cout * cin * k * k, 7 + i);
+            let conv = |direct: bool| {
+                let c = Conv::from_oihw(&weights, [cout, cin, k, k], None, stride, [pad; 4], mode)
+                    .expect("valid conv")
+                    .with_order(SumOrder::Mlas);
+                if direct { c.with_direct() } else { c }
+            };
+            let x = FeatureMap::from_vec(cin, h, w, values(cin * h * w, 50 + i)).expect("shape");
+            let (want, _) = conv(false).forward(&x, up, |_, _, _| ());
+            let (got, _) = conv(true).forward(&x, up, |_, _, _| ());
+            assert!(
+                conv(true).run_length(got.h * got.w) < cin * k * k,
+                "case {i}: one run"
+            );
+            assert_eq!(got.data, want.data, "case {i}");
         }
     }
 

@@ -139,7 +139,7 @@ impl StyleError {
 }
 
 /// Returns `Err(Cancelled)` when the job's flag is set; called between layers and tiles.
-pub fn check_cancel(cancel: &dyn Fn() -> bool) -> Result<(), StyleError> {
+pub fn check_cancel(cancel: &(dyn Fn() -> bool + Sync)) -> Result<(), StyleError> {
     if cancel() {
         Err(StyleError::Cancelled)
     } else {

@@ -134,7 +134,19 @@ impl Multistyle26 {
         x: &FeatureMap,
         style: &MixedStyle,
         stats: Option<&MultistyleStats>,
-        cancel: &dyn Fn() -> bool,
+        cancel: &(dyn Fn() -> bool + Sync),
+    ) -> Result<(FeatureMap, MultistyleStats), StyleError> {
+        // On a pool thread, each layer's parallel loops fork locally instead of being injected
+        // from outside and waking a worker every time.
+        rayon::scope(|_| self.forward_in_pool(x, style, stats, cancel))
+    }
+
+    fn forward_in_pool(
+        &self,
+        x: &FeatureMap,
+        style: &MixedStyle,
+        stats: Option<&MultistyleStats>,
+        cancel: &(dyn Fn() -> bool + Sync),
     ) -> Result<(FeatureMap, MultistyleStats), StyleError> {
         if x.c != 3 || x.h < 4 || x.w < 4 {
             return Err(StyleError::BadInput(format!(

@@ -283,7 +283,7 @@ impl Conv {
     }
 
     /// The same convolution run by the direct kernel ([`super::direct`]: no im2col) where
-    /// the CPU has AVX-512 and the sum order is [`SumOrder::Fast`]; otherwise unchanged.
+    /// the CPU has AVX-512 (in either sum order); otherwise unchanged.
     pub fn with_direct(mut self) -> Self {
         self.direct = DirectWeights::pack(&self.weights, self.cin * self.kh * self.kw, self.cout);
         self
@@ -316,8 +316,10 @@ impl Conv {
         F: Fn(usize, usize, &mut [f32]) -> S + Sync,
     {
         debug_assert_eq!(x.c, self.cin);
-        if let (SumOrder::Fast, Some(dw)) = (self.order, &self.direct) {
+        if let Some(dw) = &self.direct {
+            let (oh, ow) = self.out_size(x.h, x.w, up);
             let shape = direct::Shape {
+                run: self.run_length(oh * ow),
                 cin: self.cin,
                 cout: self.cout,
                 kh: self.kh,

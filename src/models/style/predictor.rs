@@ -338,7 +338,7 @@ impl StylePredictor {
     pub fn predict(
         &self,
         style: &FeatureMap,
-        cancel: &dyn Fn() -> bool,
+        cancel: &(dyn Fn() -> bool + Sync),
     ) -> Result<Vec<f32>, StyleError> {
         if style.c != 3 || style.h < 8 || style.w < 8 {
             return Err(StyleError::BadInput(
@@ -347,17 +347,17 @@ impl StylePredictor {
         }
         // Run on a pool thread: each layer's parallel loop is then a cheap local fork instead
         // of a job injected from outside and a wake-up (measured: ~30% of a 2-thread run).
-        // The whole pass takes milliseconds (tens without AVX-512), so cancelling around it is
-        // soon enough.
-        check_cancel(cancel)?;
-        let bottleneck = rayon::scope(|_| self.forward(style))?;
-        check_cancel(cancel)?;
-        Ok(bottleneck)
+        rayon::scope(|_| self.forward(style, cancel))
     }
 
-    fn forward(&self, style: &FeatureMap) -> Result<Vec<f32>, StyleError> {
+    fn forward(
+        &self,
+        style: &FeatureMap,
+        cancel: &(dyn Fn() -> bool + Sync),
+    ) -> Result<Vec<f32>, StyleError> {
         let mut x = self.stem.forward(style, self.input);
         for b in &self.blocks {
+            check_cancel(cancel)?;
             let expanded;
             let dw_in = match &b.expand {
                 Some(e) => {

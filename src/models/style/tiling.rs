@@ -31,7 +31,7 @@ pub trait TiledNet {
         &self,
         x: &FeatureMap,
         stats: Option<&Self::Stats>,
-        cancel: &dyn Fn() -> bool,
+        cancel: &(dyn Fn() -> bool + Sync),
     ) -> Result<(FeatureMap, Self::Stats), StyleError>;
 }
 
@@ -49,7 +49,7 @@ impl TiledNet for MultistyleNet<'_> {
         &self,
         x: &FeatureMap,
         stats: Option<&MultistyleStats>,
-        cancel: &dyn Fn() -> bool,
+        cancel: &(dyn Fn() -> bool + Sync),
     ) -> Result<(FeatureMap, MultistyleStats), StyleError> {
         self.net.forward(x, &self.style, stats, cancel)
     }
@@ -69,7 +69,7 @@ impl TiledNet for TransformNet<'_> {
         &self,
         x: &FeatureMap,
         stats: Option<&TransformStats>,
-        cancel: &dyn Fn() -> bool,
+        cancel: &(dyn Fn() -> bool + Sync),
     ) -> Result<(FeatureMap, TransformStats), StyleError> {
         self.net.forward(x, &self.style, stats, cancel)
     }
@@ -149,7 +149,7 @@ fn ramp(i: u32, n: u32, overlap: u32, low_shared: bool, high_shared: bool) -> f3
 pub fn run_whole<N: TiledNet>(
     net: &N,
     img: &RgbImage,
-    cancel: &dyn Fn() -> bool,
+    cancel: &(dyn Fn() -> bool + Sync),
 ) -> Result<(RgbImage, N::Stats), StyleError> {
     let (w, h) = img.dimensions();
     let x = region(img, 0, 0, round4_up(w), round4_up(h));
@@ -166,7 +166,7 @@ pub fn stylize<N: TiledNet>(
     img: &RgbImage,
     opts: &TileOptions,
     progress: &mut dyn FnMut(usize, usize),
-    cancel: &dyn Fn() -> bool,
+    cancel: &(dyn Fn() -> bool + Sync),
 ) -> Result<(RgbImage, TileReport), StyleError> {
     let (w, h) = img.dimensions();
     if w < 8 || h < 8 {
