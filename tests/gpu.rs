@@ -111,17 +111,23 @@ fn multistyle26_gpu_matches_cpu() {
     }
 }
 
-/// KNOWN GAP: the issue asks for 1e-3 here too; measured on lavapipe the GPU transform is
-/// within 1e-3 for most values but not all. The network fake-quantises almost every tensor,
-/// so a last-bit difference (summation, division, sqrt/exp on the driver) occasionally moves
-/// a value one grid step, and through the instance-norm statistics that spreads. The bound
-/// below is what holds today (mean |diff| and the share of values within 1e-3), so a real
-/// regression (a wrong layer, a wrong quantiser) still fails.
+/// Within 1e-3 (max |diff|) on an adapter whose `fma` is fused, as every real GPU's is.
+///
+/// KNOWN GAP on mesa's lavapipe (the only adapter in CI and on the development machine): its
+/// WGSL `fma` rounds the product before adding (`fma_probe_answers`). The CPU port sums the
+/// float convolutions with true fused multiply-adds in onnxruntime's order (and is
+/// bit-identical to onnxruntime), so lavapipe's sums differ in the last bit. The network
+/// fake-quantises every tensor: measured, 2 of the first layer's 1.18 M values land on the
+/// other side of a rounding boundary (quotients 3.5000010 and 16.499998 steps on the CPU), and
+/// through the convolutions and the instance-norm statistics that spreads. On lavapipe the
+/// bound is what holds today (mean |diff| and the share of values within 1e-3), so a wrong
+/// layer or quantiser still fails.
 #[test]
 fn arbitrary_transform_gpu_matches_cpu() {
     let (ctx, kernels) = gpu();
     let cpu = StyleTransform::load(&model("arbitrary_transform.onnx")).unwrap();
     let gpu = GpuTransform::new(&ctx, kernels, &cpu).unwrap();
+    let fused = ctx.fma_is_fused().unwrap();
     for (content, bottleneck) in [
         (
             "style/astronaut_384.png",
@@ -161,10 +167,28 @@ fn arbitrary_transform_gpu_matches_cpu() {
                 "arbitrary transform {content} ({label}): max |gpu - cpu| {d:.2e}, mean {mean:.2e}, {:.1}% within 1e-3",
                 within * 100.0
             );
-            assert!(
-                mean < 2e-2 && within > 0.5,
-                "{content} ({label}): mean {mean}, {within} within 1e-3"
-            );
+            if fused {
+                assert!(d < TOLERANCE, "{content} ({label}): max |diff| {d}");
+            } else {
+                assert!(
+                    mean < 2e-2 && within > 0.5,
+                    "{content} ({label}): mean {mean}, {within} within 1e-3"
+                );
+            }
         }
+    }
+}
+
+/// The probe answers on whatever adapter there is (lavapipe in CI: not fused).
+#[test]
+fn fma_probe_answers() {
+    let (ctx, _) = gpu();
+    let fused = ctx.fma_is_fused().unwrap();
+    eprintln!("{}: fma fused: {fused}", ctx.adapter);
+    if ctx.adapter.contains("llvmpipe") {
+        assert!(
+            !fused,
+            "lavapipe's fma was unfused when this was written; if it fuses now, tighten arbitrary_transform_gpu_matches_cpu"
+        );
     }
 }

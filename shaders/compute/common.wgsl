@@ -5,11 +5,91 @@
 // `div_cr` corrects the quotient with one fused residual step, which gives the correctly
 // rounded result the CPU computes.
 
-// a / b, correctly rounded (Markstein: q + (a - q*b) * (1/b), the residual exact with fma).
+// Of `q` and its two neighbouring floats, the one whose exact residual `a - c·b` (one fused
+// multiply-add, exact this close to the quotient) is smallest: the correctly rounded a / b
+// for any `q` within a couple of ULP. An exact tie (a / b halfway between two floats) takes
+// the even one, as IEEE division rounds.
+fn nearest_quotient(q: f32, a: f32, b: f32) -> f32 {
+    let bits = bitcast<u32>(q);
+    let lo = bitcast<f32>(bits - 1u);
+    let hi = bitcast<f32>(bits + 1u);
+    let r = abs(fma(-q, b, a));
+    let rl = abs(fma(-lo, b, a));
+    let rh = abs(fma(-hi, b, a));
+    var best = q;
+    var rb = r;
+    if (rl < rb || (rl == rb && (bitcast<u32>(lo) & 1u) == 0u)) {
+        best = lo;
+        rb = rl;
+    }
+    if (rh < rb || (rh == rb && (bitcast<u32>(hi) & 1u) == 0u)) {
+        best = hi;
+    }
+    // A zero or non-finite quotient has no neighbours to compare (NaN residuals).
+    if (q == 0.0 || !(r == r)) {
+        return q;
+    }
+    return best;
+}
+
+// a / b, correctly rounded. WGSL's `/` may be 2.5 ULP off (a reciprocal and a product on
+// many drivers); one Markstein step brings it within about an ULP, and the residual
+// comparison settles the last bit, so quantisation rounds exactly as the CPU does.
 fn div_cr(a: f32, b: f32) -> f32 {
     let q = a / b;
     let r = fma(-q, b, a);
-    return fma(r, 1.0 / b, q);
+    return nearest_quotient(fma(r, 1.0 / b, q), a, b);
+}
+
+// A zero the shader compiler cannot see through: entry points that need it copy it from a
+// uniform field the host writes as 0. Drivers may contract `a * b + c` into one fused
+// multiply-add (SPIR-V without NoContraction, Metal, DXIL all allow it); the CPU rounds the
+// product first, so a product that is added to later passes through `materialise`.
+var<private> OPAQUE_ZERO: u32 = 0u;
+
+// `v`, rounded to f32 as computed and kept apart from any later addition.
+fn materialise(v: f32) -> f32 {
+    return bitcast<f32>(bitcast<u32>(v) | OPAQUE_ZERO);
+}
+
+// sqrt(x), correctly rounded: WGSL allows 2 ULP. One residual step with fma, then of the
+// result and its neighbours the one whose exact residual x - c² is smallest (a square root is
+// never exactly halfway between two floats).
+fn sqrt_cr(x: f32) -> f32 {
+    let s0 = sqrt(x);
+    let s = fma(fma(-s0, s0, x), 0.5 / s0, s0);
+    if (!(s > 0.0)) {
+        return s0;
+    }
+    let bits = bitcast<u32>(s);
+    var best = s;
+    var rb = abs(fma(-s, s, x));
+    for (var d = 0u; d < 2u; d++) {
+        let c = bitcast<f32>(select(bits + 1u, bits - 1u, d == 0u));
+        let r = abs(fma(-c, c, x));
+        if (r < rb) {
+            best = c;
+            rb = r;
+        }
+    }
+    return best;
+}
+
+// e^x from IEEE operations only (products, fused multiply-adds, rounding, scaling by a power
+// of two), so the CPU (`ops::exp_portable`) computes the same bits: Cody–Waite reduction by
+// ln 2 and Cephes' degree-6 polynomial on [-ln2/2, ln2/2], within 1 ULP of e^x.
+fn exp_portable(x0: f32) -> f32 {
+    let x = clamp(x0, -87.0, 88.0);
+    let n = round(x * 1.44269504);
+    var r = fma(-n, 0.693359375, x);
+    r = fma(-n, -2.12194440e-4, r);
+    var c = fma(1.9875691500e-4, r, 1.3981999507e-3);
+    c = fma(c, r, 8.3334519073e-3);
+    c = fma(c, r, 4.1665795894e-2);
+    c = fma(c, r, 1.6666665459e-1);
+    c = fma(c, r, 5.0000001201e-1);
+    let e = fma(c, r * r, r) + 1.0;
+    return e * bitcast<f32>(u32(i32(n) + 127) << 23u);
 }
 
 // ONNX QuantizeLinear -> DequantizeLinear: divide, round half to even, add the zero point,
@@ -20,7 +100,7 @@ fn fq(x: f32, q: vec4<f32>) -> f32 {
         return x;
     }
     let t = round(div_cr(x, q.x)) + q.y;
-    return (clamp(t, q.z, q.w) - q.y) * q.x;
+    return materialise((clamp(t, q.z, q.w) - q.y) * q.x);
 }
 
 // The flat index of this invocation over a 2-D grid of 1-D workgroups (dispatches wider than

@@ -25,7 +25,7 @@ fn pointwise(
     let v = x[i];
     switch p.mode {
         case 1u: { x[i] = round(div_cr(v, p.q.x)); }
-        case 2u: { x[i] = fq(1.0 / (1.0 + exp(-v)), p.q); }
+        case 2u: { x[i] = fq(div_cr(1.0, 1.0 + exp_portable(-v)), p.q); }
         default: { x[i] = fq(v, p.q); }
     }
 }

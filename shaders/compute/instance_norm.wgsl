@@ -15,7 +15,8 @@
 struct NormParams {
     c: u32, hw: u32, chunks: u32, pass_var: u32,
     kind: u32, relu: u32, residual: u32, act: u32,
-    eps: f32, _u0: f32, _u1: f32, _u2: f32,
+    // `zero` is written as 0 (see OPAQUE_ZERO in common.wgsl).
+    eps: f32, zero: u32, _u1: f32, _u2: f32,
     q_mean: vec4<f32>,
     q_sq: vec4<f32>,
     q_var: vec4<f32>,
@@ -51,6 +52,7 @@ fn chunk_sums(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
+    OPAQUE_ZERO = p.zero;
     let i = flat_index(wid, nwg, lid, 64u);
     if (i >= p.c * p.chunks) {
         return;
@@ -98,7 +100,7 @@ fn write_affine(ch: u32) {
         affine[p.c + ch] = beta - mean * a;
     } else {
         let ve = fq(v + p.eps, p.q_var_eps);
-        let rs = fq(div_cr(1.0, sqrt(ve)), p.q_rsqrt);
+        let rs = fq(div_cr(1.0, sqrt_cr(ve)), p.q_rsqrt);
         let mul = fq(rs * gamma, p.q_mul);
         let mm = fq(mean * mul, p.q_mean_mul);
         affine[ch] = mul;
@@ -108,6 +110,7 @@ fn write_affine(ch: u32) {
 
 @compute @workgroup_size(256)
 fn reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    OPAQUE_ZERO = p.zero;
     let ch = wid.x;
     var acc = vec2<f32>(0.0, 0.0);
     for (var i = lid; i < p.chunks; i += WG) {
@@ -141,6 +144,7 @@ fn reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
 // The scale and shift from statistics given in `stats` (tiles of a larger image).
 @compute @workgroup_size(64)
 fn affine_from_stats(@builtin(global_invocation_id) gid: vec3<u32>) {
+    OPAQUE_ZERO = p.zero;
     if (gid.x < p.c) {
         write_affine(gid.x);
     }
@@ -158,6 +162,7 @@ fn norm_apply(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
+    OPAQUE_ZERO = p.zero;
     let i = flat_index(wid, nwg, lid, 64u);
     if (i >= p.c * p.hw) {
         return;

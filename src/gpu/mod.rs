@@ -10,6 +10,7 @@
 
 pub mod dcgan;
 pub mod kernels;
+mod probe;
 pub mod runtime;
 pub mod style;
 

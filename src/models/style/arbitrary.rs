@@ -22,7 +22,9 @@ use std::path::Path;
 
 use rayon::prelude::*;
 
-use super::ops::{Conv, FakeQuant, FeatureMap, PadMode, SumOrder, channel_mean, clamp, map_planes};
+use super::ops::{
+    Conv, FakeQuant, FeatureMap, PadMode, SumOrder, channel_mean, clamp, exp_portable, map_planes,
+};
 use super::{StyleError, check_cancel};
 use crate::models::onnx::{OnnxError, OnnxModel};
 
@@ -623,7 +625,7 @@ impl StyleTransform {
         let out_q = self.output;
         cur.data
             .par_iter_mut()
-            .for_each(|v| *v = out_q.apply(1.0 / (1.0 + (-*v).exp())));
+            .for_each(|v| *v = out_q.apply(1.0 / (1.0 + exp_portable(-*v))));
         Ok((cur, used))
     }
 }

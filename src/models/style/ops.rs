@@ -688,6 +688,28 @@ impl FakeQuant {
     }
 }
 
+/// e^x from IEEE operations only (products, fused multiply-adds, rounding, scaling by a power
+/// of two), so that the GPU kernels (`exp_portable` in `shaders/compute/common.wgsl`) compute
+/// the same bits; a library `exp` differs from a driver's in the last bit, and the arbitrary
+/// transform quantises its sigmoid output right after. Cody–Waite reduction by ln 2 and
+/// Cephes' degree-6 polynomial on [−ln2/2, ln2/2]: within 1 ULP of e^x for x in [−87, 88]
+/// (clamped there: the sigmoid is 0 or 1 beyond).
+// The coefficients as Cephes publishes them (and as the WGSL copy spells them).
+#[allow(clippy::excessive_precision)]
+pub fn exp_portable(x: f32) -> f32 {
+    let x = x.clamp(-87.0, 88.0);
+    let n = (x * std::f32::consts::LOG2_E).round_ties_even();
+    let r = (-n).mul_add(0.693_359_4, x);
+    let r = (-n).mul_add(-2.121_944_4e-4, r);
+    let mut c = 1.987_569_15e-4_f32.mul_add(r, 1.398_199_950_7e-3);
+    c = c.mul_add(r, 8.333_451_907_3e-3);
+    c = c.mul_add(r, 4.166_579_589_4e-2);
+    c = c.mul_add(r, 1.666_666_545_9e-1);
+    c = c.mul_add(r, 5.000_000_120_1e-1);
+    let e = c.mul_add(r * r, r) + 1.0;
+    e * f32::from_bits(((n as i32 + 127) as u32) << 23)
+}
+
 /// `v` limited to `lo..=hi` with plain comparisons: unlike `f32::clamp`/`max`/`min` (NaN
 /// handling, bound checks) this compiles to vector min/max, so the element loops vectorise.
 #[inline(always)]
@@ -836,6 +858,21 @@ mod tests {
         assert_eq!(fq.apply(0.75), 1.0); // 1.5 -> 2 -> 1.0
         assert_eq!(fq.apply(-3.0), 0.0); // below the grid: saturates at zp
         assert_eq!(fq.apply(1000.0), 127.5); // 255 steps
+    }
+
+    #[test]
+    fn portable_exp_is_within_one_ulp() {
+        let mut worst = 0.0f64;
+        for i in -87_000..=87_900 {
+            let x = i as f32 * 1e-3 + 1.7e-4;
+            let want = (x as f64).exp();
+            let got = exp_portable(x) as f64;
+            let ulp = (f32::from_bits((want as f32).to_bits() + 1) - want as f32) as f64;
+            worst = worst.max((got - want).abs() / ulp);
+        }
+        assert!(worst <= 1.0, "worst error {worst} ULP");
+        assert_eq!(exp_portable(0.0), 1.0);
+        assert_eq!(exp_portable(-1000.0), exp_portable(-87.0));
     }
 
     #[test]
