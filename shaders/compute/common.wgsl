@@ -5,6 +5,68 @@
 // `div_cr` corrects the quotient with one fused residual step, which gives the correctly
 // rounded result the CPU computes.
 
+// Whether this adapter's `fma` is fused (one rounding). WGSL allows a rounded product plus
+// the addend instead, and mesa's lavapipe does that; the host probes it
+// (`GpuContext::fma_is_fused`) and sets this when it compiles the pipelines.
+override FUSED_FMA: bool = true;
+
+// The error-free transformations below hold only if every operation is rounded as written;
+// drivers may reassociate float arithmetic they see through (mesa folds `t - (t - a)` to `a`),
+// so each intermediate passes through `materialise`, which they cannot see through.
+
+// a + b as the rounded sum and its exact error (Knuth's TwoSum).
+fn two_sum(a: f32, b: f32) -> vec2<f32> {
+    let s = materialise(a + b);
+    let bb = materialise(s - a);
+    let e = materialise(a - materialise(s - bb)) + materialise(b - bb);
+    return vec2<f32>(s, materialise(e));
+}
+
+// a·b as the rounded product and its exact error (Dekker, with Veltkamp's split).
+fn two_prod(a: f32, b: f32) -> vec2<f32> {
+    let p = materialise(a * b);
+    let ta = materialise(4097.0 * a);
+    let ah = materialise(ta - materialise(ta - a));
+    let al = materialise(a - ah);
+    let tb = materialise(4097.0 * b);
+    let bh = materialise(tb - materialise(tb - b));
+    let bl = materialise(b - bh);
+    let e1 = materialise(materialise(ah * bh) - p);
+    let e2 = materialise(e1 + materialise(ah * bl));
+    let e3 = materialise(e2 + materialise(al * bh));
+    return vec2<f32>(p, materialise(e3 + materialise(al * bl)));
+}
+
+// a + b rounded to odd: exact sums stay, inexact ones take the neighbour with an odd last bit.
+fn add_odd(a: f32, b: f32) -> f32 {
+    let s = two_sum(a, b);
+    let bits = bitcast<u32>(s.x);
+    if (s.y == 0.0 || (bits & 1u) == 1u) {
+        return s.x;
+    }
+    let away = (s.y > 0.0) == (s.x > 0.0);
+    return bitcast<f32>(select(bits - 1u, bits + 1u, away));
+}
+
+// a·b + c with one rounding on every adapter: the hardware's fused multiply-add where it has
+// one, else Boldo and Melquiond's emulation (exact product and sum, the low parts added with
+// rounding to odd, then one rounding to nearest), which gives the same bits.
+fn fma_x(a: f32, b: f32, c: f32) -> f32 {
+    if (FUSED_FMA) {
+        return fma(a, b, c);
+    }
+    let u = two_prod(a, b);
+    let t = two_sum(c, u.x);
+    return materialise(t.x + add_odd(t.y, u.y));
+}
+
+fn fma_x4(a: vec4<f32>, b: vec4<f32>, c: vec4<f32>) -> vec4<f32> {
+    if (FUSED_FMA) {
+        return fma(a, b, c);
+    }
+    return vec4<f32>(fma_x(a.x, b.x, c.x), fma_x(a.y, b.y, c.y), fma_x(a.z, b.z, c.z), fma_x(a.w, b.w, c.w));
+}
+
 // Of `q` and its two neighbouring floats, the one whose exact residual `a - c·b` (one fused
 // multiply-add, exact this close to the quotient) is smallest: the correctly rounded a / b
 // for any `q` within a couple of ULP. An exact tie (a / b halfway between two floats) takes
@@ -13,9 +75,9 @@ fn nearest_quotient(q: f32, a: f32, b: f32) -> f32 {
     let bits = bitcast<u32>(q);
     let lo = bitcast<f32>(bits - 1u);
     let hi = bitcast<f32>(bits + 1u);
-    let r = abs(fma(-q, b, a));
-    let rl = abs(fma(-lo, b, a));
-    let rh = abs(fma(-hi, b, a));
+    let r = abs(fma_x(-q, b, a));
+    let rl = abs(fma_x(-lo, b, a));
+    let rh = abs(fma_x(-hi, b, a));
     var best = q;
     var rb = r;
     if (rl < rb || (rl == rb && (bitcast<u32>(lo) & 1u) == 0u)) {
@@ -37,8 +99,8 @@ fn nearest_quotient(q: f32, a: f32, b: f32) -> f32 {
 // comparison settles the last bit, so quantisation rounds exactly as the CPU does.
 fn div_cr(a: f32, b: f32) -> f32 {
     let q = a / b;
-    let r = fma(-q, b, a);
-    return nearest_quotient(fma(r, 1.0 / b, q), a, b);
+    let r = fma_x(-q, b, a);
+    return nearest_quotient(fma_x(r, 1.0 / b, q), a, b);
 }
 
 // A zero the shader compiler cannot see through: entry points that need it copy it from a
@@ -57,16 +119,16 @@ fn materialise(v: f32) -> f32 {
 // never exactly halfway between two floats).
 fn sqrt_cr(x: f32) -> f32 {
     let s0 = sqrt(x);
-    let s = fma(fma(-s0, s0, x), 0.5 / s0, s0);
+    let s = fma_x(fma_x(-s0, s0, x), 0.5 / s0, s0);
     if (!(s > 0.0)) {
         return s0;
     }
     let bits = bitcast<u32>(s);
     var best = s;
-    var rb = abs(fma(-s, s, x));
+    var rb = abs(fma_x(-s, s, x));
     for (var d = 0u; d < 2u; d++) {
         let c = bitcast<f32>(select(bits + 1u, bits - 1u, d == 0u));
-        let r = abs(fma(-c, c, x));
+        let r = abs(fma_x(-c, c, x));
         if (r < rb) {
             best = c;
             rb = r;
@@ -81,14 +143,14 @@ fn sqrt_cr(x: f32) -> f32 {
 fn exp_portable(x0: f32) -> f32 {
     let x = clamp(x0, -87.0, 88.0);
     let n = round(x * 1.44269504);
-    var r = fma(-n, 0.693359375, x);
-    r = fma(-n, -2.12194440e-4, r);
-    var c = fma(1.9875691500e-4, r, 1.3981999507e-3);
-    c = fma(c, r, 8.3334519073e-3);
-    c = fma(c, r, 4.1665795894e-2);
-    c = fma(c, r, 1.6666665459e-1);
-    c = fma(c, r, 5.0000001201e-1);
-    let e = fma(c, r * r, r) + 1.0;
+    var r = fma_x(-n, 0.693359375, x);
+    r = fma_x(-n, -2.12194440e-4, r);
+    var c = fma_x(1.9875691500e-4, r, 1.3981999507e-3);
+    c = fma_x(c, r, 8.3334519073e-3);
+    c = fma_x(c, r, 4.1665795894e-2);
+    c = fma_x(c, r, 1.6666665459e-1);
+    c = fma_x(c, r, 5.0000001201e-1);
+    let e = fma_x(c, r * r, r) + 1.0;
     return e * bitcast<f32>(u32(i32(n) + 127) << 23u);
 }
 

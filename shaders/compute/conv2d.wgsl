@@ -12,7 +12,8 @@ struct ConvParams {
     oh: u32, ow: u32, k: u32, stride: u32,
     pad: u32, up: u32, run: u32, reflect: u32,
     // 0: sum + bias; 1: fq(act(sum + bias)); 2: act(round(clamp((sum + bias)·mult)) · os)
-    epilogue: u32, act: u32, cout4: u32, _unused: u32,
+    // `zero` is written as 0 (see OPAQUE_ZERO in common.wgsl).
+    epilogue: u32, act: u32, cout4: u32, zero: u32,
     act_lo: f32, act_hi: f32, i8_lo: f32, i8_hi: f32,
     i8_os: f32, _u1: f32, _u2: f32, _u3: f32,
     q: vec4<f32>,
@@ -64,6 +65,7 @@ fn conv2d(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
+    OPAQUE_ZERO = p.zero;
     let hw = p.oh * p.ow;
     let pix = flat_index(vec3<u32>(wid.x, wid.y, 0u), nwg, lid, 64u);
     let cb = wid.z;
@@ -88,7 +90,7 @@ fn conv2d(
                 if (sy >= 0 && sx >= 0) {
                     v = x[ci * hw_in + u32(sy) * p.w + u32(sx)];
                 }
-                acc = fma(vec4<f32>(v), wt[wbase + t], acc);
+                acc = fma_x4(vec4<f32>(v), wt[wbase + t], acc);
                 t++;
                 n++;
                 if (n == p.run) {

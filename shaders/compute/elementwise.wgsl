@@ -4,7 +4,8 @@
 struct EParams {
     n: u32, mode: u32, out_w: u32, out_h: u32,
     // Texels per row of the RGBA output buffer (rows padded for copy_buffer_to_texture).
-    row_texels: u32, in_size: u32, batch_index: u32, _u0: u32,
+    // `zero` is written as 0 (see OPAQUE_ZERO in common.wgsl).
+    row_texels: u32, in_size: u32, batch_index: u32, zero: u32,
     q: vec4<f32>,
 }
 
@@ -18,6 +19,7 @@ fn pointwise(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
+    OPAQUE_ZERO = p.zero;
     let i = flat_index(wid, nwg, lid, 64u);
     if (i >= p.n) {
         return;

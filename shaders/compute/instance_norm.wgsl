@@ -131,7 +131,7 @@ fn reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
     let s = tree[0];
     let n = f32(p.hw);
     let q = s.x / n;
-    let r = fma(-q, n, s.x) + s.y;
+    let r = fma_x(-q, n, s.x) + s.y;
     let value = q + r / n;
     if (p.pass_var == 0u) {
         stats[ch] = fq(value, p.q_mean);

@@ -48,6 +48,12 @@ pub struct Kernels {
 impl Kernels {
     /// Compiles every kernel on `ctx`'s device; a shader that the driver refuses is an error.
     pub fn new(ctx: &GpuContext) -> Result<Self, GpuError> {
+        // Where the adapter's fma is not fused the kernels emulate one (`fma_x` in
+        // common.wgsl), so the quantised networks still sum exactly like the CPU.
+        let fused_fma = ctx.fma_is_fused()?;
+        if !fused_fma {
+            tracing::info!("{}: fma is not fused; the kernels emulate it", ctx.adapter);
+        }
         ctx.checked(|| {
             let module = |label: &str, body: &str| {
                 ctx.device
@@ -60,6 +66,7 @@ impl Kernels {
             let convt = module("conv_transpose.wgsl", CONV_TRANSPOSE);
             let norm = module("instance_norm.wgsl", INSTANCE_NORM);
             let elem = module("elementwise.wgsl", ELEMENTWISE);
+            let constants = [("FUSED_FMA", if fused_fma { 1.0 } else { 0.0 })];
             let pipeline = |module: &wgpu::ShaderModule, entry: &str| {
                 ctx.device
                     .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
@@ -67,7 +74,10 @@ impl Kernels {
                         layout: None,
                         module,
                         entry_point: Some(entry),
-                        compilation_options: Default::default(),
+                        compilation_options: wgpu::PipelineCompilationOptions {
+                            constants: &constants,
+                            ..Default::default()
+                        },
                         cache: None,
                     })
             };
