@@ -520,6 +520,8 @@ mod avx512 {
 
     /// [`kernel`] summing in runs of `g.run` taps (MLAS's order): each run's chains start
     /// from zero, and its sums are stored (first run) or added to the output.
+    /// A separate copy rather than `kernel` with one run: the flat tap table it walks made
+    /// multistyle26 at 512² 7% slower (32.1 → 34.5 ms) when it served both.
     ///
     /// # Safety
     /// As [`kernel`].
