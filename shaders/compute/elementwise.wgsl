@@ -1,5 +1,6 @@
 // Element-wise passes: quantisation of a whole tensor, conversion to an int8 convolution's
-// integer inputs, the arbitrary transform's quantised sigmoid, and model output to RGBA8.
+// integer inputs, the arbitrary transform's quantised sigmoid, and model output to RGBA8 (the
+// faces' resampled, the style networks' cropped).
 
 struct EParams {
     n: u32, mode: u32, out_w: u32, out_h: u32,
@@ -81,4 +82,23 @@ fn face_rgba(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     let v = vec3<u32>(clamp(round(px), vec3<f32>(0.0), vec3<f32>(255.0)));
     rgba[gid.y * p.row_texels + gid.x] = v.x | (v.y << 8u) | (v.z << 16u) | (255u << 24u);
+}
+
+// A style network's output ([3][n] with rows of `in_size`, values 0..1) cropped to out_w ×
+// out_h and rounded to RGBA8 as the CPU does (`image::to_u8`: v·255 rounded half away from
+// zero, clamped), for a texture the finish shader reads without a trip through the CPU.
+@compute @workgroup_size(8, 8)
+fn style_rgba(@builtin(global_invocation_id) gid: vec3<u32>) {
+    OPAQUE_ZERO = p.zero;
+    if (gid.x >= p.out_w || gid.y >= p.out_h) {
+        return;
+    }
+    let i = gid.y * p.in_size + gid.x;
+    var c = vec3<u32>(0u);
+    for (var k = 0u; k < 3u; k++) {
+        // The product is rounded on its own, as on the CPU, before the half is added.
+        let t = materialise(x[k * p.n + i] * 255.0);
+        c[k] = u32(clamp(floor(t + 0.5), 0.0, 255.0));
+    }
+    rgba[gid.y * p.row_texels + gid.x] = c.x | (c.y << 8u) | (c.z << 16u) | (255u << 24u);
 }

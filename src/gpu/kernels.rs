@@ -43,6 +43,7 @@ pub struct Kernels {
     norm_apply: wgpu::ComputePipeline,
     pointwise: wgpu::ComputePipeline,
     face_rgba: wgpu::ComputePipeline,
+    style_rgba: wgpu::ComputePipeline,
 }
 
 impl Kernels {
@@ -90,6 +91,7 @@ impl Kernels {
                 norm_apply: pipeline(&norm, "norm_apply"),
                 pointwise: pipeline(&elem, "pointwise"),
                 face_rgba: pipeline(&elem, "face_rgba"),
+                style_rgba: pipeline(&elem, "style_rgba"),
             })
         })
     }
@@ -114,6 +116,8 @@ pub enum Kernel {
     Pointwise,
     /// `elementwise.wgsl`, generator output to RGBA8.
     FaceRgba,
+    /// `elementwise.wgsl`, a style network's output to RGBA8.
+    StyleRgba,
 }
 
 impl Kernels {
@@ -127,6 +131,7 @@ impl Kernels {
             Kernel::NormApply => &self.norm_apply,
             Kernel::Pointwise => &self.pointwise,
             Kernel::FaceRgba => &self.face_rgba,
+            Kernel::StyleRgba => &self.style_rgba,
         }
     }
 }

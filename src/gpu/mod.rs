@@ -11,6 +11,7 @@
 pub mod dcgan;
 pub mod kernels;
 mod probe;
+pub mod readback;
 pub mod runtime;
 pub mod style;
 

@@ -319,6 +319,80 @@ fn read_image_and_stats(
     Ok(split_stats(values, 3 * pixels, channels))
 }
 
+/// A recorded network: the recorder (not yet submitted), the output tensor, each layer's
+/// statistics tensor, and the output's height and width.
+type Recorded<'a> = (Recorder<'a>, Tensor, Vec<Tensor>, usize, usize);
+
+/// Submits `rec` with the output `cur` (`3 × h × w`, values 0..1) cropped to `width × height`
+/// and rounded into a new RGBA8 texture, which it returns: no read-back.
+fn rgba_texture(
+    mut rec: Recorder<'_>,
+    cur: &Tensor,
+    (h, w): (usize, usize),
+    (width, height): (u32, u32),
+) -> Result<wgpu::Texture, GpuError> {
+    if width == 0 || height == 0 || width as usize > w || height as usize > h {
+        return Err(GpuError::Validation(format!(
+            "cannot crop a {w}×{h} result to {width}×{height}"
+        )));
+    }
+    let ctx = rec.ctx;
+    let texture = ctx.device.create_texture(&wgpu::TextureDescriptor {
+        label: Some("style result"),
+        size: wgpu::Extent3d {
+            width,
+            height,
+            depth_or_array_layers: 1,
+        },
+        mip_level_count: 1,
+        sample_count: 1,
+        dimension: wgpu::TextureDimension::D2,
+        // Not sRGB: the finish shader works on stored values, like the CPU reference.
+        format: wgpu::TextureFormat::Rgba8Unorm,
+        usage: wgpu::TextureUsages::TEXTURE_BINDING
+            | wgpu::TextureUsages::COPY_DST
+            | wgpu::TextureUsages::COPY_SRC,
+        view_formats: &[],
+    });
+    // copy_buffer_to_texture wants rows in multiples of 256 bytes.
+    let row_texels = (width as usize).div_ceil(64) * 64;
+    let rgba = ctx.tensor(row_texels * height as usize, "style rgba")?;
+    let params = Params::new()
+        .u(h * w)
+        .u(0)
+        .u(width as usize)
+        .u(height as usize)
+        .u(row_texels)
+        .u(w)
+        .u(0)
+        .u(0)
+        .v4([0.0; 4]);
+    rec.dispatch(
+        Kernel::StyleRgba,
+        &params,
+        &[(1, &cur.buf), (2, &rgba.buf)],
+        [width.div_ceil(8), height.div_ceil(8), 1],
+    );
+    rec.encoder.copy_buffer_to_texture(
+        wgpu::TexelCopyBufferInfo {
+            buffer: &rgba.buf,
+            layout: wgpu::TexelCopyBufferLayout {
+                offset: 0,
+                bytes_per_row: Some(4 * row_texels as u32),
+                rows_per_image: Some(height),
+            },
+        },
+        texture.as_image_copy(),
+        wgpu::Extent3d {
+            width,
+            height,
+            depth_or_array_layers: 1,
+        },
+    );
+    rec.submit();
+    Ok(texture)
+}
+
 /// The read-back RGB values as a feature map.
 fn image_map(image: Vec<f32>, h: usize, w: usize) -> Result<FeatureMap, StyleError> {
     FeatureMap::from_vec(3, h, w, image)
@@ -394,6 +468,39 @@ impl GpuMultistyle {
         style: &MixedStyle,
         stats: Option<&MultistyleStats>,
     ) -> Result<(FeatureMap, MultistyleStats), StyleError> {
+        self.check(x, style, stats)?;
+        let ctx = &self.ctx;
+        let (image, layers, h, w) = ctx.checked(|| {
+            let (rec, cur, all_stats, h, w) = self.record(x, style, stats)?;
+            let channels: Vec<usize> = self.layers.iter().map(|l| l.conv.cout).collect();
+            let (image, layers) = read_image_and_stats(rec, &cur, h * w, &all_stats, &channels)?;
+            Ok((image, layers, h, w))
+        })?;
+        let map = image_map(image, h, w)?;
+        Ok((map, MultistyleStats { layers }))
+    }
+
+    /// Stylises `x` with its own statistics into a new RGBA8 texture of its top-left
+    /// `width × height` pixels, rounded as on the CPU: the result never leaves the GPU.
+    pub fn forward_to_texture(
+        &self,
+        x: &FeatureMap,
+        style: &MixedStyle,
+        (width, height): (u32, u32),
+    ) -> Result<wgpu::Texture, StyleError> {
+        self.check(x, style, None)?;
+        Ok(self.ctx.checked(|| {
+            let (rec, cur, _, h, w) = self.record(x, style, None)?;
+            rgba_texture(rec, &cur, (h, w), (width, height))
+        })?)
+    }
+
+    fn check(
+        &self,
+        x: &FeatureMap,
+        style: &MixedStyle,
+        stats: Option<&MultistyleStats>,
+    ) -> Result<(), StyleError> {
         if x.c != 3 || x.h < 4 || x.w < 4 {
             return Err(StyleError::BadInput(format!(
                 "multistyle26 needs an RGB image of at least 4×4 pixels (got {}×{}×{})",
@@ -407,55 +514,59 @@ impl GpuMultistyle {
                 "statistics or style from another network".into(),
             ));
         }
+        Ok(())
+    }
+
+    /// Records the whole network on `x`: the recorder, the output tensor, every layer's
+    /// statistics tensor and the output size.
+    fn record(
+        &self,
+        x: &FeatureMap,
+        style: &MixedStyle,
+        stats: Option<&MultistyleStats>,
+    ) -> Result<Recorded<'_>, GpuError> {
         let ctx = &self.ctx;
-        let out = ctx.checked(|| {
-            let mut rec = Recorder::new(ctx, &self.kernels);
-            let mut cur = upload_map(ctx, x)?;
-            let (mut h, mut w) = (x.h, x.w);
-            let mut skip: Option<Tensor> = None;
-            let mut all_stats = Vec::new();
-            for (i, l) in self.layers.iter().enumerate() {
-                let residual = match l.act {
-                    MsAct::Residual => skip.take(),
-                    _ => None,
-                };
-                if l.starts_block {
-                    skip = Some(cur.clone());
-                }
-                let (y, oh, ow) = l.conv.record(&mut rec, &cur, (h, w), l.upsample)?;
-                let spec = NormSpec {
-                    kind: 0,
-                    relu: false,
-                    residual: residual.is_some(),
-                    act: match l.act {
-                        MsAct::Relu => 0,
-                        MsAct::Residual => 1,
-                        MsAct::Sigmoid => 2,
-                    },
-                    eps: MULTISTYLE_EPS,
-                    q: [[0.0; 4]; 11],
-                };
-                let (g, b) = &style.norms[i];
-                let st = record_norm(
-                    &mut rec,
-                    &spec,
-                    &y,
-                    l.conv.cout,
-                    oh * ow,
-                    (g, b),
-                    stats.map(|s| &s.layers[i]),
-                    residual.as_ref(),
-                )?;
-                all_stats.push(st);
-                (cur, h, w) = (y, oh, ow);
+        let mut rec = Recorder::new(ctx, &self.kernels);
+        let mut cur = upload_map(ctx, x)?;
+        let (mut h, mut w) = (x.h, x.w);
+        let mut skip: Option<Tensor> = None;
+        let mut all_stats = Vec::new();
+        for (i, l) in self.layers.iter().enumerate() {
+            let residual = match l.act {
+                MsAct::Residual => skip.take(),
+                _ => None,
+            };
+            if l.starts_block {
+                skip = Some(cur.clone());
             }
-            let channels: Vec<usize> = self.layers.iter().map(|l| l.conv.cout).collect();
-            let (image, layers) = read_image_and_stats(rec, &cur, h * w, &all_stats, &channels)?;
-            Ok((image, layers, h, w))
-        })?;
-        let (image, layers, h, w) = out;
-        let map = image_map(image, h, w)?;
-        Ok((map, MultistyleStats { layers }))
+            let (y, oh, ow) = l.conv.record(&mut rec, &cur, (h, w), l.upsample)?;
+            let spec = NormSpec {
+                kind: 0,
+                relu: false,
+                residual: residual.is_some(),
+                act: match l.act {
+                    MsAct::Relu => 0,
+                    MsAct::Residual => 1,
+                    MsAct::Sigmoid => 2,
+                },
+                eps: MULTISTYLE_EPS,
+                q: [[0.0; 4]; 11],
+            };
+            let (g, b) = &style.norms[i];
+            let st = record_norm(
+                &mut rec,
+                &spec,
+                &y,
+                l.conv.cout,
+                oh * ow,
+                (g, b),
+                stats.map(|s| &s.layers[i]),
+                residual.as_ref(),
+            )?;
+            all_stats.push(st);
+            (cur, h, w) = (y, oh, ow);
+        }
+        Ok((rec, cur, all_stats, h, w))
     }
 }
 
@@ -601,6 +712,38 @@ impl GpuTransform {
         style: &TransformStyle,
         stats: Option<&TransformStats>,
     ) -> Result<(FeatureMap, TransformStats), StyleError> {
+        self.check(x, style, stats)?;
+        let ctx = &self.ctx;
+        let (image, layers, h, w) = ctx.checked(|| {
+            let (rec, cur, all_stats, h, w) = self.record(x, style, stats)?;
+            let channels: Vec<usize> = self.layers.iter().map(|l| l.conv.cout).collect();
+            let (image, layers) = read_image_and_stats(rec, &cur, h * w, &all_stats, &channels)?;
+            Ok((image, layers, h, w))
+        })?;
+        let map = image_map(image, h, w)?;
+        Ok((map, TransformStats { layers }))
+    }
+
+    /// As [`GpuMultistyle::forward_to_texture`].
+    pub fn forward_to_texture(
+        &self,
+        x: &FeatureMap,
+        style: &TransformStyle,
+        (width, height): (u32, u32),
+    ) -> Result<wgpu::Texture, StyleError> {
+        self.check(x, style, None)?;
+        Ok(self.ctx.checked(|| {
+            let (rec, cur, _, h, w) = self.record(x, style, None)?;
+            rgba_texture(rec, &cur, (h, w), (width, height))
+        })?)
+    }
+
+    fn check(
+        &self,
+        x: &FeatureMap,
+        style: &TransformStyle,
+        stats: Option<&TransformStats>,
+    ) -> Result<(), StyleError> {
         if x.c != 3 || x.h < 4 || x.w < 4 {
             return Err(StyleError::BadInput(format!(
                 "the style transform needs an RGB image of at least 4×4 pixels (got {}×{}×{})",
@@ -614,46 +757,50 @@ impl GpuTransform {
                 "statistics or style from another network".into(),
             ));
         }
+        Ok(())
+    }
+
+    /// Records the whole network on `x`, output quantised sigmoid included (see
+    /// [`GpuMultistyle::record`]).
+    fn record(
+        &self,
+        x: &FeatureMap,
+        style: &TransformStyle,
+        stats: Option<&TransformStats>,
+    ) -> Result<Recorded<'_>, GpuError> {
         let ctx = &self.ctx;
-        let out = ctx.checked(|| {
-            let mut rec = Recorder::new(ctx, &self.kernels);
-            let mut cur = upload_map(ctx, x)?;
-            pointwise(&mut rec, &cur, 0, self.input);
-            let (mut h, mut w) = (x.h, x.w);
-            for c in &self.contract {
-                let (y, oh, ow) = c.record(&mut rec, &cur, (h, w), 1)?;
-                (cur, h, w) = (y, oh, ow);
+        let mut rec = Recorder::new(ctx, &self.kernels);
+        let mut cur = upload_map(ctx, x)?;
+        pointwise(&mut rec, &cur, 0, self.input);
+        let (mut h, mut w) = (x.h, x.w);
+        for c in &self.contract {
+            let (y, oh, ow) = c.record(&mut rec, &cur, (h, w), 1)?;
+            (cur, h, w) = (y, oh, ow);
+        }
+        let mut skip: Option<Tensor> = None;
+        let mut all_stats = Vec::new();
+        for (i, l) in self.layers.iter().enumerate() {
+            let residual = if l.spec.residual { skip.take() } else { None };
+            if l.starts_block {
+                skip = Some(cur.clone());
             }
-            let mut skip: Option<Tensor> = None;
-            let mut all_stats = Vec::new();
-            for (i, l) in self.layers.iter().enumerate() {
-                let residual = if l.spec.residual { skip.take() } else { None };
-                if l.starts_block {
-                    skip = Some(cur.clone());
-                }
-                let (y, oh, ow) = l.conv.record(&mut rec, &cur, (h, w), l.upsample)?;
-                let (g, b) = &style.norms[i];
-                let st = record_norm(
-                    &mut rec,
-                    &l.spec,
-                    &y,
-                    l.conv.cout,
-                    oh * ow,
-                    (g, b),
-                    stats.map(|s| &s.layers[i]),
-                    residual.as_ref(),
-                )?;
-                all_stats.push(st);
-                (cur, h, w) = (y, oh, ow);
-            }
-            pointwise(&mut rec, &cur, 2, self.output);
-            let channels: Vec<usize> = self.layers.iter().map(|l| l.conv.cout).collect();
-            let (image, layers) = read_image_and_stats(rec, &cur, h * w, &all_stats, &channels)?;
-            Ok((image, layers, h, w))
-        })?;
-        let (image, layers, h, w) = out;
-        let map = image_map(image, h, w)?;
-        Ok((map, TransformStats { layers }))
+            let (y, oh, ow) = l.conv.record(&mut rec, &cur, (h, w), l.upsample)?;
+            let (g, b) = &style.norms[i];
+            let st = record_norm(
+                &mut rec,
+                &l.spec,
+                &y,
+                l.conv.cout,
+                oh * ow,
+                (g, b),
+                stats.map(|s| &s.layers[i]),
+                residual.as_ref(),
+            )?;
+            all_stats.push(st);
+            (cur, h, w) = (y, oh, ow);
+        }
+        pointwise(&mut rec, &cur, 2, self.output);
+        Ok((rec, cur, all_stats, h, w))
     }
 }
 

@@ -23,8 +23,10 @@ use image::RgbImage;
 use crate::gpu::GpuRuntime;
 use crate::gpu::style::{GpuMultistyle, GpuMultistyleNet, GpuTransform, GpuTransformNet};
 use crate::models::style::colour::{Finish, compose};
-use crate::models::style::image::{LoadedImage, fit_within, resize, to_feature_map};
-use crate::models::style::tiling::{MultistyleNet, TileOptions, TileReport, TransformNet, stylize};
+use crate::models::style::image::{LoadedImage, fit_within, region, resize, to_feature_map};
+use crate::models::style::tiling::{
+    MultistyleNet, TileOptions, TileReport, TransformNet, fits_one_tile, stylize,
+};
 use crate::models::style::{
     self as models, Multistyle26, STYLE_IMAGE_SIZE, StyleError, StyleMix, StylePredictor,
     StyleTransform, check_cancel,
@@ -250,40 +252,7 @@ pub fn run(
 ) -> Result<StyleOutput, StyleError> {
     let started = Instant::now();
     let mut notes = Vec::new();
-    if !(0.0..=1.0).contains(&req.finish.strength) {
-        return Err(StyleError::BadInput(format!(
-            "strength must be between 0 and 1 (got {})",
-            req.finish.strength
-        )));
-    }
-    if req.max_size == Some(0) {
-        return Err(StyleError::BadInput(
-            "the maximum size must be at least 1 pixel".into(),
-        ));
-    }
-    let loaded = models.image(&req.content)?;
-    if loaded.reoriented {
-        notes.push("rotated upright as its EXIF orientation says".into());
-    }
-    let (cw, ch) = loaded.image.dimensions();
-    let limit = match pass {
-        StylePass::Preview { max_side } => Some(req.max_size.map_or(max_side, |m| m.min(max_side))),
-        StylePass::Full => req.max_size,
-    };
-    let content: Arc<RgbImage> = match limit.and_then(|m| fit_within(&loaded.image, m)) {
-        Some(small) => {
-            if pass == StylePass::Full {
-                notes.push(format!(
-                    "scaled from {cw}×{ch} to {}×{} (maximum size)",
-                    small.width(),
-                    small.height()
-                ));
-            }
-            Arc::new(small)
-        }
-        None => Arc::new(loaded.image.clone()),
-    };
-    drop(loaded);
+    let content = prepare_content(models, req, pass, &mut notes)?;
     check_cancel(cancel)?;
 
     let (stylized, report) = match &req.style {
@@ -308,25 +277,7 @@ pub fn run(
             }
         }
         StyleChoice::Image(source) => {
-            // Only files are remembered (by path, size and time): pixel buffers have no
-            // identity that survives being freed and reallocated.
-            let id = match source {
-                ImageSource::File(p) => std::fs::metadata(p)
-                    .ok()
-                    .map(|m| format!("{}:{}:{:?}", p.display(), m.len(), m.modified().ok())),
-                ImageSource::Pixels(_) => None,
-            };
-            let bottleneck = match (&models.bottleneck, &id) {
-                (Some((key, b)), Some(id)) if key == id => b.clone(),
-                _ => {
-                    let style = models.image(source)?;
-                    let small = resize(&style.image, STYLE_IMAGE_SIZE, STYLE_IMAGE_SIZE);
-                    let (predictor, _) = models.arbitrary()?;
-                    let b = predictor.predict(&to_feature_map(&small), cancel)?;
-                    models.bottleneck = id.map(|id| (id, b.clone()));
-                    b
-                }
-            };
+            let bottleneck = bottleneck(models, source, cancel)?;
             let (_, transform) = models.arbitrary()?;
             let style = transform.style(&bottleneck)?;
             match gpu {
@@ -377,6 +328,150 @@ pub fn run(
         notes,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Checks the request's finish and size, and loads the content at the pass's size (notes say
+/// what was scaled or rotated).
+fn prepare_content(
+    models: &mut StyleModels,
+    req: &StyleRequest,
+    pass: StylePass,
+    notes: &mut Vec<String>,
+) -> Result<Arc<RgbImage>, StyleError> {
+    if !(0.0..=1.0).contains(&req.finish.strength) {
+        return Err(StyleError::BadInput(format!(
+            "strength must be between 0 and 1 (got {})",
+            req.finish.strength
+        )));
+    }
+    if req.max_size == Some(0) {
+        return Err(StyleError::BadInput(
+            "the maximum size must be at least 1 pixel".into(),
+        ));
+    }
+    let loaded = models.image(&req.content)?;
+    if loaded.reoriented {
+        notes.push("rotated upright as its EXIF orientation says".into());
+    }
+    let (cw, ch) = loaded.image.dimensions();
+    let limit = match pass {
+        StylePass::Preview { max_side } => Some(req.max_size.map_or(max_side, |m| m.min(max_side))),
+        StylePass::Full => req.max_size,
+    };
+    let content: Arc<RgbImage> = match limit.and_then(|m| fit_within(&loaded.image, m)) {
+        Some(small) => {
+            if pass == StylePass::Full {
+                notes.push(format!(
+                    "scaled from {cw}×{ch} to {}×{} (maximum size)",
+                    small.width(),
+                    small.height()
+                ));
+            }
+            Arc::new(small)
+        }
+        None => Arc::new(loaded.image.clone()),
+    };
+    drop(loaded);
+    Ok(content)
+}
+
+/// The style bottleneck of an image used as the style: predicted once per file (files are
+/// remembered by path, size and time; pixel buffers have no identity that survives being
+/// freed and reallocated).
+fn bottleneck(
+    models: &mut StyleModels,
+    source: &ImageSource,
+    cancel: &(dyn Fn() -> bool + Sync),
+) -> Result<Vec<f32>, StyleError> {
+            let id = match source {
+                ImageSource::File(p) => std::fs::metadata(p)
+                    .ok()
+                    .map(|m| format!("{}:{}:{:?}", p.display(), m.len(), m.modified().ok())),
+                ImageSource::Pixels(_) => None,
+            };
+            let b = match (&models.bottleneck, &id) {
+                (Some((key, b)), Some(id)) if key == id => b.clone(),
+                _ => {
+                    let style = models.image(source)?;
+                    let small = resize(&style.image, STYLE_IMAGE_SIZE, STYLE_IMAGE_SIZE);
+                    let (predictor, _) = models.arbitrary()?;
+                    let b = predictor.predict(&to_feature_map(&small), cancel)?;
+                    models.bottleneck = id.map(|id| (id, b.clone()));
+                    b
+                }
+            };
+    Ok(b)
+}
+
+/// A preview computed on the window's GPU: the stylised image is a texture there, never
+/// read back (the panel's finish shader samples it directly).
+pub struct GpuStyleOutput {
+    /// The content at the output size (the split view's "before").
+    pub content: Arc<RgbImage>,
+    /// The network's output at the content's size, RGBA8 on the window's device.
+    pub stylized: wgpu::Texture,
+    /// Things the user should know (EXIF rotation applied, ...).
+    pub notes: Vec<String>,
+    /// Wall time of the job, including loading the images.
+    pub seconds: f64,
+}
+
+/// [`run`] for a picture that fits one tile, on `rt`'s device, into a texture; `None` when it
+/// does not fit (the caller runs [`run`], whose tiles are blended on the CPU).
+pub fn run_to_texture(
+    models: &mut StyleModels,
+    req: &StyleRequest,
+    pass: StylePass,
+    cancel: &(dyn Fn() -> bool + Sync),
+    rt: &mut GpuRuntime,
+) -> Result<Option<GpuStyleOutput>, StyleError> {
+    let started = Instant::now();
+    let mut notes = Vec::new();
+    let content = prepare_content(models, req, pass, &mut notes)?;
+    let (w, h) = content.dimensions();
+    if !fits_one_tile(w, h, &req.tiles) {
+        return Ok(None);
+    }
+    if w < 8 || h < 8 {
+        return Err(StyleError::BadInput(format!(
+            "the image is {w}×{h} pixels; style transfer needs at least 8×8"
+        )));
+    }
+    check_cancel(cancel)?;
+    let x = region(&content, 0, 0, w.div_ceil(4) * 4, h.div_ceil(4) * 4);
+    let stylized = match &req.style {
+        StyleChoice::Preset(mix) => {
+            let net = models.multistyle()?;
+            let style = net.mix(mix);
+            if rt.multistyle.is_none() {
+                rt.multistyle = Some(GpuMultistyle::new(&rt.ctx, rt.kernels.clone(), net)?);
+            }
+            let gpu = rt
+                .multistyle
+                .as_ref()
+                .ok_or_else(|| StyleError::BadInput("multistyle26 not on the GPU".into()))?;
+            gpu.forward_to_texture(&x, &style, (w, h))?
+        }
+        StyleChoice::Image(source) => {
+            let b = bottleneck(models, source, cancel)?;
+            let (_, transform) = models.arbitrary()?;
+            let style = transform.style(&b)?;
+            if rt.transform.is_none() {
+                rt.transform = Some(GpuTransform::new(&rt.ctx, rt.kernels.clone(), transform)?);
+            }
+            let gpu = rt.transform.as_ref().ok_or_else(|| {
+                StyleError::BadInput("the style transform is not on the GPU".into())
+            })?;
+            gpu.forward_to_texture(&x, &style, (w, h))?
+        }
+    };
+    check_cancel(cancel)?;
+    Ok(Some(GpuStyleOutput {
+        content,
+        stylized,
+        notes,
+        seconds: started.elapsed().as_secs_f64(),
+    }))
 }
 
 /// Checks that the three style model files exist in `dir` (for `atelier models list`).

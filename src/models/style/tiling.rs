@@ -159,6 +159,12 @@ pub fn run_whole<N: TiledNet>(
     Ok((out, stats))
 }
 
+/// Whether a `w × h` picture runs whole (one tile) rather than tiled.
+pub fn fits_one_tile(w: u32, h: u32, opts: &TileOptions) -> bool {
+    let tile = opts.tile / 4 * 4;
+    round4_up(w) <= tile && round4_up(h) <= tile
+}
+
 /// Stylises `img`, tiled when it is larger than one tile. `progress(done, total)` is called
 /// after the statistics pass and after each tile; `cancel` is checked between tiles and layers.
 pub fn stylize<N: TiledNet>(
@@ -183,7 +189,7 @@ pub fn stylize<N: TiledNet>(
     }
     let overlap = (opts.overlap.min(tile / 3)) / 4 * 4;
     let (w4, h4) = (round4_up(w), round4_up(h));
-    if w4 <= tile && h4 <= tile {
+    if fits_one_tile(w, h, opts) {
         let (out, _) = run_whole(net, img, cancel)?;
         progress(1, 1);
         return Ok((
