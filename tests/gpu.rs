@@ -192,27 +192,50 @@ fn results_written_into_a_texture_match_the_cpu_pixels() {
     use atelier::models::style::image::region;
     use atelier::models::style::tiling::{MultistyleNet, TransformNet, run_whole};
     let (ctx, kernels) = gpu();
-    let img = image::open(fixture("style/chelsea_384.png")).unwrap().to_rgb8();
+    let img = image::open(fixture("style/chelsea_384.png"))
+        .unwrap()
+        .to_rgb8();
     let img = image::imageops::crop_imm(&img, 5, 3, 201, 149).to_image();
     let (w, h) = img.dimensions();
     let x = region(&img, 0, 0, w.div_ceil(4) * 4, h.div_ceil(4) * 4);
 
     let cpu = StyleTransform::load(&model("arbitrary_transform.onnx")).unwrap();
-    let style = cpu.style(&f32s("style/chelsea_x_coffee_bottleneck.f32")).unwrap();
+    let style = cpu
+        .style(&f32s("style/chelsea_x_coffee_bottleneck.f32"))
+        .unwrap();
     let gpu = GpuTransform::new(&ctx, kernels.clone(), &cpu).unwrap();
     let texture = gpu.forward_to_texture(&x, &style, (w, h)).unwrap();
     let got = texture_to_rgb(&ctx.device, &ctx.queue, &texture).unwrap();
     let (want, _) = run_whole(&TransformNet { net: &cpu, style }, &img, NEVER).unwrap();
     assert_eq!(got.dimensions(), (w, h));
-    assert!(got == want, "arbitrary transform: texture differs from the CPU image");
+    assert!(
+        got == want,
+        "arbitrary transform: texture differs from the CPU image"
+    );
 
     let cpu = Multistyle26::load(&model("multistyle26.onnx")).unwrap();
     let mix = StyleMix::single(19).unwrap();
     let gpu = GpuMultistyle::new(&ctx, kernels, &cpu).unwrap();
     let texture = gpu.forward_to_texture(&x, &cpu.mix(&mix), (w, h)).unwrap();
     let got = texture_to_rgb(&ctx.device, &ctx.queue, &texture).unwrap();
-    let (want, _) = run_whole(&MultistyleNet { net: &cpu, style: cpu.mix(&mix) }, &img, NEVER).unwrap();
+    let (want, _) = run_whole(
+        &MultistyleNet {
+            net: &cpu,
+            style: cpu.mix(&mix),
+        },
+        &img,
+        NEVER,
+    )
+    .unwrap();
     // Float within 5e-6 of the CPU: a value on a rounding boundary may land one level over.
-    let worst = got.as_raw().iter().zip(want.as_raw()).map(|(a, b)| a.abs_diff(*b)).max();
-    assert!(worst <= Some(1), "multistyle26: texture off by {worst:?} levels");
+    let worst = got
+        .as_raw()
+        .iter()
+        .zip(want.as_raw())
+        .map(|(a, b)| a.abs_diff(*b))
+        .max();
+    assert!(
+        worst <= Some(1),
+        "multistyle26: texture off by {worst:?} levels"
+    );
 }

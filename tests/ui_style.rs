@@ -36,36 +36,48 @@ fn app_on(data: &Path) -> H {
 
 /// As [`app_on`]; without `gpu` the app has no render state and draws with the CPU fallback.
 fn app_with(data: &Path, gpu: bool) -> H {
+    app_with_backend(data, gpu, None)
+}
+
+/// As [`app_with`], with `--backend` given.
+fn app_with_backend(data: &Path, gpu: bool, backend: Option<atelier::gpu::Backend>) -> H {
     let multistyle = atelier::paths::models_dir().join("multistyle26.onnx");
     assert!(
         multistyle.is_file(),
         "the style network is missing at {}; fetch it with models/fetch.sh style",
         multistyle.display()
     );
+    // As eframe does: the renderer's device goes to the engine too (the worker writes into
+    // its textures) and its render state to the app.
+    let render_state = gpu.then(|| {
+        egui_kittest::wgpu::create_render_state(
+            egui_kittest::wgpu::default_wgpu_setup(),
+            egui_wgpu::RendererOptions::PREDICTABLE,
+        )
+    });
     let mut app = AtelierApp::new(
         GuiOptions {
-            backend: None,
+            backend,
             model: Some(data.join("no-language-model.gguf")),
             data_dir: Some(data.to_path_buf()),
             kiosk: None,
         },
-        None,
+        render_state
+            .as_ref()
+            .map(atelier::gpu::GpuContext::from_render_state),
     );
     app.store_mut().settings.page = Page::Style;
     let builder = Harness::builder()
         .with_size(egui::vec2(1400.0, 900.0))
         .with_context_setup(AtelierApp::setup_context);
-    let builder = if gpu {
-        let render_state = egui_kittest::wgpu::create_render_state(
-            egui_kittest::wgpu::default_wgpu_setup(),
-            egui_wgpu::RendererOptions::PREDICTABLE,
-        );
-        app.set_render_state(render_state.clone());
-        builder.renderer(egui_kittest::wgpu::WgpuTestRenderer::from_render_state(
-            render_state,
-        ))
-    } else {
-        builder
+    let builder = match render_state {
+        Some(render_state) => {
+            app.set_render_state(render_state.clone());
+            builder.renderer(egui_kittest::wgpu::WgpuTestRenderer::from_render_state(
+                render_state,
+            ))
+        }
+        None => builder,
     };
     builder.build_ui_state(|ui, app: &mut AtelierApp| app.frame(ui), app)
 }
@@ -537,5 +549,60 @@ fn the_picture_style_and_finish_survive_a_restart() {
         "the restored picture's preview",
         Duration::from_secs(120),
         |app| app.style_panel().result().is_some(),
+    );
+}
+
+/// With the image models on the window's own GPU (`--backend gpu`; lavapipe here), a preview
+/// never leaves it: the panel shows the worker's texture through the finish shader, and an
+/// export reads it back once, matching the CPU's pixels.
+#[test]
+fn on_the_window_gpu_a_preview_stays_a_texture_and_export_reads_it_back() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let data = tempfile::tempdir().unwrap();
+    let mut h = app_with_backend(data.path(), true, Some(atelier::gpu::Backend::Gpu));
+    // Smaller than the preview size: the preview is the final result, no full pass follows.
+    let cat = image::open(picture("chelsea.png")).unwrap().to_rgb8();
+    let small = image::imageops::resize(&cat, 180, 120, image::imageops::FilterType::Triangle);
+    h.state_mut()
+        .style_panel_mut()
+        .set_content_pixels(small.clone(), "small cat");
+    h.state_mut().style_panel_mut().select_style(3);
+    wait_for(&mut h, "the GPU preview", Duration::from_secs(180), |app| {
+        app.style_panel().previews_received() >= 1 && !app.style_panel().is_busy()
+    });
+    let panel = h.state().style_panel();
+    assert_eq!(
+        panel.result(),
+        Some(((180, 120), false)),
+        "the preview is final"
+    );
+    assert!(panel.result_is_texture(), "the preview stayed on the GPU");
+    assert_eq!(panel.fulls_received(), 0);
+    if let Ok(p) = std::env::var("ATELIER_TEST_SHOT") {
+        h.render().unwrap().save(p).unwrap();
+    }
+
+    let exported = export_at(&mut h, data.path(), 1.0);
+    let net = atelier::models::style::Multistyle26::load(
+        &atelier::paths::models_dir().join("multistyle26.onnx"),
+    )
+    .unwrap();
+    let style = net.mix(&atelier::models::style::StyleMix::single(3).unwrap());
+    let (want, _) = atelier::models::style::tiling::run_whole(
+        &atelier::models::style::tiling::MultistyleNet { net: &net, style },
+        &small,
+        &|| false,
+    )
+    .unwrap();
+    assert_eq!(exported.dimensions(), want.dimensions());
+    let worst = exported
+        .as_raw()
+        .iter()
+        .zip(want.as_raw())
+        .map(|(a, b)| a.abs_diff(*b))
+        .max();
+    assert!(
+        worst <= Some(1),
+        "export off the CPU pixels by {worst:?} levels"
     );
 }

@@ -284,7 +284,8 @@ impl Engine {
         })
     }
 
-    /// Runs a style transfer: [`StyleEvent::Progress`] per step, then [`StyleEvent::Output`].
+    /// Runs a style transfer: [`StyleEvent::Progress`] per step, then [`StyleEvent::Output`]
+    /// (or [`StyleEvent::Texture`]: a preview on the window's own GPU stays there).
     /// Cancel a stale preview's handle before asking for the next one.
     pub fn style(
         &self,

@@ -8,7 +8,9 @@ use super::messages::{EngineError, Event};
 use super::{JobHandle, Outbox};
 use crate::gpu::{Backend, CPU_LABEL, Devices};
 use crate::models::style::StyleError;
-use crate::style::{ImageSource, StyleModels, StyleOutput, StylePass, StyleRequest};
+use crate::style::{
+    GpuStyleOutput, ImageSource, StyleModels, StyleOutput, StylePass, StyleRequest,
+};
 
 /// A Style job: one request run as a quick preview or at full resolution.
 #[derive(Clone, Debug)]
@@ -36,6 +38,9 @@ pub enum StyleEvent {
     },
     /// The result (sent once, just before [`Event::Finished`]).
     Output(Box<StyleOutput>),
+    /// A preview computed on the window's own GPU, left there as a texture for the panel to
+    /// show (sent instead of [`StyleEvent::Output`], once).
+    Texture(Box<GpuStyleOutput>),
 }
 
 /// How a style job ended, before it becomes a terminal event.
@@ -76,7 +81,7 @@ impl StyleWorker {
         if let ImageSource::File(_) = &req.request.content {
             self.models.image(&req.request.content)?;
         }
-        let gpu = devices.select(backend).map_err(StyleError::from)?;
+        let mut gpu = devices.select(backend).map_err(StyleError::from)?;
         outbox.send(Event::Backend {
             job: id,
             device: gpu.as_ref().map_or(CPU_LABEL.into(), |r| r.label()),
@@ -86,6 +91,32 @@ impl StyleWorker {
         }
         let mut progress = |done: usize, total: usize| send(StyleEvent::Progress { done, total });
         let cancel = || job.is_cancelled();
+        // A preview on the window's device stays there: the panel's finish shader samples the
+        // texture, so nothing is read back (an export reads it back once).
+        if let (StylePass::Preview { .. }, Some(rt)) = (req.pass, gpu.as_mut())
+            && rt.is_window
+        {
+            match crate::style::run_to_texture(
+                &mut self.models,
+                &req.request,
+                req.pass,
+                &cancel,
+                rt,
+            ) {
+                Ok(Some(out)) => {
+                    if job.is_cancelled() {
+                        return Ok(StyleOutcome::Cancelled);
+                    }
+                    progress(1, 1);
+                    send(StyleEvent::Texture(Box::new(out)));
+                    return Ok(StyleOutcome::Done);
+                }
+                // Larger than one tile: the tiled path below.
+                Ok(None) => {}
+                Err(StyleError::Cancelled) => return Ok(StyleOutcome::Cancelled),
+                Err(e) => return Err(e.into()),
+            }
+        }
         match crate::style::run(
             &mut self.models,
             &req.request,

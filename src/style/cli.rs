@@ -210,6 +210,8 @@ pub fn wait(
                     }
                 }
                 StyleEvent::Output(out) => output = Some(out),
+                // Only previews on a window's device end as a texture; the CLI runs full passes.
+                StyleEvent::Texture(_) => bail!("the style job left its result on a window's GPU"),
             },
             Event::Failed { error, .. } => return Err(error.into()),
             Event::Cancelled { .. } => bail!("the job was cancelled"),

@@ -383,28 +383,29 @@ fn bottleneck(
     source: &ImageSource,
     cancel: &(dyn Fn() -> bool + Sync),
 ) -> Result<Vec<f32>, StyleError> {
-            let id = match source {
-                ImageSource::File(p) => std::fs::metadata(p)
-                    .ok()
-                    .map(|m| format!("{}:{}:{:?}", p.display(), m.len(), m.modified().ok())),
-                ImageSource::Pixels(_) => None,
-            };
-            let b = match (&models.bottleneck, &id) {
-                (Some((key, b)), Some(id)) if key == id => b.clone(),
-                _ => {
-                    let style = models.image(source)?;
-                    let small = resize(&style.image, STYLE_IMAGE_SIZE, STYLE_IMAGE_SIZE);
-                    let (predictor, _) = models.arbitrary()?;
-                    let b = predictor.predict(&to_feature_map(&small), cancel)?;
-                    models.bottleneck = id.map(|id| (id, b.clone()));
-                    b
-                }
-            };
+    let id = match source {
+        ImageSource::File(p) => std::fs::metadata(p)
+            .ok()
+            .map(|m| format!("{}:{}:{:?}", p.display(), m.len(), m.modified().ok())),
+        ImageSource::Pixels(_) => None,
+    };
+    let b = match (&models.bottleneck, &id) {
+        (Some((key, b)), Some(id)) if key == id => b.clone(),
+        _ => {
+            let style = models.image(source)?;
+            let small = resize(&style.image, STYLE_IMAGE_SIZE, STYLE_IMAGE_SIZE);
+            let (predictor, _) = models.arbitrary()?;
+            let b = predictor.predict(&to_feature_map(&small), cancel)?;
+            models.bottleneck = id.map(|id| (id, b.clone()));
+            b
+        }
+    };
     Ok(b)
 }
 
 /// A preview computed on the window's GPU: the stylised image is a texture there, never
 /// read back (the panel's finish shader samples it directly).
+#[derive(Debug)]
 pub struct GpuStyleOutput {
     /// The content at the output size (the split view's "before").
     pub content: Arc<RgbImage>,
@@ -465,6 +466,8 @@ pub fn run_to_texture(
             gpu.forward_to_texture(&x, &style, (w, h))?
         }
     };
+    // Finished on the device before the time is taken (a wait, not a read-back).
+    rt.ctx.wait()?;
     check_cancel(cancel)?;
     Ok(Some(GpuStyleOutput {
         content,

@@ -6,8 +6,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, channel};
 
+use egui_wgpu::wgpu;
 use image::RgbImage;
 
+use super::finish::Stylised;
+use crate::gpu::readback::texture_to_rgb;
 use crate::models::style::colour::{self, Finish};
 
 /// The format of an export; the app asks where, then hands the path back to the panel.
@@ -70,7 +73,8 @@ pub fn with_extension(path: PathBuf, format: StyleExport) -> PathBuf {
 /// Finishes and writes on a named thread; the receiver gets the saved path or the error.
 pub fn write_in_background(
     content: Arc<RgbImage>,
-    stylised: Arc<RgbImage>,
+    stylised: Stylised,
+    gpu: Option<(wgpu::Device, wgpu::Queue)>,
     finish: Finish,
     format: StyleExport,
     path: PathBuf,
@@ -82,11 +86,24 @@ pub fn write_in_background(
         .spawn({
             let tx = tx.clone();
             move || {
-                let result = match colour::compose(&content, &stylised, finish) {
-                    Some(img) => crate::models::style::image::save(&img, &path, format.quality())
+                // A result on the GPU is read back here, once, for the file.
+                let stylised = match stylised {
+                    Stylised::Pixels(img) => Ok(img),
+                    Stylised::Texture(t) => match &gpu {
+                        Some((device, queue)) => texture_to_rgb(device, queue, &t)
+                            .map(Arc::new)
+                            .map_err(|e| e.to_string()),
+                        None => Err("the result is on a GPU this window no longer has".into()),
+                    },
+                };
+                let result = match stylised.and_then(|s| {
+                    colour::compose(&content, &s, finish)
+                        .ok_or_else(|| "the result and the original differ in size".to_string())
+                }) {
+                    Ok(img) => crate::models::style::image::save(&img, &path, format.quality())
                         .map(|()| path)
                         .map_err(|e| e.to_string()),
-                    None => Err("the result and the original differ in size".into()),
+                    Err(e) => Err(e),
                 };
                 let _ = tx.send(result);
                 if let Some(ctx) = ctx {

@@ -26,10 +26,20 @@ pub struct Images {
     /// The "before": what strength blends towards.
     pub content: Arc<RgbImage>,
     /// The network's output, unfinished.
-    pub stylised: Arc<RgbImage>,
+    pub stylised: Stylised,
     /// Both as RGBA8 for the upload, when made ahead off the UI thread ([`to_rgba`]);
     /// otherwise the upload converts them itself.
     pub rgba: Option<Arc<[Vec<u8>; 2]>>,
+}
+
+/// The network's output: pixels, or a texture the worker left on the renderer's device.
+#[derive(Clone)]
+pub enum Stylised {
+    /// Pixels (CPU jobs, tiled results, full passes).
+    Pixels(Arc<RgbImage>),
+    /// RGBA8 on the renderer's own device (previews run there): bound as it is, never read
+    /// back to be shown.
+    Texture(wgpu::Texture),
 }
 
 /// RGB to RGBA8 (wgpu has no 3-channel 8-bit format).
@@ -199,7 +209,10 @@ impl Resources {
         };
         let ready = images.rgba.as_deref();
         let original = texture(&images.content, ready.map(|r| &r[0]), "style-original");
-        let stylised = texture(&images.stylised, ready.map(|r| &r[1]), "style-stylised");
+        let stylised = match &images.stylised {
+            Stylised::Pixels(img) => texture(img, ready.map(|r| &r[1]), "style-stylised"),
+            Stylised::Texture(t) => t.create_view(&wgpu::TextureViewDescriptor::default()),
+        };
         let group = device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("style-finish"),
             layout: &self.layout,
@@ -325,9 +338,14 @@ impl CpuView {
             finish.strength.to_bits(),
             finish.preserve_colour,
         );
+        // Textures come only from jobs on the renderer's device, and this view is the one
+        // without a renderer: there is nothing of one to draw.
+        let Stylised::Pixels(stylised) = &images.stylised else {
+            return;
+        };
         if self.key != Some(key) {
-            let img = colour::compose(&images.content, &images.stylised, finish)
-                .unwrap_or_else(|| (*images.stylised).clone());
+            let img = colour::compose(&images.content, stylised, finish)
+                .unwrap_or_else(|| (**stylised).clone());
             self.finished = Some(ui.ctx().load_texture(
                 "style-finished",
                 to_color_image(&img),

@@ -24,7 +24,7 @@ use image::RgbImage;
 
 pub use export::StyleExport;
 pub use finish::SHADER;
-use finish::{CpuView, Images};
+use finish::{CpuView, Images, Stylised};
 use gallery::{Gallery, THUMB_SIZE};
 
 use super::{Command, Panel, PanelContext};
@@ -142,6 +142,8 @@ pub struct StylePanel {
     readying: Option<Readying>,
     /// Whether the view draws on the GPU (set each frame from the context).
     gpu: bool,
+    /// The renderer's device and queue, for exports of results that stayed on it.
+    gpu_handles: Option<(egui_wgpu::wgpu::Device, egui_wgpu::wgpu::Queue)>,
     /// A full pass to submit on the next frame (the preview it follows has arrived).
     full_due: Option<StyleRequest>,
     shown: Option<Shown>,
@@ -185,6 +187,7 @@ impl Default for StylePanel {
             full_due: None,
             readying: None,
             gpu: false,
+            gpu_handles: None,
             shown: None,
             generation: 0,
             loading_model: None,
@@ -238,6 +241,11 @@ impl Panel for StylePanel {
             .open(cx.store.dir().join("style").join("thumbs"), &ctx);
         self.gallery.poll(&ctx);
         self.gpu = cx.render_state.is_some();
+        if self.gpu_handles.is_none() {
+            self.gpu_handles = cx
+                .render_state
+                .map(|rs| (rs.device.clone(), rs.queue.clone()));
+        }
         if !self.restored {
             self.restored = true;
             self.restore(&cx.store.settings.style.clone());
@@ -347,50 +355,81 @@ impl StylePanel {
                             self.gallery.insert(index, out.image, ctx);
                         }
                     }
-                    JobKind::Preview | JobKind::Full => {
-                        let (w, h) = out.content.dimensions();
-                        // A picture that fit the preview whole is already at full size.
-                        let fits = w.max(h) < PREVIEW_SIZE.min(self.max_side);
-                        let preview = kind == JobKind::Preview && !fits;
-                        if self.content_thumb.is_none()
-                            && let Some(ctx) = &self.ctx
-                        {
-                            // Previews are at most 384 pixels: shrinking one costs well under
-                            // a millisecond here.
-                            let small = crate::models::style::image::fit_within(&out.content, 112)
-                                .unwrap_or_else(|| (*out.content).clone());
-                            self.content_thumb = Some(ctx.load_texture(
-                                "style-content-thumb",
-                                egui::ColorImage::from_rgb(
-                                    [small.width() as usize, small.height() as usize],
-                                    small.as_raw(),
-                                ),
-                                thumb_options(),
-                            ));
-                        }
-                        let shown = Shown {
-                            images: Images {
-                                generation: 0,
-                                content: out.content,
-                                stylised: out.stylized,
-                                rgba: None,
-                            },
-                            preview,
-                            notes: out.notes,
-                            seconds: out.seconds,
-                            tiles: out.report.tiles,
-                        };
-                        if preview && let Some(req) = request {
-                            self.submit_full(req);
-                        }
-                        if self.gpu && u64::from(w) * u64::from(h) > INLINE_RGBA_PIXELS {
-                            self.ready_in_background(kind, shown);
-                        } else {
-                            self.present(kind, shown);
-                        }
-                    }
+                    JobKind::Preview | JobKind::Full => self.show_result(
+                        kind,
+                        request,
+                        out.content,
+                        Stylised::Pixels(out.stylized),
+                        (out.notes, out.seconds, out.report.tiles),
+                    ),
                 }
             }
+            StyleEvent::Texture(out) => {
+                let job = &self.jobs[i];
+                if job.handle.is_cancelled() {
+                    return;
+                }
+                let (kind, request) = (job.kind, job.request.clone());
+                self.loading_model = None;
+                self.show_result(
+                    kind,
+                    request,
+                    out.content,
+                    Stylised::Texture(out.stylized),
+                    (out.notes, out.seconds, 1),
+                );
+            }
+        }
+    }
+
+    /// Shows a preview or full result (and asks for the full pass a preview leads to).
+    fn show_result(
+        &mut self,
+        kind: JobKind,
+        request: Option<StyleRequest>,
+        content: Arc<RgbImage>,
+        stylised: Stylised,
+        (notes, seconds, tiles): (Vec<String>, f64, usize),
+    ) {
+        let (w, h) = content.dimensions();
+        // A picture that fit the preview whole is already at full size.
+        let fits = w.max(h) < PREVIEW_SIZE.min(self.max_side);
+        let preview = kind == JobKind::Preview && !fits;
+        if self.content_thumb.is_none()
+            && let Some(ctx) = &self.ctx
+        {
+            // Previews are at most 384 pixels: shrinking one costs well under
+            // a millisecond here.
+            let small = crate::models::style::image::fit_within(&content, 112)
+                .unwrap_or_else(|| (*content).clone());
+            self.content_thumb = Some(ctx.load_texture(
+                "style-content-thumb",
+                egui::ColorImage::from_rgb(
+                    [small.width() as usize, small.height() as usize],
+                    small.as_raw(),
+                ),
+                thumb_options(),
+            ));
+        }
+        let shown = Shown {
+            images: Images {
+                generation: 0,
+                content,
+                stylised,
+                rgba: None,
+            },
+            preview,
+            notes,
+            seconds,
+            tiles,
+        };
+        if preview && let Some(req) = request {
+            self.submit_full(req);
+        }
+        if self.gpu && u64::from(w) * u64::from(h) > INLINE_RGBA_PIXELS {
+            self.ready_in_background(kind, shown);
+        } else {
+            self.present(kind, shown);
         }
     }
 
@@ -419,7 +458,11 @@ impl StylePanel {
         let (tx, rx) = std::sync::mpsc::channel();
         let ctx = self.ctx.clone();
         let content = shown.images.content.clone();
-        let stylised = shown.images.stylised.clone();
+        let Stylised::Pixels(stylised) = shown.images.stylised.clone() else {
+            // A texture is already on the GPU: nothing to convert.
+            self.present(kind, shown);
+            return;
+        };
         let spawned = std::thread::Builder::new()
             .name("atelier-style-ready".into())
             .spawn(move || {
@@ -581,6 +624,14 @@ impl StylePanel {
         self.shown
             .as_ref()
             .map(|s| (s.images.content.dimensions(), s.preview))
+    }
+
+    /// Whether the result on screen stayed on the GPU as a texture (a preview computed on the
+    /// window's own device), rather than arriving as pixels.
+    pub fn result_is_texture(&self) -> bool {
+        self.shown
+            .as_ref()
+            .is_some_and(|s| matches!(s.images.stylised, Stylised::Texture(_)))
     }
 
     /// Preview results received so far.
@@ -829,6 +880,7 @@ impl StylePanel {
         self.exports.push(export::write_in_background(
             shown.images.content.clone(),
             shown.images.stylised.clone(),
+            self.gpu_handles.clone(),
             self.finish,
             format,
             path,
