@@ -552,11 +552,12 @@ fn the_picture_style_and_finish_survive_a_restart() {
     );
 }
 
-/// With the image models on the window's own GPU (`--backend gpu`; lavapipe here), a preview
-/// never leaves it: the panel shows the worker's texture through the finish shader, and an
-/// export reads it back once, matching the CPU's pixels.
+/// With the image models on the window's own GPU (`--backend gpu`; lavapipe here), previews
+/// and full-size results that fit one tile never leave it: the panel shows the worker's
+/// texture through the finish shader, and an export reads it back once, matching the CPU's
+/// pixels.
 #[test]
-fn on_the_window_gpu_a_preview_stays_a_texture_and_export_reads_it_back() {
+fn on_the_window_gpu_results_stay_textures_and_exports_read_them_back() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let data = tempfile::tempdir().unwrap();
     let mut h = app_with_backend(data.path(), true, Some(atelier::gpu::Backend::Gpu));
@@ -604,5 +605,40 @@ fn on_the_window_gpu_a_preview_stays_a_texture_and_export_reads_it_back() {
     assert!(
         worst <= Some(1),
         "export off the CPU pixels by {worst:?} levels"
+    );
+
+    // Larger than the preview: the preview, then the full size, both left on the GPU.
+    h.state_mut()
+        .style_panel_mut()
+        .set_content_path(picture("chelsea.png"));
+    wait_for(
+        &mut h,
+        "the GPU full-size result",
+        Duration::from_secs(180),
+        |app| app.style_panel().fulls_received() >= 1 && !app.style_panel().is_busy(),
+    );
+    let panel = h.state().style_panel();
+    assert_eq!(panel.result(), Some(((451, 300), false)));
+    assert!(
+        panel.result_is_texture(),
+        "the full-size result stayed on the GPU"
+    );
+    let exported = export_at(&mut h, data.path(), 1.0);
+    let style = net.mix(&atelier::models::style::StyleMix::single(3).unwrap());
+    let (want, _) = atelier::models::style::tiling::run_whole(
+        &atelier::models::style::tiling::MultistyleNet { net: &net, style },
+        &cat,
+        &|| false,
+    )
+    .unwrap();
+    let worst = exported
+        .as_raw()
+        .iter()
+        .zip(want.as_raw())
+        .map(|(a, b)| a.abs_diff(*b))
+        .max();
+    assert!(
+        worst <= Some(1),
+        "full-size export off the CPU pixels by {worst:?} levels"
     );
 }

@@ -284,8 +284,7 @@ impl Engine {
         })
     }
 
-    /// Runs a style transfer: [`StyleEvent::Progress`] per step, then [`StyleEvent::Output`]
-    /// (or [`StyleEvent::Texture`]: a preview on the window's own GPU stays there).
+    /// Runs a style transfer: [`StyleEvent::Progress`] per step, then [`StyleEvent::Output`].
     /// Cancel a stale preview's handle before asking for the next one.
     pub fn style(
         &self,
@@ -294,7 +293,28 @@ impl Engine {
     ) -> JobHandle {
         self.submit(|job| Request::Style {
             job,
-            request: Box::new(StyleJob { request, pass }),
+            request: Box::new(StyleJob {
+                request,
+                pass,
+                to_texture: false,
+            }),
+        })
+    }
+
+    /// [`Engine::style`] for the window's view: on the window's own GPU a result that fits one
+    /// tile stays there as a texture ([`StyleEvent::Texture`]); elsewhere, as `style`.
+    pub fn style_for_view(
+        &self,
+        request: crate::style::StyleRequest,
+        pass: crate::style::StylePass,
+    ) -> JobHandle {
+        self.submit(|job| Request::Style {
+            job,
+            request: Box::new(StyleJob {
+                request,
+                pass,
+                to_texture: true,
+            }),
         })
     }
 

@@ -19,6 +19,9 @@ pub struct StyleJob {
     pub request: StyleRequest,
     /// Preview (small, whole image) or full (output size, tiled when large).
     pub pass: StylePass,
+    /// For the window's view: on the window's own device, leave a result that fits one tile
+    /// there as a texture ([`StyleEvent::Texture`]) instead of reading it back.
+    pub to_texture: bool,
 }
 
 /// What a Style job reports.
@@ -38,8 +41,8 @@ pub enum StyleEvent {
     },
     /// The result (sent once, just before [`Event::Finished`]).
     Output(Box<StyleOutput>),
-    /// A preview computed on the window's own GPU, left there as a texture for the panel to
-    /// show (sent instead of [`StyleEvent::Output`], once).
+    /// A result for the window's view computed on the window's own GPU, left there as a
+    /// texture for the panel to show (sent instead of [`StyleEvent::Output`], once).
     Texture(Box<GpuStyleOutput>),
 }
 
@@ -91,9 +94,9 @@ impl StyleWorker {
         }
         let mut progress = |done: usize, total: usize| send(StyleEvent::Progress { done, total });
         let cancel = || job.is_cancelled();
-        // A preview on the window's device stays there: the panel's finish shader samples the
-        // texture, so nothing is read back (an export reads it back once).
-        if let (StylePass::Preview { .. }, Some(rt)) = (req.pass, gpu.as_mut())
+        // A result for the window's view stays on the window's device: the panel's finish
+        // shader samples the texture, so nothing is read back (an export reads it back once).
+        if let (true, Some(rt)) = (req.to_texture, gpu.as_mut())
             && rt.is_window
         {
             match crate::style::run_to_texture(

@@ -403,8 +403,8 @@ fn bottleneck(
     Ok(b)
 }
 
-/// A preview computed on the window's GPU: the stylised image is a texture there, never
-/// read back (the panel's finish shader samples it directly).
+/// A result computed on the window's GPU: the stylised image is a texture there, never read
+/// back to be shown (the panel's finish shader samples it directly).
 #[derive(Debug)]
 pub struct GpuStyleOutput {
     /// The content at the output size (the split view's "before").

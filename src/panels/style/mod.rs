@@ -814,7 +814,7 @@ impl StylePanel {
             }
             self.dirty_at = None;
             if let Some(req) = self.request() {
-                let handle = engine.style(
+                let handle = engine.style_for_view(
                     req.clone(),
                     StylePass::Preview {
                         max_side: PREVIEW_SIZE,
@@ -844,7 +844,7 @@ impl StylePanel {
     /// Full passes wait for an engine reference: keep the request until the next frame.
     fn engine_for_full(&mut self, engine: &Engine) {
         if let Some(req) = self.full_due.take() {
-            let handle = engine.style(req.clone(), StylePass::Full);
+            let handle = engine.style_for_view(req.clone(), StylePass::Full);
             self.push(handle, JobKind::Full, Some(req));
         }
     }
