@@ -111,6 +111,15 @@ fn shows(h: &H, text: &str) -> bool {
     h.query_all_by_label_contains(text).next().is_some()
 }
 
+/// The largest difference between two images' 8-bit values.
+fn max_level_diff(a: &image::RgbImage, b: &image::RgbImage) -> Option<u8> {
+    a.as_raw()
+        .iter()
+        .zip(b.as_raw())
+        .map(|(x, y)| x.abs_diff(*y))
+        .max()
+}
+
 /// Exports at `strength` and reads the PNG back.
 fn export_at(h: &mut H, dir: &Path, strength: f32) -> image::RgbImage {
     h.state_mut().style_panel_mut().set_strength(strength);
@@ -596,12 +605,7 @@ fn on_the_window_gpu_results_stay_textures_and_exports_read_them_back() {
     )
     .unwrap();
     assert_eq!(exported.dimensions(), want.dimensions());
-    let worst = exported
-        .as_raw()
-        .iter()
-        .zip(want.as_raw())
-        .map(|(a, b)| a.abs_diff(*b))
-        .max();
+    let worst = max_level_diff(&exported, &want);
     assert!(
         worst <= Some(1),
         "export off the CPU pixels by {worst:?} levels"
@@ -631,12 +635,7 @@ fn on_the_window_gpu_results_stay_textures_and_exports_read_them_back() {
         &|| false,
     )
     .unwrap();
-    let worst = exported
-        .as_raw()
-        .iter()
-        .zip(want.as_raw())
-        .map(|(a, b)| a.abs_diff(*b))
-        .max();
+    let worst = max_level_diff(&exported, &want);
     assert!(
         worst <= Some(1),
         "full-size export off the CPU pixels by {worst:?} levels"

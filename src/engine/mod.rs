@@ -291,14 +291,7 @@ impl Engine {
         request: crate::style::StyleRequest,
         pass: crate::style::StylePass,
     ) -> JobHandle {
-        self.submit(|job| Request::Style {
-            job,
-            request: Box::new(StyleJob {
-                request,
-                pass,
-                to_texture: false,
-            }),
-        })
+        self.submit_style(request, pass, false)
     }
 
     /// [`Engine::style`] for the window's view: on the window's own GPU a result that fits one
@@ -308,12 +301,21 @@ impl Engine {
         request: crate::style::StyleRequest,
         pass: crate::style::StylePass,
     ) -> JobHandle {
+        self.submit_style(request, pass, true)
+    }
+
+    fn submit_style(
+        &self,
+        request: crate::style::StyleRequest,
+        pass: crate::style::StylePass,
+        to_texture: bool,
+    ) -> JobHandle {
         self.submit(|job| Request::Style {
             job,
             request: Box::new(StyleJob {
                 request,
                 pass,
-                to_texture: true,
+                to_texture,
             }),
         })
     }

@@ -175,41 +175,19 @@ impl GpuGenerator {
             let mut rec = Recorder::new(&ctx, &kernels);
             let out = self.record(&mut rec, latent)?;
             let (w, h) = (texture.width(), texture.height());
-            // copy_buffer_to_texture wants rows in multiples of 256 bytes.
-            let row_texels = (w as usize).div_ceil(64) * 64;
-            let rgba = ctx.tensor(row_texels * h as usize, "face rgba")?;
-            let params = Params::new()
-                .u(0)
-                .u(0)
-                .u(w as usize)
-                .u(h as usize)
-                .u(row_texels)
-                .u(IMAGE_SIZE)
-                .u(0)
-                .u(0)
-                .v4([0.0; 4]);
-            rec.dispatch(
-                Kernel::FaceRgba,
-                &params,
-                &[(1, &out.buf), (2, &rgba.buf)],
-                [w.div_ceil(8), h.div_ceil(8), 1],
-            );
-            rec.encoder.copy_buffer_to_texture(
-                wgpu::TexelCopyBufferInfo {
-                    buffer: &rgba.buf,
-                    layout: wgpu::TexelCopyBufferLayout {
-                        offset: 0,
-                        bytes_per_row: Some(4 * row_texels as u32),
-                        rows_per_image: Some(h),
-                    },
-                },
-                texture.as_image_copy(),
-                wgpu::Extent3d {
-                    width: w,
-                    height: h,
-                    depth_or_array_layers: 1,
-                },
-            );
+            let params = |row_texels| {
+                Params::new()
+                    .u(0)
+                    .u(0)
+                    .u(w as usize)
+                    .u(h as usize)
+                    .u(row_texels)
+                    .u(IMAGE_SIZE)
+                    .u(0)
+                    .u(0)
+                    .v4([0.0; 4])
+            };
+            rec.write_rgba(Kernel::FaceRgba, &out, params, texture)?;
             rec.submit();
             Ok(())
         })

@@ -366,6 +366,45 @@ impl<'a> Recorder<'a> {
         pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
     }
 
+    /// Records `kernel` (8×8 workgroups over `texture`) turning `input` into RGBA8 rows in a
+    /// buffer, then the copy of those rows into `texture`. `params(row_texels)` builds the
+    /// kernel's uniform block; rows are padded to `row_texels` texels because
+    /// copy_buffer_to_texture wants multiples of 256 bytes.
+    pub fn write_rgba(
+        &mut self,
+        kernel: Kernel,
+        input: &Tensor,
+        params: impl FnOnce(usize) -> Params,
+        texture: &wgpu::Texture,
+    ) -> Result<(), GpuError> {
+        let (w, h) = (texture.width(), texture.height());
+        let row_texels = (w as usize).div_ceil(64) * 64;
+        let rgba = self.ctx.tensor(row_texels * h as usize, "rgba rows")?;
+        self.dispatch(
+            kernel,
+            &params(row_texels),
+            &[(1, &input.buf), (2, &rgba.buf)],
+            [w.div_ceil(8), h.div_ceil(8), 1],
+        );
+        self.encoder.copy_buffer_to_texture(
+            wgpu::TexelCopyBufferInfo {
+                buffer: &rgba.buf,
+                layout: wgpu::TexelCopyBufferLayout {
+                    offset: 0,
+                    bytes_per_row: Some(4 * row_texels as u32),
+                    rows_per_image: Some(h),
+                },
+            },
+            texture.as_image_copy(),
+            wgpu::Extent3d {
+                width: w,
+                height: h,
+                depth_or_array_layers: 1,
+            },
+        );
+        Ok(())
+    }
+
     /// Submits what was recorded (without waiting).
     pub fn submit(self) {
         self.ctx.queue.submit([self.encoder.finish()]);

@@ -319,6 +319,43 @@ fn read_image_and_stats(
     Ok(split_stats(values, 3 * pixels, channels))
 }
 
+/// Checks a style network's input and that the style (and statistics, if any) have one entry
+/// per normalised layer.
+fn check_input(
+    x: &FeatureMap,
+    network: &str,
+    layers: usize,
+    norms: usize,
+    stats_layers: Option<usize>,
+) -> Result<(), StyleError> {
+    if x.c != 3 || x.h < 4 || x.w < 4 {
+        return Err(StyleError::BadInput(format!(
+            "{network} needs an RGB image of at least 4×4 pixels (got {}×{}×{})",
+            x.w, x.h, x.c
+        )));
+    }
+    if stats_layers.is_some_and(|n| n != layers) || norms != layers {
+        return Err(StyleError::BadInput(
+            "statistics or style from another network".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Runs `record` and reads its output and every layer's statistics back, in one copy.
+fn read_result<'a>(
+    ctx: &'a GpuContext,
+    channels: &[usize],
+    record: impl FnOnce() -> Result<Recorded<'a>, GpuError>,
+) -> Result<(FeatureMap, Vec<MeanVar>), StyleError> {
+    let (image, layers, h, w) = ctx.checked(|| {
+        let (rec, cur, all_stats, h, w) = record()?;
+        let (image, layers) = read_image_and_stats(rec, &cur, h * w, &all_stats, channels)?;
+        Ok((image, layers, h, w))
+    })?;
+    Ok((image_map(image, h, w)?, layers))
+}
+
 /// A recorded network: the recorder (not yet submitted), the output tensor, each layer's
 /// statistics tensor, and the output's height and width.
 type Recorded<'a> = (Recorder<'a>, Tensor, Vec<Tensor>, usize, usize);
@@ -354,41 +391,19 @@ fn rgba_texture(
             | wgpu::TextureUsages::COPY_SRC,
         view_formats: &[],
     });
-    // copy_buffer_to_texture wants rows in multiples of 256 bytes.
-    let row_texels = (width as usize).div_ceil(64) * 64;
-    let rgba = ctx.tensor(row_texels * height as usize, "style rgba")?;
-    let params = Params::new()
-        .u(h * w)
-        .u(0)
-        .u(width as usize)
-        .u(height as usize)
-        .u(row_texels)
-        .u(w)
-        .u(0)
-        .u(0)
-        .v4([0.0; 4]);
-    rec.dispatch(
-        Kernel::StyleRgba,
-        &params,
-        &[(1, &cur.buf), (2, &rgba.buf)],
-        [width.div_ceil(8), height.div_ceil(8), 1],
-    );
-    rec.encoder.copy_buffer_to_texture(
-        wgpu::TexelCopyBufferInfo {
-            buffer: &rgba.buf,
-            layout: wgpu::TexelCopyBufferLayout {
-                offset: 0,
-                bytes_per_row: Some(4 * row_texels as u32),
-                rows_per_image: Some(height),
-            },
-        },
-        texture.as_image_copy(),
-        wgpu::Extent3d {
-            width,
-            height,
-            depth_or_array_layers: 1,
-        },
-    );
+    let params = |row_texels| {
+        Params::new()
+            .u(h * w)
+            .u(0)
+            .u(width as usize)
+            .u(height as usize)
+            .u(row_texels)
+            .u(w)
+            .u(0)
+            .u(0)
+            .v4([0.0; 4])
+    };
+    rec.write_rgba(Kernel::StyleRgba, cur, params, &texture)?;
     rec.submit();
     Ok(texture)
 }
@@ -468,15 +483,15 @@ impl GpuMultistyle {
         style: &MixedStyle,
         stats: Option<&MultistyleStats>,
     ) -> Result<(FeatureMap, MultistyleStats), StyleError> {
-        self.check(x, style, stats)?;
-        let ctx = &self.ctx;
-        let (image, layers, h, w) = ctx.checked(|| {
-            let (rec, cur, all_stats, h, w) = self.record(x, style, stats)?;
-            let channels: Vec<usize> = self.layers.iter().map(|l| l.conv.cout).collect();
-            let (image, layers) = read_image_and_stats(rec, &cur, h * w, &all_stats, &channels)?;
-            Ok((image, layers, h, w))
-        })?;
-        let map = image_map(image, h, w)?;
+        check_input(
+            x,
+            "multistyle26",
+            self.layers.len(),
+            style.norms.len(),
+            stats.map(|s| s.layers.len()),
+        )?;
+        let channels: Vec<usize> = self.layers.iter().map(|l| l.conv.cout).collect();
+        let (map, layers) = read_result(&self.ctx, &channels, || self.record(x, style, stats))?;
         Ok((map, MultistyleStats { layers }))
     }
 
@@ -488,33 +503,17 @@ impl GpuMultistyle {
         style: &MixedStyle,
         (width, height): (u32, u32),
     ) -> Result<wgpu::Texture, StyleError> {
-        self.check(x, style, None)?;
+        check_input(
+            x,
+            "multistyle26",
+            self.layers.len(),
+            style.norms.len(),
+            None,
+        )?;
         Ok(self.ctx.checked(|| {
             let (rec, cur, _, h, w) = self.record(x, style, None)?;
             rgba_texture(rec, &cur, (h, w), (width, height))
         })?)
-    }
-
-    fn check(
-        &self,
-        x: &FeatureMap,
-        style: &MixedStyle,
-        stats: Option<&MultistyleStats>,
-    ) -> Result<(), StyleError> {
-        if x.c != 3 || x.h < 4 || x.w < 4 {
-            return Err(StyleError::BadInput(format!(
-                "multistyle26 needs an RGB image of at least 4×4 pixels (got {}×{}×{})",
-                x.w, x.h, x.c
-            )));
-        }
-        if stats.is_some_and(|s| s.layers.len() != self.layers.len())
-            || style.norms.len() != self.layers.len()
-        {
-            return Err(StyleError::BadInput(
-                "statistics or style from another network".into(),
-            ));
-        }
-        Ok(())
     }
 
     /// Records the whole network on `x`: the recorder, the output tensor, every layer's
@@ -712,15 +711,15 @@ impl GpuTransform {
         style: &TransformStyle,
         stats: Option<&TransformStats>,
     ) -> Result<(FeatureMap, TransformStats), StyleError> {
-        self.check(x, style, stats)?;
-        let ctx = &self.ctx;
-        let (image, layers, h, w) = ctx.checked(|| {
-            let (rec, cur, all_stats, h, w) = self.record(x, style, stats)?;
-            let channels: Vec<usize> = self.layers.iter().map(|l| l.conv.cout).collect();
-            let (image, layers) = read_image_and_stats(rec, &cur, h * w, &all_stats, &channels)?;
-            Ok((image, layers, h, w))
-        })?;
-        let map = image_map(image, h, w)?;
+        check_input(
+            x,
+            "the style transform",
+            self.layers.len(),
+            style.norms.len(),
+            stats.map(|s| s.layers.len()),
+        )?;
+        let channels: Vec<usize> = self.layers.iter().map(|l| l.conv.cout).collect();
+        let (map, layers) = read_result(&self.ctx, &channels, || self.record(x, style, stats))?;
         Ok((map, TransformStats { layers }))
     }
 
@@ -731,33 +730,17 @@ impl GpuTransform {
         style: &TransformStyle,
         (width, height): (u32, u32),
     ) -> Result<wgpu::Texture, StyleError> {
-        self.check(x, style, None)?;
+        check_input(
+            x,
+            "the style transform",
+            self.layers.len(),
+            style.norms.len(),
+            None,
+        )?;
         Ok(self.ctx.checked(|| {
             let (rec, cur, _, h, w) = self.record(x, style, None)?;
             rgba_texture(rec, &cur, (h, w), (width, height))
         })?)
-    }
-
-    fn check(
-        &self,
-        x: &FeatureMap,
-        style: &TransformStyle,
-        stats: Option<&TransformStats>,
-    ) -> Result<(), StyleError> {
-        if x.c != 3 || x.h < 4 || x.w < 4 {
-            return Err(StyleError::BadInput(format!(
-                "the style transform needs an RGB image of at least 4×4 pixels (got {}×{}×{})",
-                x.w, x.h, x.c
-            )));
-        }
-        if stats.is_some_and(|s| s.layers.len() != self.layers.len())
-            || style.norms.len() != self.layers.len()
-        {
-            return Err(StyleError::BadInput(
-                "statistics or style from another network".into(),
-            ));
-        }
-        Ok(())
     }
 
     /// Records the whole network on `x`, output quantised sigmoid included (see
