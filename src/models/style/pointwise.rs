@@ -18,6 +18,8 @@
 use rayon::prelude::*;
 
 use super::ops::mlas_stride_k;
+// The same AVX-512 F/BW/VNNI check as the language model's int8 kernels.
+use crate::models::llm::native::quant::fast_kernels_available;
 
 /// Pixels per register tile.
 pub(crate) const MR: usize = 8;
@@ -115,7 +117,7 @@ impl PointwiseInt8 {
         let pixels = x.len() / k;
         debug_assert_eq!(out.len(), pixels * cout);
         #[cfg(target_arch = "x86_64")]
-        if k.is_multiple_of(4) && vnni_available() {
+        if k.is_multiple_of(4) && fast_kernels_available() {
             par_pixels(x, k, out, cout, |xs, os| {
                 // SAFETY: the CPU has the features (checked above); the slices hold whole
                 // pixels of k and cout bytes, which is all the kernel reads and writes.
@@ -270,20 +272,6 @@ fn par_pixels(
     x.par_chunks(per * k)
         .zip(out.par_chunks_mut(per * cout))
         .for_each(|(xs, os)| f(xs, os));
-}
-
-/// Whether the int8 kernel runs on this CPU.
-pub(crate) fn vnni_available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512bw")
-            && std::arch::is_x86_feature_detected!("avx512vnni")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
 }
 
 /// Whether the float kernel runs on this CPU.
