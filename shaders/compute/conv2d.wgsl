@@ -1,11 +1,20 @@
 // Direct 2-D convolution with reflect or zero padding and nearest upsampling folded into the
-// input indexing (no padded or upsampled copy is made), four output channels per invocation,
+// input indexing (no padded or upsampled copy is made), eight output channels per invocation,
 // and the layer's epilogue (bias, activation, quantisation) fused in.
 //
 // Each output sums its products in the CPU port's order, input channel, kernel row, column,
 // with fused multiply-adds from zero in runs of `run` terms, each run's sum added to the total
 // (onnxruntime's MLAS order; `run` = K for one run). Summing in the same order is what keeps
 // the quantised arbitrary-style network on the CPU's grid points.
+//
+// Where a tap reads is worked out once per invocation, not once per input channel: the
+// padding and upsampling arithmetic (an integer remainder for reflection) would otherwise cost
+// more than the multiply-adds. The kernel size is a pipeline constant, so the window's loops
+// unroll and its offsets stay in registers.
+
+// The kernel's side (the host compiles a pipeline per size it needs, up to MAX_K).
+override KS: u32;
+const MAX_K: u32 = 9u;
 
 struct ConvParams {
     cin: u32, h: u32, w: u32, cout: u32,
@@ -59,53 +68,10 @@ fn act(v: f32) -> f32 {
     }
 }
 
-@compute @workgroup_size(64)
-fn conv2d(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    OPAQUE_ZERO = p.zero;
-    let hw = p.oh * p.ow;
-    let pix = flat_index(vec3<u32>(wid.x, wid.y, 0u), nwg, lid, 64u);
-    let cb = wid.z;
-    if (pix >= hw) {
-        return;
-    }
-    let oy = pix / p.ow;
-    let ox = pix % p.ow;
-    let hw_in = p.h * p.w;
-    let kk = p.k * p.k;
-    let wbase = cb * p.cin * kk;
-    var total = vec4<f32>(0.0);
-    var acc = vec4<f32>(0.0);
-    var n = 0u;
-    var t = 0u;
-    for (var ci = 0u; ci < p.cin; ci++) {
-        for (var ky = 0u; ky < p.k; ky++) {
-            let sy = src_index(i32(oy * p.stride + ky) - i32(p.pad), p.h, p.up, p.reflect);
-            for (var kx = 0u; kx < p.k; kx++) {
-                let sx = src_index(i32(ox * p.stride + kx) - i32(p.pad), p.w, p.up, p.reflect);
-                var v = 0.0;
-                if (sy >= 0 && sx >= 0) {
-                    v = x[ci * hw_in + u32(sy) * p.w + u32(sx)];
-                }
-                acc = fma_x4(vec4<f32>(v), wt[wbase + t], acc);
-                t++;
-                n++;
-                if (n == p.run) {
-                    total = total + acc;
-                    acc = vec4<f32>(0.0);
-                    n = 0u;
-                }
-            }
-        }
-    }
-    if (n > 0u) {
-        total = total + acc;
-    }
+// Bias, epilogue and store of output channels 4·b .. 4·b+3 at `pix`.
+fn store(b: u32, total: vec4<f32>, pix: u32, hw: u32) {
     for (var j = 0u; j < 4u; j++) {
-        let co = cb * 4u + j;
+        let co = b * 4u + j;
         if (co >= p.cout) {
             break;
         }
@@ -116,5 +82,77 @@ fn conv2d(
             r = act(round(clamp(r * chan[p.cout + co], p.i8_lo, p.i8_hi)) * p.i8_os);
         }
         y[co * hw + pix] = r;
+    }
+}
+
+@compute @workgroup_size(64)
+fn conv2d(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    OPAQUE_ZERO = p.zero;
+    let hw = p.oh * p.ow;
+    let pix = flat_index(vec3<u32>(wid.x, wid.y, 0u), nwg, lid, 64u);
+    if (pix >= hw) {
+        return;
+    }
+    let oy = pix / p.ow;
+    let ox = pix % p.ow;
+    // Each window row's offset into a plane and each column's index; -1 reads a zero.
+    var rows: array<i32, MAX_K>;
+    var cols: array<i32, MAX_K>;
+    for (var i = 0u; i < KS; i++) {
+        let sy = src_index(i32(oy * p.stride + i) - i32(p.pad), p.h, p.up, p.reflect);
+        rows[i] = select(-1, sy * i32(p.w), sy >= 0);
+        cols[i] = src_index(i32(ox * p.stride + i) - i32(p.pad), p.w, p.up, p.reflect);
+    }
+    // Channel blocks 2z and 2z+1 (the second only where cout4 has it: uniform per dispatch).
+    let b0 = wid.z * 2u;
+    let two = b0 + 1u < p.cout4;
+    let taps = p.cin * KS * KS;
+    let w0 = b0 * taps;
+    let w1 = w0 + taps;
+    let hw_in = i32(p.h * p.w);
+    var total0 = vec4<f32>(0.0);
+    var total1 = vec4<f32>(0.0);
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var n = 0u;
+    var t = 0u;
+    for (var ci = 0u; ci < p.cin; ci++) {
+        let plane = i32(ci) * hw_in;
+        for (var ky = 0u; ky < KS; ky++) {
+            let r = rows[ky];
+            for (var kx = 0u; kx < KS; kx++) {
+                let c = cols[kx];
+                var v = 0.0;
+                if (r >= 0 && c >= 0) {
+                    v = x[plane + r + c];
+                }
+                let vv = vec4<f32>(v);
+                acc0 = fma_x4(vv, wt[w0 + t], acc0);
+                if (two) {
+                    acc1 = fma_x4(vv, wt[w1 + t], acc1);
+                }
+                t++;
+                n++;
+                if (n == p.run) {
+                    total0 = total0 + acc0;
+                    total1 = total1 + acc1;
+                    acc0 = vec4<f32>(0.0);
+                    acc1 = vec4<f32>(0.0);
+                    n = 0u;
+                }
+            }
+        }
+    }
+    if (n > 0u) {
+        total0 = total0 + acc0;
+        total1 = total1 + acc1;
+    }
+    store(b0, total0, pix, hw);
+    if (two) {
+        store(b0 + 1u, total1, pix, hw);
     }
 }

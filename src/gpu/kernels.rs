@@ -3,7 +3,8 @@
 //!
 //! - `conv2d.wgsl`: direct convolution with reflect/zero padding and nearest 2× upsampling
 //!   folded into the input indexing, the epilogue (bias, ReLU/clip, fake quantisation or an
-//!   int8 requantisation) fused in.
+//!   int8 requantisation) fused in. One pipeline per kernel size and arithmetic
+//!   ([`Kernels::conv2d`]), compiled when a network first needs it.
 //! - `conv_transpose.wgsl`: the DCGAN's transposed convolution as a gather, folded BatchNorm
 //!   shift, ReLU or tanh.
 //! - `instance_norm.wgsl`: per-channel statistics by a two-stage parallel reduction, the
@@ -14,6 +15,9 @@
 //! Pipelines are compiled once per device ([`Kernels::new`]); the networks in
 //! [`super::dcgan`] and [`super::style`] upload their weights once and record their passes
 //! into one command encoder per forward pass through a [`Recorder`].
+
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 use wgpu::util::DeviceExt;
 
@@ -31,11 +35,17 @@ const WG: u32 = 64;
 const MAX_X_GROUPS: u32 = 32_768;
 /// Values per run in the statistics' first stage (`CHUNK` in `instance_norm.wgsl`).
 pub const STATS_CHUNK: usize = 256;
+/// The largest convolution kernel side `conv2d.wgsl` takes (`MAX_K` there).
+pub const CONV_MAX_K: usize = 9;
 
 /// The compiled pipelines of one device.
 #[derive(Debug)]
 pub struct Kernels {
-    conv2d: wgpu::ComputePipeline,
+    /// Whether the adapter's `fma` is fused ([`GpuContext::fma_is_fused`]).
+    fused_fma: bool,
+    conv_module: wgpu::ShaderModule,
+    /// `conv2d` pipelines by kernel side and whether they emulate a fused multiply-add.
+    convs: Mutex<HashMap<(usize, bool), wgpu::ComputePipeline>>,
     conv_transpose: wgpu::ComputePipeline,
     chunk_sums: wgpu::ComputePipeline,
     reduce: wgpu::ComputePipeline,
@@ -46,14 +56,39 @@ pub struct Kernels {
     style_rgba: wgpu::ComputePipeline,
 }
 
+/// `entry` of `module` compiled with the pipeline constants `constants`.
+fn compile(
+    ctx: &GpuContext,
+    module: &wgpu::ShaderModule,
+    entry: &str,
+    constants: &[(&str, f64)],
+) -> wgpu::ComputePipeline {
+    ctx.device
+        .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(entry),
+            layout: None,
+            module,
+            entry_point: Some(entry),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants,
+                ..Default::default()
+            },
+            cache: None,
+        })
+}
+
 impl Kernels {
-    /// Compiles every kernel on `ctx`'s device; a shader that the driver refuses is an error.
+    /// Compiles every kernel on `ctx`'s device (the convolutions as networks ask for them,
+    /// [`Kernels::conv2d`]); a shader that the driver refuses is an error.
     pub fn new(ctx: &GpuContext) -> Result<Self, GpuError> {
-        // Where the adapter's fma is not fused the kernels emulate one (`fma_x` in
+        // Where the adapter's fma is not fused the exact pipelines emulate one (`fma_x` in
         // common.wgsl), so the quantised networks still sum exactly like the CPU.
         let fused_fma = ctx.fma_is_fused()?;
         if !fused_fma {
-            tracing::info!("{}: fma is not fused; the kernels emulate it", ctx.adapter);
+            tracing::info!(
+                "{}: fma is not fused; the quantised network's kernels emulate it",
+                ctx.adapter
+            );
         }
         ctx.checked(|| {
             let module = |label: &str, body: &str| {
@@ -63,27 +98,18 @@ impl Kernels {
                         source: wgpu::ShaderSource::Wgsl(format!("{COMMON}\n{body}").into()),
                     })
             };
-            let conv = module("conv2d.wgsl", CONV2D);
             let convt = module("conv_transpose.wgsl", CONV_TRANSPOSE);
             let norm = module("instance_norm.wgsl", INSTANCE_NORM);
             let elem = module("elementwise.wgsl", ELEMENTWISE);
-            let constants = [("FUSED_FMA", if fused_fma { 1.0 } else { 0.0 })];
+            // These run per channel or per element, so they always take the exact path.
+            let constants = [("EMULATE_FMA", if fused_fma { 0.0 } else { 1.0 })];
             let pipeline = |module: &wgpu::ShaderModule, entry: &str| {
-                ctx.device
-                    .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                        label: Some(entry),
-                        layout: None,
-                        module,
-                        entry_point: Some(entry),
-                        compilation_options: wgpu::PipelineCompilationOptions {
-                            constants: &constants,
-                            ..Default::default()
-                        },
-                        cache: None,
-                    })
+                compile(ctx, module, entry, &constants)
             };
             Ok(Self {
-                conv2d: pipeline(&conv, "conv2d"),
+                fused_fma,
+                conv_module: module("conv2d.wgsl", CONV2D),
+                convs: Mutex::new(HashMap::new()),
                 conv_transpose: pipeline(&convt, "conv_transpose"),
                 chunk_sums: pipeline(&norm, "chunk_sums"),
                 reduce: pipeline(&norm, "reduce"),
@@ -95,13 +121,40 @@ impl Kernels {
             })
         })
     }
+
+    /// The `conv2d` pipeline for `k`×`k` kernels, compiled on first use. `exact`: the
+    /// network rounds to quantisation grids, so on an adapter whose `fma` is not fused the
+    /// pipeline emulates a fused one (many times slower there; the same code on real GPUs).
+    pub fn conv2d(
+        &self,
+        ctx: &GpuContext,
+        k: usize,
+        exact: bool,
+    ) -> Result<wgpu::ComputePipeline, GpuError> {
+        if k == 0 || k > CONV_MAX_K {
+            return Err(GpuError::Validation(format!(
+                "{k}×{k} convolutions do not run on the GPU (at most {CONV_MAX_K}×{CONV_MAX_K})"
+            )));
+        }
+        let emulate = exact && !self.fused_fma;
+        // A panic elsewhere while the lock was held leaves the cache itself consistent.
+        let mut convs = self.convs.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = convs.get(&(k, emulate)) {
+            return Ok(p.clone());
+        }
+        let constants = [
+            ("KS", k as f64),
+            ("EMULATE_FMA", if emulate { 1.0 } else { 0.0 }),
+        ];
+        let p = ctx.checked(|| Ok(compile(ctx, &self.conv_module, "conv2d", &constants)))?;
+        convs.insert((k, emulate), p.clone());
+        Ok(p)
+    }
 }
 
-/// Which kernel a [`Recorder::dispatch`] runs.
+/// Which kernel a [`Recorder::dispatch`] runs (convolutions: [`Recorder::dispatch_pipeline`]).
 #[derive(Clone, Copy, Debug)]
 pub enum Kernel {
-    /// `conv2d.wgsl`.
-    Conv2d,
     /// `conv_transpose.wgsl`.
     ConvTranspose,
     /// `instance_norm.wgsl`, first stage of the statistics.
@@ -123,7 +176,6 @@ pub enum Kernel {
 impl Kernels {
     fn pipeline(&self, k: Kernel) -> &wgpu::ComputePipeline {
         match k {
-            Kernel::Conv2d => &self.conv2d,
             Kernel::ConvTranspose => &self.conv_transpose,
             Kernel::ChunkSums => &self.chunk_sums,
             Kernel::Reduce => &self.reduce,
@@ -330,7 +382,18 @@ impl<'a> Recorder<'a> {
         buffers: &[(u32, &wgpu::Buffer)],
         groups: [u32; 3],
     ) {
-        let pipeline = self.kernels.pipeline(kernel);
+        let kernels = self.kernels;
+        self.dispatch_pipeline(kernels.pipeline(kernel), params, buffers, groups);
+    }
+
+    /// [`Recorder::dispatch`] with a pipeline of the caller's (a [`Kernels::conv2d`]).
+    pub fn dispatch_pipeline(
+        &mut self,
+        pipeline: &wgpu::ComputePipeline,
+        params: &Params,
+        buffers: &[(u32, &wgpu::Buffer)],
+        groups: [u32; 3],
+    ) {
         let uniform = self
             .ctx
             .device

@@ -53,6 +53,8 @@ struct GpuConv {
     reflect: bool,
     /// `[cout/4][K]` vec4s.
     weights: Tensor,
+    /// `conv2d.wgsl` for this kernel size and arithmetic.
+    pipeline: wgpu::ComputePipeline,
     /// `[bias; cout]`, then `[int8 multiplier; cout]`.
     chan: Tensor,
     epilogue: Epilogue,
@@ -63,6 +65,7 @@ struct GpuConv {
 impl GpuConv {
     fn new(
         ctx: &GpuContext,
+        kernels: &Kernels,
         conv: &Conv,
         epilogue: Epilogue,
         mult: &[f32],
@@ -80,7 +83,11 @@ impl GpuConv {
         chan.resize(conv.cout, 0.0);
         chan.extend_from_slice(mult);
         chan.resize(2 * conv.cout, 0.0);
+        // A quantised layer rounds to a grid, where a last-bit difference moves a value a
+        // whole step: it needs the CPU's exact arithmetic. A float layer only needs to be close.
+        let exact = !matches!(epilogue, Epilogue::Raw);
         Ok(Self {
+            pipeline: kernels.conv2d(ctx, conv.kh, exact)?,
             cin: conv.cin,
             cout: conv.cout,
             k: conv.kh,
@@ -152,8 +159,8 @@ impl GpuConv {
             .f(0.0)
             .f(0.0)
             .v4(q);
-        rec.dispatch(
-            Kernel::Conv2d,
+        rec.dispatch_pipeline(
+            &self.pipeline,
             &params,
             &[
                 (1, &input.buf),
@@ -161,7 +168,8 @@ impl GpuConv {
                 (3, &self.chan.buf),
                 (4, &y.buf),
             ],
-            linear_groups(oh * ow, self.cout.div_ceil(4)),
+            // Eight output channels per invocation.
+            linear_groups(oh * ow, self.cout.div_ceil(8)),
         );
         Ok((y, oh, ow))
     }
@@ -460,7 +468,7 @@ impl GpuMultistyle {
                 .iter()
                 .map(|l| {
                     Ok(MsLayer {
-                        conv: GpuConv::new(ctx, &l.conv, Epilogue::Raw, &[])?,
+                        conv: GpuConv::new(ctx, &kernels, &l.conv, Epilogue::Raw, &[])?,
                         upsample: l.upsample,
                         act: l.act,
                         starts_block: l.name.starts_with("res.") && l.name.ends_with(".0"),
@@ -601,10 +609,11 @@ fn qact(a: QAct) -> (u32, f32, f32) {
     }
 }
 
-fn gpu_qconv(ctx: &GpuContext, q: &QConv) -> Result<GpuConv, GpuError> {
+fn gpu_qconv(ctx: &GpuContext, kernels: &Kernels, q: &QConv) -> Result<GpuConv, GpuError> {
     match &q.int8 {
         Some(i8) => GpuConv::new(
             ctx,
+            kernels,
             &q.conv,
             Epilogue::Int8 {
                 act: qact(q.act),
@@ -617,6 +626,7 @@ fn gpu_qconv(ctx: &GpuContext, q: &QConv) -> Result<GpuConv, GpuError> {
         ),
         None => GpuConv::new(
             ctx,
+            kernels,
             &q.conv,
             Epilogue::Quant {
                 act: qact(q.act),
@@ -678,14 +688,14 @@ impl GpuTransform {
             let contract = net
                 .contract
                 .iter()
-                .map(|q| gpu_qconv(ctx, q))
+                .map(|q| gpu_qconv(ctx, &kernels, q))
                 .collect::<Result<Vec<_>, GpuError>>()?;
             let layers = net
                 .layers
                 .iter()
                 .map(|l| {
                     Ok(TLayer {
-                        conv: gpu_qconv(ctx, &l.conv)?,
+                        conv: gpu_qconv(ctx, &kernels, &l.conv)?,
                         spec: norm_spec(&l.norm, l.residual.map(|q| q.params())),
                         upsample: l.upsample,
                         starts_block: l.name.ends_with("/conv1") && l.name.contains("/residual/"),
