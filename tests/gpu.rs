@@ -239,3 +239,87 @@ fn results_written_into_a_texture_match_the_cpu_pixels() {
         "multistyle26: texture off by {worst:?} levels"
     );
 }
+
+/// A picture larger than one tile, blended on the GPU into a texture (the Style panel's
+/// full-size results), holds the pixels of the CPU's tiled run: same tiles, statistics pass
+/// and feathered weights. 9 tiles of 128² over an odd 301×229 crop, both networks.
+#[test]
+fn tiles_blended_on_the_gpu_match_the_cpu_blend() {
+    use atelier::gpu::blend::stylize_to_texture;
+    use atelier::gpu::readback::texture_to_rgb;
+    use atelier::gpu::style::{GpuMultistyleNet, GpuTransformNet};
+    use atelier::models::style::tiling::{MultistyleNet, TileOptions, TransformNet, stylize};
+    let (ctx, kernels) = gpu();
+    let img = image::open(fixture("style/chelsea_384.png"))
+        .unwrap()
+        .to_rgb8();
+    let img = image::imageops::crop_imm(&img, 40, 77, 301, 229).to_image();
+    let opts = TileOptions {
+        tile: 128,
+        overlap: 32,
+        ..TileOptions::default()
+    };
+    let mut steps = Vec::new();
+
+    let cpu = StyleTransform::load(&model("arbitrary_transform.onnx")).unwrap();
+    let style = cpu
+        .style(&f32s("style/chelsea_x_coffee_bottleneck.f32"))
+        .unwrap();
+    let gpu = GpuTransform::new(&ctx, kernels.clone(), &cpu).unwrap();
+    let net = GpuTransformNet {
+        net: &gpu,
+        style: style.clone(),
+    };
+    let (texture, report) = stylize_to_texture(
+        &net,
+        &img,
+        &opts,
+        &mut |done, total| steps.push((done, total)),
+        NEVER,
+    )
+    .unwrap()
+    .expect("fits the device");
+    assert_eq!(report.tiles, 9);
+    assert_eq!(steps.first(), Some(&(1, 10)));
+    assert_eq!(steps.last(), Some(&(10, 10)));
+    let got = texture_to_rgb(&ctx.device, &ctx.queue, &texture).unwrap();
+    let net = TransformNet { net: &cpu, style };
+    let (want, _) = stylize(&net, &img, &opts, &mut |_, _| {}, NEVER).unwrap();
+    assert_eq!(got.dimensions(), (301, 229));
+    assert!(
+        got == want,
+        "arbitrary transform: GPU blend differs from the CPU's"
+    );
+
+    let cpu = Multistyle26::load(&model("multistyle26.onnx")).unwrap();
+    let style = cpu.mix(&StyleMix::single(19).unwrap());
+    let gpu = GpuMultistyle::new(&ctx, kernels, &cpu).unwrap();
+    let net = GpuMultistyleNet {
+        net: &gpu,
+        style: style.clone(),
+    };
+    let (texture, _) = stylize_to_texture(&net, &img, &opts, &mut |_, _| {}, NEVER)
+        .unwrap()
+        .expect("fits the device");
+    let got = texture_to_rgb(&ctx.device, &ctx.queue, &texture).unwrap();
+    let net = MultistyleNet {
+        net: &cpu,
+        style: style.clone(),
+    };
+    let (want, _) = stylize(&net, &img, &opts, &mut |_, _| {}, NEVER).unwrap();
+    let worst = got
+        .as_raw()
+        .iter()
+        .zip(want.as_raw())
+        .map(|(a, b)| a.abs_diff(*b))
+        .max();
+    assert!(
+        worst <= Some(1),
+        "multistyle26: GPU blend off by {worst:?} levels"
+    );
+
+    // A cancel between tiles stops the job.
+    let cancel: &(dyn Fn() -> bool + Sync) = &|| true;
+    let net = GpuMultistyleNet { net: &gpu, style };
+    assert!(stylize_to_texture(&net, &img, &opts, &mut |_, _| {}, cancel).is_err());
+}

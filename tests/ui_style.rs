@@ -640,4 +640,39 @@ fn on_the_window_gpu_results_stay_textures_and_exports_read_them_back() {
         worst <= Some(1),
         "full-size export off the CPU pixels by {worst:?} levels"
     );
+
+    // Larger than one 512-pixel tile: the tiles are blended on the GPU too.
+    let wide = image::imageops::resize(&cat, 640, 426, image::imageops::FilterType::Triangle);
+    let fulls = h.state().style_panel().fulls_received();
+    h.state_mut()
+        .style_panel_mut()
+        .set_content_pixels(wide.clone(), "wide cat");
+    wait_for(
+        &mut h,
+        "the GPU tiled result",
+        Duration::from_secs(300),
+        |app| app.style_panel().fulls_received() > fulls && !app.style_panel().is_busy(),
+    );
+    let panel = h.state().style_panel();
+    assert_eq!(panel.result(), Some(((640, 426), false)));
+    assert!(
+        panel.result_is_texture(),
+        "the tiled result stayed on the GPU"
+    );
+    let exported = export_at(&mut h, data.path(), 1.0);
+    let style = net.mix(&atelier::models::style::StyleMix::single(3).unwrap());
+    let (want, report) = atelier::models::style::tiling::stylize(
+        &atelier::models::style::tiling::MultistyleNet { net: &net, style },
+        &wide,
+        &atelier::models::style::tiling::TileOptions::default(),
+        &mut |_, _| {},
+        &|| false,
+    )
+    .unwrap();
+    assert_eq!(report.tiles, 2);
+    let worst = max_level_diff(&exported, &want);
+    assert!(
+        worst <= Some(1),
+        "tiled export off the CPU pixels by {worst:?} levels"
+    );
 }

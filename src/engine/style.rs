@@ -103,6 +103,7 @@ impl StyleWorker {
                 &mut self.models,
                 &req.request,
                 req.pass,
+                &mut progress,
                 &cancel,
                 rt,
             ) {
@@ -114,7 +115,7 @@ impl StyleWorker {
                     send(StyleEvent::Texture(Box::new(out)));
                     return Ok(StyleOutcome::Done);
                 }
-                // Larger than one tile: the tiled path below.
+                // Too large for the device's limits: tiles blended on the CPU, below.
                 Ok(None) => {}
                 Err(StyleError::Cancelled) => return Ok(StyleOutcome::Cancelled),
                 Err(e) => return Err(e.into()),

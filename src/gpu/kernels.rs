@@ -11,6 +11,7 @@
 //!   (conditional) instance norm's scale and shift, and its application with ReLU, sigmoid or
 //!   the residual add.
 //! - `elementwise.wgsl`: quantisation, int8 inputs, quantised sigmoid, model output to RGBA8.
+//! - `blend.wgsl`: the feathered blend of a large picture's tiles ([`super::blend`]).
 //!
 //! Pipelines are compiled once per device ([`Kernels::new`]); the networks in
 //! [`super::dcgan`] and [`super::style`] upload their weights once and record their passes
@@ -28,6 +29,7 @@ const CONV2D: &str = include_str!("../../shaders/compute/conv2d.wgsl");
 const CONV_TRANSPOSE: &str = include_str!("../../shaders/compute/conv_transpose.wgsl");
 const INSTANCE_NORM: &str = include_str!("../../shaders/compute/instance_norm.wgsl");
 const ELEMENTWISE: &str = include_str!("../../shaders/compute/elementwise.wgsl");
+const BLEND: &str = include_str!("../../shaders/compute/blend.wgsl");
 
 /// Workgroup size of the 1-D kernels (must match `@workgroup_size(64)` in the WGSL).
 const WG: u32 = 64;
@@ -54,6 +56,8 @@ pub struct Kernels {
     pointwise: wgpu::ComputePipeline,
     face_rgba: wgpu::ComputePipeline,
     style_rgba: wgpu::ComputePipeline,
+    blend_tile: wgpu::ComputePipeline,
+    blend_finish: wgpu::ComputePipeline,
 }
 
 /// `entry` of `module` compiled with the pipeline constants `constants`.
@@ -101,11 +105,11 @@ impl Kernels {
             let convt = module("conv_transpose.wgsl", CONV_TRANSPOSE);
             let norm = module("instance_norm.wgsl", INSTANCE_NORM);
             let elem = module("elementwise.wgsl", ELEMENTWISE);
+            let blend = module("blend.wgsl", BLEND);
             // These run per channel or per element, so they always take the exact path.
             let constants = [("EMULATE_FMA", if fused_fma { 0.0 } else { 1.0 })];
-            let pipeline = |module: &wgpu::ShaderModule, entry: &str| {
-                compile(ctx, module, entry, &constants)
-            };
+            let pipeline =
+                |module: &wgpu::ShaderModule, entry: &str| compile(ctx, module, entry, &constants);
             Ok(Self {
                 fused_fma,
                 conv_module: module("conv2d.wgsl", CONV2D),
@@ -118,6 +122,8 @@ impl Kernels {
                 pointwise: pipeline(&elem, "pointwise"),
                 face_rgba: pipeline(&elem, "face_rgba"),
                 style_rgba: pipeline(&elem, "style_rgba"),
+                blend_tile: pipeline(&blend, "blend_tile"),
+                blend_finish: pipeline(&blend, "blend_finish"),
             })
         })
     }
@@ -171,6 +177,10 @@ pub enum Kernel {
     FaceRgba,
     /// `elementwise.wgsl`, a style network's output to RGBA8.
     StyleRgba,
+    /// `blend.wgsl`, one tile added into the weighted sums.
+    BlendTile,
+    /// `blend.wgsl`, the sums divided by their weights.
+    BlendFinish,
 }
 
 impl Kernels {
@@ -184,6 +194,8 @@ impl Kernels {
             Kernel::Pointwise => &self.pointwise,
             Kernel::FaceRgba => &self.face_rgba,
             Kernel::StyleRgba => &self.style_rgba,
+            Kernel::BlendTile => &self.blend_tile,
+            Kernel::BlendFinish => &self.blend_finish,
         }
     }
 }

@@ -8,6 +8,7 @@
 //! - [`Backend`]: the user's choice of CPU or GPU for the image models (the language model
 //!   always runs on candle, on the CPU unless built with `cuda`/`metal`).
 
+pub mod blend;
 pub mod dcgan;
 pub mod kernels;
 mod probe;

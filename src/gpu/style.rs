@@ -370,7 +370,7 @@ type Recorded<'a> = (Recorder<'a>, Tensor, Vec<Tensor>, usize, usize);
 
 /// Submits `rec` with the output `cur` (`3 × h × w`, values 0..1) cropped to `width × height`
 /// and rounded into a new RGBA8 texture, which it returns: no read-back.
-fn rgba_texture(
+pub(super) fn rgba_texture(
     mut rec: Recorder<'_>,
     cur: &Tensor,
     (h, w): (usize, usize),
@@ -577,6 +577,22 @@ impl GpuMultistyle {
     }
 }
 
+/// A style network on the GPU, bound to its style, that can leave a tile's output on the
+/// device for [`super::blend`] to blend.
+pub trait GpuTiledNet: TiledNet {
+    /// The device the weights are on.
+    fn ctx(&self) -> &GpuContext;
+    /// Its compiled kernels.
+    fn kernels(&self) -> &Kernels;
+    /// Records the network on `x` normalised with `stats`: the recorder (not submitted), the
+    /// output (`3 × h × w`, values 0..1), `h` and `w`.
+    fn record_tile(
+        &self,
+        x: &FeatureMap,
+        stats: &Self::Stats,
+    ) -> Result<(Recorder<'_>, Tensor, usize, usize), GpuError>;
+}
+
 /// multistyle26 on the GPU with a blend's norm parameters, for [`crate::models::style::tiling`].
 pub struct GpuMultistyleNet<'a> {
     /// The network.
@@ -595,6 +611,31 @@ impl TiledNet for GpuMultistyleNet<'_> {
     ) -> Result<(FeatureMap, MultistyleStats), StyleError> {
         check_cancel(cancel)?;
         self.net.forward(x, &self.style, stats)
+    }
+}
+
+impl GpuTiledNet for GpuMultistyleNet<'_> {
+    fn ctx(&self) -> &GpuContext {
+        &self.net.ctx
+    }
+    fn kernels(&self) -> &Kernels {
+        &self.net.kernels
+    }
+    fn record_tile(
+        &self,
+        x: &FeatureMap,
+        stats: &MultistyleStats,
+    ) -> Result<(Recorder<'_>, Tensor, usize, usize), GpuError> {
+        check_input(
+            x,
+            "multistyle26",
+            self.net.layers.len(),
+            self.style.norms.len(),
+            Some(stats.layers.len()),
+        )
+        .map_err(|e| GpuError::Validation(e.to_string()))?;
+        let (rec, cur, _, h, w) = self.net.record(x, &self.style, Some(stats))?;
+        Ok((rec, cur, h, w))
     }
 }
 
@@ -815,5 +856,30 @@ impl TiledNet for GpuTransformNet<'_> {
     ) -> Result<(FeatureMap, TransformStats), StyleError> {
         check_cancel(cancel)?;
         self.net.forward(x, &self.style, stats)
+    }
+}
+
+impl GpuTiledNet for GpuTransformNet<'_> {
+    fn ctx(&self) -> &GpuContext {
+        &self.net.ctx
+    }
+    fn kernels(&self) -> &Kernels {
+        &self.net.kernels
+    }
+    fn record_tile(
+        &self,
+        x: &FeatureMap,
+        stats: &TransformStats,
+    ) -> Result<(Recorder<'_>, Tensor, usize, usize), GpuError> {
+        check_input(
+            x,
+            "the style transform",
+            self.net.layers.len(),
+            self.style.norms.len(),
+            Some(stats.layers.len()),
+        )
+        .map_err(|e| GpuError::Validation(e.to_string()))?;
+        let (rec, cur, _, h, w) = self.net.record(x, &self.style, Some(stats))?;
+        Ok((rec, cur, h, w))
     }
 }

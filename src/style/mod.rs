@@ -21,6 +21,7 @@ use std::time::{Instant, SystemTime};
 use image::RgbImage;
 
 use crate::gpu::GpuRuntime;
+use crate::gpu::blend::stylize_to_texture;
 use crate::gpu::style::{GpuMultistyle, GpuMultistyleNet, GpuTransform, GpuTransformNet};
 use crate::models::style::colour::{Finish, compose};
 use crate::models::style::image::{LoadedImage, fit_within, region, resize, to_feature_map};
@@ -302,13 +303,8 @@ pub fn run(
             }
         }
     };
-    if let Some((sw, sh)) = report.stats_from
-        && (sw, sh) != content.dimensions()
-    {
-        notes.push(format!(
-            "{} tiles; normalisation statistics from the image scaled to {sw}×{sh}",
-            report.tiles
-        ));
+    if let Some(note) = tiles_note(&report, content.dimensions()) {
+        notes.push(note);
     }
     let stylized = Arc::new(stylized);
     let image =
@@ -417,12 +413,15 @@ pub struct GpuStyleOutput {
     pub seconds: f64,
 }
 
-/// [`run`] for a picture that fits one tile, on `rt`'s device, into a texture; `None` when it
-/// does not fit (the caller runs [`run`], whose tiles are blended on the CPU).
+/// [`run`] on `rt`'s device into a texture: a picture that fits one tile runs whole, a larger
+/// one tile by tile, blended there too ([`crate::gpu::blend`]). `None` when the result is too
+/// large for the device's texture or binding limits (the caller runs [`run`], whose tiles are
+/// blended on the CPU). `progress` and `cancel` as for [`run`].
 pub fn run_to_texture(
     models: &mut StyleModels,
     req: &StyleRequest,
     pass: StylePass,
+    progress: &mut dyn FnMut(usize, usize),
     cancel: &(dyn Fn() -> bool + Sync),
     rt: &mut GpuRuntime,
 ) -> Result<Option<GpuStyleOutput>, StyleError> {
@@ -430,17 +429,20 @@ pub fn run_to_texture(
     let mut notes = Vec::new();
     let content = prepare_content(models, req, pass, &mut notes)?;
     let (w, h) = content.dimensions();
-    if !fits_one_tile(w, h, &req.tiles) {
-        return Ok(None);
-    }
     if w < 8 || h < 8 {
         return Err(StyleError::BadInput(format!(
             "the image is {w}×{h} pixels; style transfer needs at least 8×8"
         )));
     }
+    let whole = fits_one_tile(w, h, &req.tiles);
+    if !whole && !crate::gpu::blend::fits_device(&rt.ctx, w, h) {
+        return Ok(None);
+    }
     check_cancel(cancel)?;
-    let x = region(&content, 0, 0, w.div_ceil(4) * 4, h.div_ceil(4) * 4);
-    let stylized = match &req.style {
+    let x = whole.then(|| region(&content, 0, 0, w.div_ceil(4) * 4, h.div_ceil(4) * 4));
+    // Checked above; kept as an error rather than an assumption.
+    let too_large = || StyleError::BadInput(format!("a {w}×{h} result does not fit the GPU"));
+    let (stylized, report) = match &req.style {
         StyleChoice::Preset(mix) => {
             let net = models.multistyle()?;
             let style = net.mix(mix);
@@ -451,7 +453,15 @@ pub fn run_to_texture(
                 .multistyle
                 .as_ref()
                 .ok_or_else(|| StyleError::BadInput("multistyle26 not on the GPU".into()))?;
-            gpu.forward_to_texture(&x, &style, (w, h))?
+            match &x {
+                Some(x) => (gpu.forward_to_texture(x, &style, (w, h))?, None),
+                None => {
+                    let net = GpuMultistyleNet { net: gpu, style };
+                    let (t, r) = stylize_to_texture(&net, &content, &req.tiles, progress, cancel)?
+                        .ok_or_else(too_large)?;
+                    (t, Some(r))
+                }
+            }
         }
         StyleChoice::Image(source) => {
             let b = bottleneck(models, source, cancel)?;
@@ -463,9 +473,23 @@ pub fn run_to_texture(
             let gpu = rt.transform.as_ref().ok_or_else(|| {
                 StyleError::BadInput("the style transform is not on the GPU".into())
             })?;
-            gpu.forward_to_texture(&x, &style, (w, h))?
+            match &x {
+                Some(x) => (gpu.forward_to_texture(x, &style, (w, h))?, None),
+                None => {
+                    let net = GpuTransformNet { net: gpu, style };
+                    let (t, r) = stylize_to_texture(&net, &content, &req.tiles, progress, cancel)?
+                        .ok_or_else(too_large)?;
+                    (t, Some(r))
+                }
+            }
         }
     };
+    if let Some(note) = report
+        .as_ref()
+        .and_then(|r| tiles_note(r, content.dimensions()))
+    {
+        notes.push(note);
+    }
     // Finished on the device before the time is taken (a wait, not a read-back).
     rt.ctx.wait()?;
     check_cancel(cancel)?;
@@ -475,6 +499,17 @@ pub fn run_to_texture(
         notes,
         seconds: started.elapsed().as_secs_f64(),
     }))
+}
+
+/// The note a tiled result gets when its statistics came from a scaled-down picture.
+fn tiles_note(report: &TileReport, size: (u32, u32)) -> Option<String> {
+    let (sw, sh) = report.stats_from?;
+    ((sw, sh) != size).then(|| {
+        format!(
+            "{} tiles; normalisation statistics from the image scaled to {sw}×{sh}",
+            report.tiles
+        )
+    })
 }
 
 /// Checks that the three style model files exist in `dir` (for `atelier models list`).

@@ -165,6 +165,100 @@ pub fn fits_one_tile(w: u32, h: u32, opts: &TileOptions) -> bool {
     round4_up(w) <= tile && round4_up(h) <= tile
 }
 
+/// How a picture larger than one tile is cut: the tile origins, the overlap and the blend
+/// weights, shared by the CPU's blend ([`stylize`]) and the GPU's
+/// ([`crate::gpu::blend`]).
+#[derive(Clone, Debug)]
+pub struct TilePlan {
+    /// Tile side (a multiple of 4).
+    pub tile: u32,
+    /// Pixels shared by neighbouring tiles (a multiple of 4).
+    pub overlap: u32,
+    /// Tile origins along x, then y.
+    pub xs: Vec<u32>,
+    /// Tile origins along y.
+    pub ys: Vec<u32>,
+    /// The picture's sides rounded up to multiples of 4.
+    pub w4: u32,
+    /// See `w4`.
+    pub h4: u32,
+}
+
+impl TilePlan {
+    /// The plan for a `w × h` picture; an image under 8×8 or a tile under 128 is an error.
+    pub fn new(w: u32, h: u32, opts: &TileOptions) -> Result<Self, StyleError> {
+        if w < 8 || h < 8 {
+            return Err(StyleError::BadInput(format!(
+                "the image is {w}×{h} pixels; style transfer needs at least 8×8"
+            )));
+        }
+        let tile = opts.tile / 4 * 4;
+        if tile < 128 {
+            return Err(StyleError::BadInput(format!(
+                "tile size {} is too small: use at least 128",
+                opts.tile
+            )));
+        }
+        let overlap = (opts.overlap.min(tile / 3)) / 4 * 4;
+        let (w4, h4) = (round4_up(w), round4_up(h));
+        Ok(Self {
+            tile,
+            overlap,
+            xs: origins(w4, tile, overlap),
+            ys: origins(h4, tile, overlap),
+            w4,
+            h4,
+        })
+    }
+
+    /// Tiles in the plan.
+    pub fn tiles(&self) -> usize {
+        self.xs.len() * self.ys.len()
+    }
+
+    /// The tile's side along x (`x_axis`) or y, from origin `o`.
+    pub fn side(&self, o: u32, x_axis: bool) -> u32 {
+        self.tile.min(if x_axis { self.w4 } else { self.h4 } - o)
+    }
+
+    /// Blend weights along one axis of the tile at origin `o`.
+    pub fn weights(&self, o: u32, x_axis: bool) -> Vec<f32> {
+        let n = self.side(o, x_axis);
+        let len = if x_axis { self.w4 } else { self.h4 };
+        (0..n)
+            .map(|i| ramp(i, n, self.overlap, o > 0, o + n < len))
+            .collect()
+    }
+}
+
+/// The picture the tiles' norm statistics come from: `img` itself, or scaled down to fit
+/// [`TileOptions::stats_size`].
+pub fn stats_image<'a>(img: &'a RgbImage, opts: &TileOptions) -> std::borrow::Cow<'a, RgbImage> {
+    let (w, h) = img.dimensions();
+    let stats_size = opts.stats_size.max(64);
+    if w.max(h) > stats_size {
+        let s = stats_size as f64 / w.max(h) as f64;
+        std::borrow::Cow::Owned(resize(
+            img,
+            ((w as f64 * s).round() as u32).max(8),
+            ((h as f64 * s).round() as u32).max(8),
+        ))
+    } else {
+        std::borrow::Cow::Borrowed(img)
+    }
+}
+
+/// `net`'s statistics of the whole of `img` (padded by reflection to a multiple of 4).
+pub fn whole_stats<N: TiledNet>(
+    net: &N,
+    img: &RgbImage,
+    cancel: &(dyn Fn() -> bool + Sync),
+) -> Result<N::Stats, StyleError> {
+    let (w, h) = img.dimensions();
+    let x = region(img, 0, 0, round4_up(w), round4_up(h));
+    Ok(net.run(&x, None, cancel)?.1)
+}
+
 /// Stylises `img`, tiled when it is larger than one tile. `progress(done, total)` is called
 /// after the statistics pass and after each tile; `cancel` is checked between tiles and layers.
 pub fn stylize<N: TiledNet>(
@@ -175,20 +269,7 @@ pub fn stylize<N: TiledNet>(
     cancel: &(dyn Fn() -> bool + Sync),
 ) -> Result<(RgbImage, TileReport), StyleError> {
     let (w, h) = img.dimensions();
-    if w < 8 || h < 8 {
-        return Err(StyleError::BadInput(format!(
-            "the image is {w}×{h} pixels; style transfer needs at least 8×8"
-        )));
-    }
-    let tile = opts.tile / 4 * 4;
-    if tile < 128 {
-        return Err(StyleError::BadInput(format!(
-            "tile size {} is too small: use at least 128",
-            opts.tile
-        )));
-    }
-    let overlap = (opts.overlap.min(tile / 3)) / 4 * 4;
-    let (w4, h4) = (round4_up(w), round4_up(h));
+    let plan = TilePlan::new(w, h, opts)?;
     if fits_one_tile(w, h, opts) {
         let (out, _) = run_whole(net, img, cancel)?;
         progress(1, 1);
@@ -202,34 +283,13 @@ pub fn stylize<N: TiledNet>(
     }
 
     // Statistics from the whole image, scaled down to fit `stats_size` if needed.
-    let stats_size = opts.stats_size.max(64);
-    let small;
-    let stats_img = if w.max(h) > stats_size {
-        let s = stats_size as f64 / w.max(h) as f64;
-        small = resize(
-            img,
-            ((w as f64 * s).round() as u32).max(8),
-            ((h as f64 * s).round() as u32).max(8),
-        );
-        &small
-    } else {
-        img
-    };
+    let stats_img = stats_image(img, opts);
     let stats_from = stats_img.dimensions();
-    let (_, stats) = {
-        let x = region(
-            stats_img,
-            0,
-            0,
-            round4_up(stats_from.0),
-            round4_up(stats_from.1),
-        );
-        net.run(&x, None, cancel)?
-    };
+    let stats = whole_stats(net, &stats_img, cancel)?;
+    drop(stats_img);
 
-    let xs = origins(w4, tile, overlap);
-    let ys = origins(h4, tile, overlap);
-    let total = xs.len() * ys.len() + 1;
+    let tile = plan.tile;
+    let total = plan.tiles() + 1;
     let mut done = 1;
     progress(done, total);
 
@@ -257,8 +317,8 @@ pub fn stylize<N: TiledNet>(
             }
         }
     };
-    for &y0 in &ys {
-        let th = tile.min(h4 - y0);
+    for &y0 in &plan.ys {
+        let th = plan.side(y0, false);
         // Rows above y0 get no more contributions: write them out, slide the window down.
         if y0 > acc_y0 {
             let shift = y0 - acc_y0;
@@ -272,12 +332,10 @@ pub fn stylize<N: TiledNet>(
             wsum[n - sw..].fill(0.0);
             acc_y0 = y0;
         }
-        let wy: Vec<f32> = (0..th)
-            .map(|i| ramp(i, th, overlap, y0 > 0, y0 + th < h4))
-            .collect();
-        for &x0 in &xs {
+        let wy = plan.weights(y0, false);
+        for &x0 in &plan.xs {
             check_cancel(cancel)?;
-            let tw = tile.min(w4 - x0);
+            let tw = plan.side(x0, true);
             let x = region(img, x0, y0, tw, th);
             let (y, _) = net.run(&x, Some(&stats), cancel)?;
             if (y.c, y.h, y.w) != (3, th as usize, tw as usize) {
@@ -285,9 +343,7 @@ pub fn stylize<N: TiledNet>(
                     "the network changed the tile's size".into(),
                 ));
             }
-            let wx: Vec<f32> = (0..tw)
-                .map(|i| ramp(i, tw, overlap, x0 > 0, x0 + tw < w4))
-                .collect();
+            let wx = plan.weights(x0, true);
             let cols = (w.saturating_sub(x0)).min(tw) as usize;
             for (r, &wy_r) in wy.iter().enumerate().take(th as usize) {
                 let yy = y0 as usize + r;
