@@ -58,6 +58,7 @@ pub fn run_gui(opts: GuiOptions) -> anyhow::Result<()> {
     let native = eframe::NativeOptions {
         viewport,
         renderer: eframe::Renderer::Wgpu,
+        wgpu_options: wgpu_options(),
         ..Default::default()
     };
     eframe::run_native(
@@ -1265,6 +1266,30 @@ impl eframe::App for AtelierApp {
             );
         }
     }
+}
+
+/// eframe's wgpu set-up, with the window's device asking for the adapter's buffer and texture
+/// limits rather than WebGPU's portable defaults: the inference kernels share this device,
+/// and a large Style result is blended there only when its sums fit one storage binding
+/// (128 MiB by default, about 8 megapixels).
+fn wgpu_options() -> egui_wgpu::WgpuConfiguration {
+    let mut options = egui_wgpu::WgpuConfiguration::default();
+    if let egui_wgpu::WgpuSetup::CreateNew(setup) = &mut options.wgpu_setup {
+        let egui_device = setup.device_descriptor.clone();
+        setup.device_descriptor = std::sync::Arc::new(move |adapter| {
+            let mut desc = egui_device(adapter);
+            let a = adapter.limits();
+            let l = &mut desc.required_limits;
+            // Never below what egui asks for; never above what the adapter has.
+            l.max_storage_buffer_binding_size = l
+                .max_storage_buffer_binding_size
+                .max(a.max_storage_buffer_binding_size);
+            l.max_buffer_size = l.max_buffer_size.max(a.max_buffer_size);
+            l.max_texture_dimension_2d = l.max_texture_dimension_2d.max(a.max_texture_dimension_2d);
+            desc
+        });
+    }
+    options
 }
 
 #[cfg(test)]

@@ -250,6 +250,10 @@ fn tiles_blended_on_the_gpu_match_the_cpu_blend() {
     use atelier::gpu::style::{GpuMultistyleNet, GpuTransformNet};
     use atelier::models::style::tiling::{MultistyleNet, TileOptions, TransformNet, stylize};
     let (ctx, kernels) = gpu();
+    // Past 16.8 megapixels the CPU blends (memory for one row of tiles only); below that the
+    // device's binding limit decides (lavapipe's is 128 MiB: 8.4 megapixels of sums).
+    assert!(atelier::gpu::blend::fits_device(&ctx, 2000, 1500));
+    assert!(!atelier::gpu::blend::fits_device(&ctx, 6000, 4000));
     let img = image::open(fixture("style/chelsea_384.png"))
         .unwrap()
         .to_rgb8();

@@ -275,7 +275,7 @@ fn a_picture_gets_a_preview_then_full_size_and_exports_match_the_reference() {
         Duration::from_secs(60),
         |app| app.style_panel().previews_received() > previews && !app.style_panel().is_busy(),
     );
-    assert!(shows(&h, "Weight of style 20"));
+    assert!(shows(&h, "Weight of style 19"));
 
     // The snapshot: the result with the divider, strength 80 %, autosave settled.
     h.state_mut().style_panel_mut().set_strength(0.8);
@@ -659,6 +659,9 @@ fn on_the_window_gpu_results_stay_textures_and_exports_read_them_back() {
         panel.result_is_texture(),
         "the tiled result stayed on the GPU"
     );
+    if let Ok(p) = std::env::var("ATELIER_TEST_SHOT_TILED") {
+        h.render().unwrap().save(p).unwrap();
+    }
     let exported = export_at(&mut h, data.path(), 1.0);
     let style = net.mix(&atelier::models::style::StyleMix::single(3).unwrap());
     let (want, report) = atelier::models::style::tiling::stylize(

@@ -12,12 +12,17 @@ use crate::models::style::image::region;
 use crate::models::style::tiling::{TileOptions, TilePlan, TileReport, stats_image, whole_stats};
 use crate::models::style::{StyleError, check_cancel};
 
-/// Whether a `w × h` result can be blended on `ctx`'s device: the texture within its side
-/// limit and the four planes of sums within one storage binding.
+/// The largest picture blended on the GPU (16.8 megapixels: 256 MiB of sums). The CPU's
+/// blend needs memory for one row of tiles only, so beyond this it is the better choice on
+/// GPUs that share the system's memory.
+pub const MAX_PIXELS: u64 = 1 << 24;
+
+/// Whether a `w × h` result can be blended on `ctx`'s device: at most [`MAX_PIXELS`], the
+/// texture within its side limit and the four planes of sums within one storage binding.
 pub fn fits_device(ctx: &GpuContext, w: u32, h: u32) -> bool {
     let side = ctx.device.limits().max_texture_dimension_2d;
-    let sums = 4 * 4 * w as u64 * h as u64;
-    w <= side && h <= side && sums <= ctx.max_binding()
+    let pixels = w as u64 * h as u64;
+    pixels <= MAX_PIXELS && w <= side && h <= side && 16 * pixels <= ctx.max_binding()
 }
 
 /// Stylises `img` tile by tile with `net` and blends the tiles on the device into a new RGBA8

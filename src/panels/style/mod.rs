@@ -1140,7 +1140,7 @@ impl StylePanel {
                             painter.text(
                                 rect.center(),
                                 egui::Align2::CENTER_CENTER,
-                                format!("{}", i + 1),
+                                format!("{i}"),
                                 egui::FontId::proportional(12.0),
                                 theme::TEXT_FAINT,
                             );
@@ -1207,7 +1207,7 @@ impl StylePanel {
                                 .show_value(false)
                                 .step_by(0.01),
                         )
-                        .accessible_name(format!("Weight of style {}", *index + 1));
+                        .accessible_name(format!("Weight of style {index}"));
                     changed |= r.changed();
                     ui.label(
                         RichText::new(format!("{:.0}%", *weight / total * 100.0))
@@ -1216,7 +1216,7 @@ impl StylePanel {
                     );
                     if ui
                         .add(egui::Button::new(icon::CROSS).frame(false).small())
-                        .accessible_name(format!("Remove style {}", *index + 1))
+                        .accessible_name(format!("Remove style {index}"))
                         .clicked()
                     {
                         remove = Some(k);
