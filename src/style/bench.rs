@@ -48,9 +48,9 @@ pub struct StyleBenchArgs {
     /// to bottom, for the onnxruntime peer; `NAME.png` to look at) and exit without timing.
     #[arg(long, value_name = "DIR")]
     pub save_inputs: Option<PathBuf>,
-    /// Time only the cases whose names contain this (e.g. `predict`, for profiling); the
-    /// engine job is then left out too.
-    #[arg(long, value_name = "TEXT")]
+    /// Time only the cases whose names contain this, or one of these comma-separated texts
+    /// (e.g. `predict`, for profiling); the engine job is then left out too.
+    #[arg(long, value_name = "TEXT[,TEXT…]")]
     pub only: Option<String>,
     /// Print one JSON object instead of a text summary.
     #[arg(long)]
@@ -159,7 +159,11 @@ pub fn run_style_bench(args: &StyleBenchArgs) -> anyhow::Result<Value> {
     };
     let never = || false;
     let (w, r) = (args.warmup, args.repeats);
-    let wanted = |case: &str| args.only.as_deref().is_none_or(|o| case.contains(o));
+    let wanted = |case: &str| {
+        args.only
+            .as_deref()
+            .is_none_or(|o| o.split(',').any(|t| case.contains(t)))
+    };
     // A case left out by --only reports null.
     let time = |case: &str, f: &mut dyn FnMut() -> anyhow::Result<()>| -> anyhow::Result<Value> {
         if wanted(case) {
