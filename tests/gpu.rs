@@ -52,6 +52,16 @@ fn gpu() -> (GpuContext, Arc<Kernels>) {
     (ctx, kernels)
 }
 
+/// The largest difference between two images' 8-bit values (None for empty images).
+fn max_level_diff(a: &image::RgbImage, b: &image::RgbImage) -> Option<u8> {
+    assert_eq!(a.dimensions(), b.dimensions());
+    a.as_raw()
+        .iter()
+        .zip(b.as_raw())
+        .map(|(x, y)| x.abs_diff(*y))
+        .max()
+}
+
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
     a.iter()
@@ -228,12 +238,7 @@ fn results_written_into_a_texture_match_the_cpu_pixels() {
     )
     .unwrap();
     // Float within 5e-6 of the CPU: a value on a rounding boundary may land one level over.
-    let worst = got
-        .as_raw()
-        .iter()
-        .zip(want.as_raw())
-        .map(|(a, b)| a.abs_diff(*b))
-        .max();
+    let worst = max_level_diff(&got, &want);
     assert!(
         worst <= Some(1),
         "multistyle26: texture off by {worst:?} levels"
@@ -311,12 +316,7 @@ fn tiles_blended_on_the_gpu_match_the_cpu_blend() {
         style: style.clone(),
     };
     let (want, _) = stylize(&net, &img, &opts, &mut |_, _| {}, NEVER).unwrap();
-    let worst = got
-        .as_raw()
-        .iter()
-        .zip(want.as_raw())
-        .map(|(a, b)| a.abs_diff(*b))
-        .max();
+    let worst = max_level_diff(&got, &want);
     assert!(
         worst <= Some(1),
         "multistyle26: GPU blend off by {worst:?} levels"

@@ -577,6 +577,50 @@ impl GpuMultistyle {
     }
 }
 
+/// [`TiledNet`] and [`GpuTiledNet`] for `$wrapper` (a GPU network `net` bound to its
+/// `style`), whose statistics are `$stats` and whose errors call it `$name`.
+macro_rules! tiled_gpu_net {
+    ($wrapper:ident, $stats:ty, $name:literal) => {
+        impl TiledNet for $wrapper<'_> {
+            type Stats = $stats;
+            fn run(
+                &self,
+                x: &FeatureMap,
+                stats: Option<&$stats>,
+                cancel: &(dyn Fn() -> bool + Sync),
+            ) -> Result<(FeatureMap, $stats), StyleError> {
+                check_cancel(cancel)?;
+                self.net.forward(x, &self.style, stats)
+            }
+        }
+
+        impl GpuTiledNet for $wrapper<'_> {
+            fn ctx(&self) -> &GpuContext {
+                &self.net.ctx
+            }
+            fn kernels(&self) -> &Kernels {
+                &self.net.kernels
+            }
+            fn record_tile(
+                &self,
+                x: &FeatureMap,
+                stats: &$stats,
+            ) -> Result<(Recorder<'_>, Tensor, usize, usize), GpuError> {
+                check_input(
+                    x,
+                    $name,
+                    self.net.layers.len(),
+                    self.style.norms.len(),
+                    Some(stats.layers.len()),
+                )
+                .map_err(|e| GpuError::Validation(e.to_string()))?;
+                let (rec, cur, _, h, w) = self.net.record(x, &self.style, Some(stats))?;
+                Ok((rec, cur, h, w))
+            }
+        }
+    };
+}
+
 /// A style network on the GPU, bound to its style, that can leave a tile's output on the
 /// device for [`super::blend`] to blend.
 pub trait GpuTiledNet: TiledNet {
@@ -601,43 +645,7 @@ pub struct GpuMultistyleNet<'a> {
     pub style: MixedStyle,
 }
 
-impl TiledNet for GpuMultistyleNet<'_> {
-    type Stats = MultistyleStats;
-    fn run(
-        &self,
-        x: &FeatureMap,
-        stats: Option<&MultistyleStats>,
-        cancel: &(dyn Fn() -> bool + Sync),
-    ) -> Result<(FeatureMap, MultistyleStats), StyleError> {
-        check_cancel(cancel)?;
-        self.net.forward(x, &self.style, stats)
-    }
-}
-
-impl GpuTiledNet for GpuMultistyleNet<'_> {
-    fn ctx(&self) -> &GpuContext {
-        &self.net.ctx
-    }
-    fn kernels(&self) -> &Kernels {
-        &self.net.kernels
-    }
-    fn record_tile(
-        &self,
-        x: &FeatureMap,
-        stats: &MultistyleStats,
-    ) -> Result<(Recorder<'_>, Tensor, usize, usize), GpuError> {
-        check_input(
-            x,
-            "multistyle26",
-            self.net.layers.len(),
-            self.style.norms.len(),
-            Some(stats.layers.len()),
-        )
-        .map_err(|e| GpuError::Validation(e.to_string()))?;
-        let (rec, cur, _, h, w) = self.net.record(x, &self.style, Some(stats))?;
-        Ok((rec, cur, h, w))
-    }
-}
+tiled_gpu_net!(GpuMultistyleNet, MultistyleStats, "multistyle26");
 
 // ---------------------------------------------------------------------------------------------
 // The arbitrary-style transform
@@ -846,40 +854,4 @@ pub struct GpuTransformNet<'a> {
     pub style: TransformStyle,
 }
 
-impl TiledNet for GpuTransformNet<'_> {
-    type Stats = TransformStats;
-    fn run(
-        &self,
-        x: &FeatureMap,
-        stats: Option<&TransformStats>,
-        cancel: &(dyn Fn() -> bool + Sync),
-    ) -> Result<(FeatureMap, TransformStats), StyleError> {
-        check_cancel(cancel)?;
-        self.net.forward(x, &self.style, stats)
-    }
-}
-
-impl GpuTiledNet for GpuTransformNet<'_> {
-    fn ctx(&self) -> &GpuContext {
-        &self.net.ctx
-    }
-    fn kernels(&self) -> &Kernels {
-        &self.net.kernels
-    }
-    fn record_tile(
-        &self,
-        x: &FeatureMap,
-        stats: &TransformStats,
-    ) -> Result<(Recorder<'_>, Tensor, usize, usize), GpuError> {
-        check_input(
-            x,
-            "the style transform",
-            self.net.layers.len(),
-            self.style.norms.len(),
-            Some(stats.layers.len()),
-        )
-        .map_err(|e| GpuError::Validation(e.to_string()))?;
-        let (rec, cur, _, h, w) = self.net.record(x, &self.style, Some(stats))?;
-        Ok((rec, cur, h, w))
-    }
-}
+tiled_gpu_net!(GpuTransformNet, TransformStats, "the style transform");
