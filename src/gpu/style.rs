@@ -438,6 +438,96 @@ fn split_stats(values: Vec<f32>, image: usize, channels: &[usize]) -> (Vec<f32>,
     (rest, stats)
 }
 
+/// What the two GPU style networks share, for `$net` (the CPU's `$cpu` on the GPU) and
+/// `$wrapper` (it bound to a `$style`), whose statistics are `$stats` and whose errors call it
+/// `$name`: `forward`, `forward_to_texture`, and the tiling's [`TiledNet`] and
+/// [`GpuTiledNet`]. Each network has its own `record`.
+macro_rules! gpu_style_net {
+    ($net:ident, $cpu:ident, $wrapper:ident, $style:ty, $stats:ident, $name:literal) => {
+        impl $net {
+            #[doc = concat!("As [`", stringify!($cpu), "::forward`]: stylises `x` (RGB, 0..1), with")]
+            /// the given statistics or the image's own; returns the output and the statistics
+            /// used.
+            pub fn forward(
+                &self,
+                x: &FeatureMap,
+                style: &$style,
+                stats: Option<&$stats>,
+            ) -> Result<(FeatureMap, $stats), StyleError> {
+                self.check(x, style, stats.map(|s| s.layers.len()))?;
+                let channels: Vec<usize> = self.layers.iter().map(|l| l.conv.cout).collect();
+                let (map, layers) =
+                    read_result(&self.ctx, &channels, || self.record(x, style, stats))?;
+                Ok((map, $stats { layers }))
+            }
+
+            /// Stylises `x` with its own statistics into a new RGBA8 texture of its top-left
+            /// `width × height` pixels, rounded as on the CPU: the result never leaves the GPU.
+            pub fn forward_to_texture(
+                &self,
+                x: &FeatureMap,
+                style: &$style,
+                (width, height): (u32, u32),
+            ) -> Result<wgpu::Texture, StyleError> {
+                self.check(x, style, None)?;
+                Ok(self.ctx.checked(|| {
+                    let (rec, cur, _, h, w) = self.record(x, style, None)?;
+                    rgba_texture(rec, &cur, (h, w), (width, height))
+                })?)
+            }
+
+            /// [`check_input`] for this network.
+            fn check(
+                &self,
+                x: &FeatureMap,
+                style: &$style,
+                stats_layers: Option<usize>,
+            ) -> Result<(), StyleError> {
+                check_input(
+                    x,
+                    $name,
+                    self.layers.len(),
+                    style.norms.len(),
+                    stats_layers,
+                )
+            }
+        }
+
+        impl TiledNet for $wrapper<'_> {
+            type Stats = $stats;
+            fn run(
+                &self,
+                x: &FeatureMap,
+                stats: Option<&$stats>,
+                cancel: &(dyn Fn() -> bool + Sync),
+            ) -> Result<(FeatureMap, $stats), StyleError> {
+                check_cancel(cancel)?;
+                self.net.forward(x, &self.style, stats)
+            }
+        }
+
+        impl GpuTiledNet for $wrapper<'_> {
+            fn ctx(&self) -> &GpuContext {
+                &self.net.ctx
+            }
+            fn kernels(&self) -> &Kernels {
+                &self.net.kernels
+            }
+            fn record_tile(
+                &self,
+                x: &FeatureMap,
+                stats: &$stats,
+            ) -> Result<(Recorder<'_>, Tensor, usize, usize), GpuError> {
+                self.net
+                    .check(x, &self.style, Some(stats.layers.len()))
+                    .map_err(|e| GpuError::Validation(e.to_string()))?;
+                let (rec, cur, _, h, w) = self.net.record(x, &self.style, Some(stats))?;
+                Ok((rec, cur, h, w))
+            }
+        }
+    };
+}
+
 // ---------------------------------------------------------------------------------------------
 // multistyle26
 
@@ -481,47 +571,6 @@ impl GpuMultistyle {
             kernels,
             layers,
         })
-    }
-
-    /// As [`Multistyle26::forward`]: stylises `x` (RGB, 0..1), with the given statistics or the
-    /// image's own; returns the output and the statistics used.
-    pub fn forward(
-        &self,
-        x: &FeatureMap,
-        style: &MixedStyle,
-        stats: Option<&MultistyleStats>,
-    ) -> Result<(FeatureMap, MultistyleStats), StyleError> {
-        check_input(
-            x,
-            "multistyle26",
-            self.layers.len(),
-            style.norms.len(),
-            stats.map(|s| s.layers.len()),
-        )?;
-        let channels: Vec<usize> = self.layers.iter().map(|l| l.conv.cout).collect();
-        let (map, layers) = read_result(&self.ctx, &channels, || self.record(x, style, stats))?;
-        Ok((map, MultistyleStats { layers }))
-    }
-
-    /// Stylises `x` with its own statistics into a new RGBA8 texture of its top-left
-    /// `width × height` pixels, rounded as on the CPU: the result never leaves the GPU.
-    pub fn forward_to_texture(
-        &self,
-        x: &FeatureMap,
-        style: &MixedStyle,
-        (width, height): (u32, u32),
-    ) -> Result<wgpu::Texture, StyleError> {
-        check_input(
-            x,
-            "multistyle26",
-            self.layers.len(),
-            style.norms.len(),
-            None,
-        )?;
-        Ok(self.ctx.checked(|| {
-            let (rec, cur, _, h, w) = self.record(x, style, None)?;
-            rgba_texture(rec, &cur, (h, w), (width, height))
-        })?)
     }
 
     /// Records the whole network on `x`: the recorder, the output tensor, every layer's
@@ -577,50 +626,6 @@ impl GpuMultistyle {
     }
 }
 
-/// [`TiledNet`] and [`GpuTiledNet`] for `$wrapper` (a GPU network `net` bound to its
-/// `style`), whose statistics are `$stats` and whose errors call it `$name`.
-macro_rules! tiled_gpu_net {
-    ($wrapper:ident, $stats:ty, $name:literal) => {
-        impl TiledNet for $wrapper<'_> {
-            type Stats = $stats;
-            fn run(
-                &self,
-                x: &FeatureMap,
-                stats: Option<&$stats>,
-                cancel: &(dyn Fn() -> bool + Sync),
-            ) -> Result<(FeatureMap, $stats), StyleError> {
-                check_cancel(cancel)?;
-                self.net.forward(x, &self.style, stats)
-            }
-        }
-
-        impl GpuTiledNet for $wrapper<'_> {
-            fn ctx(&self) -> &GpuContext {
-                &self.net.ctx
-            }
-            fn kernels(&self) -> &Kernels {
-                &self.net.kernels
-            }
-            fn record_tile(
-                &self,
-                x: &FeatureMap,
-                stats: &$stats,
-            ) -> Result<(Recorder<'_>, Tensor, usize, usize), GpuError> {
-                check_input(
-                    x,
-                    $name,
-                    self.net.layers.len(),
-                    self.style.norms.len(),
-                    Some(stats.layers.len()),
-                )
-                .map_err(|e| GpuError::Validation(e.to_string()))?;
-                let (rec, cur, _, h, w) = self.net.record(x, &self.style, Some(stats))?;
-                Ok((rec, cur, h, w))
-            }
-        }
-    };
-}
-
 /// A style network on the GPU, bound to its style, that can leave a tile's output on the
 /// device for [`super::blend`] to blend.
 pub trait GpuTiledNet: TiledNet {
@@ -645,7 +650,14 @@ pub struct GpuMultistyleNet<'a> {
     pub style: MixedStyle,
 }
 
-tiled_gpu_net!(GpuMultistyleNet, MultistyleStats, "multistyle26");
+gpu_style_net!(
+    GpuMultistyle,
+    Multistyle26,
+    GpuMultistyleNet,
+    MixedStyle,
+    MultistyleStats,
+    "multistyle26"
+);
 
 // ---------------------------------------------------------------------------------------------
 // The arbitrary-style transform
@@ -763,45 +775,6 @@ impl GpuTransform {
         })
     }
 
-    /// As [`StyleTransform::forward`].
-    pub fn forward(
-        &self,
-        x: &FeatureMap,
-        style: &TransformStyle,
-        stats: Option<&TransformStats>,
-    ) -> Result<(FeatureMap, TransformStats), StyleError> {
-        check_input(
-            x,
-            "the style transform",
-            self.layers.len(),
-            style.norms.len(),
-            stats.map(|s| s.layers.len()),
-        )?;
-        let channels: Vec<usize> = self.layers.iter().map(|l| l.conv.cout).collect();
-        let (map, layers) = read_result(&self.ctx, &channels, || self.record(x, style, stats))?;
-        Ok((map, TransformStats { layers }))
-    }
-
-    /// As [`GpuMultistyle::forward_to_texture`].
-    pub fn forward_to_texture(
-        &self,
-        x: &FeatureMap,
-        style: &TransformStyle,
-        (width, height): (u32, u32),
-    ) -> Result<wgpu::Texture, StyleError> {
-        check_input(
-            x,
-            "the style transform",
-            self.layers.len(),
-            style.norms.len(),
-            None,
-        )?;
-        Ok(self.ctx.checked(|| {
-            let (rec, cur, _, h, w) = self.record(x, style, None)?;
-            rgba_texture(rec, &cur, (h, w), (width, height))
-        })?)
-    }
-
     /// Records the whole network on `x`, output quantised sigmoid included (see
     /// [`GpuMultistyle::record`]).
     fn record(
@@ -854,4 +827,11 @@ pub struct GpuTransformNet<'a> {
     pub style: TransformStyle,
 }
 
-tiled_gpu_net!(GpuTransformNet, TransformStats, "the style transform");
+gpu_style_net!(
+    GpuTransform,
+    StyleTransform,
+    GpuTransformNet,
+    TransformStyle,
+    TransformStats,
+    "the style transform"
+);
