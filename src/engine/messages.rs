@@ -145,7 +145,7 @@ pub enum Event {
     Scored { job: JobId, scores: Vec<TokenScore> },
     /// The models a remote server offers (answer to [`super::Engine::remote_models`]).
     RemoteModels { job: JobId, models: Vec<String> },
-    /// Where an image job's model runs: "CPU" or "GPU · <adapter>" (for the status bar and
+    /// Where an image job's model runs: "CPU" or `"GPU · <adapter>"` (for the status bar and
     /// the CLI).
     Backend { job: JobId, device: String },
     /// Progress and results of a Faces job; see [`FacesEvent`].

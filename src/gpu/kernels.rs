@@ -492,7 +492,7 @@ impl<'a> Recorder<'a> {
 }
 
 /// Workgroups for `items` invocations of a 64-wide 1-D kernel, `z` deep (x folded into y past
-/// [`MAX_X_GROUPS`]; the kernels rebuild the flat index with `flat_index`).
+/// `MAX_X_GROUPS`; the kernels rebuild the flat index with `flat_index`).
 pub fn linear_groups(items: usize, z: usize) -> [u32; 3] {
     let total = (items as u32).div_ceil(WG).max(1);
     let x = total.min(MAX_X_GROUPS);

@@ -18,9 +18,9 @@
 //! (measured in `tests/faces.rs`: ~10× slower than this file). Nor a GEMM library plus col2im
 //! (this file's previous form): for one sample it spent a third of its time re-packing the same
 //! weights on every call and a fifth in the col2im pass. Instead the layers with ReLU run as
-//! gathered products ([`gather`]): each output parity class of a stride-2 transposed convolution
+//! gathered products (`gather`): each output parity class of a stride-2 transposed convolution
 //! is a product whose rows are four neighbouring input pixels, with weights packed once here and
-//! a register-tiled AVX-512 kernel ([`tile`]) that writes finished output pixels. The last
+//! a register-tiled AVX-512 kernel (`tile`) that writes finished output pixels. The last
 //! layer (3 channels, too few for a vector) computes each input pixel's 4×4×3 patch with the same
 //! kernel and sums the overlapping patches in a col2im pass with tanh. Activations are
 //! pixel-major with channels innermost (`[B][H][W][C]`) and a one-pixel zero border.

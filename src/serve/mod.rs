@@ -200,7 +200,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
 const DRAIN_LIMIT: usize = 16 << 20;
 
 /// Reads a request body of at most `limit` bytes. A larger one is refused with 413; up to
-/// [`DRAIN_LIMIT`] more of it is read and discarded first, so the answer reaches the client.
+/// `DRAIN_LIMIT` more of it is read and discarded first, so the answer reaches the client.
 pub async fn read_body(
     body: axum::body::Body,
     limit: usize,

@@ -1,6 +1,6 @@
 //! `atelier bench style`: latency of the style networks on exactly the code the worker runs for
 //! an image that fits one tile ([`run_whole`]: 8-bit pixels in, network, 8-bit pixels out), and
-//! one full engine job ([`Engine::style`], tiled as the panel would) for scale.
+//! one full engine job ([`crate::engine::Engine::style`], tiled as the panel would) for scale.
 //!
 //! Cases, each the median over `--repeats` runs after `--warmup` runs:
 //! - `multistyle_512` / `multistyle_1024`: multistyle26 (style 0) on astronaut.png scaled to

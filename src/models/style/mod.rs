@@ -3,7 +3,7 @@
 //! Style panel applies on top (CPU reference versions of its WGSL shader).
 //!
 //! - [`multistyle::Multistyle26`]: 26 built-in styles, blendable ([`StyleMix`]).
-//! - [`arbitrary::StylePredictor`] + [`arbitrary::StyleTransform`]: any image as the style.
+//! - [`StylePredictor`] + [`arbitrary::StyleTransform`]: any image as the style.
 //! - [`tiling`]: overlapping tiles with feathered blending, instance-norm statistics shared
 //!   by all tiles, bounded memory.
 //! - [`colour`]: strength (blend with the original) and preserve-colour (luminance transfer).

@@ -282,7 +282,7 @@ impl Conv {
         }
     }
 
-    /// The same convolution run by the direct kernel ([`super::direct`]: no im2col) where
+    /// The same convolution run by the direct kernel (`direct.rs`: no im2col) where
     /// the CPU has AVX-512 (in either sum order); otherwise unchanged.
     pub fn with_direct(mut self) -> Self {
         self.direct = DirectWeights::pack(&self.weights, self.cin * self.kh * self.kw, self.cout);

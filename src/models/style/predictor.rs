@@ -4,7 +4,7 @@
 //! The file is quantised throughout (int8 weights, every activation on an int8 grid), and
 //! onnxruntime runs most of its convolutions as integer `QLinearConv`s and the rest as float
 //! convolutions on dequantised values (see [`super::arbitrary`]). The layers here keep the
-//! activations as bytes in NHWC order ([`super::mobilenet`]) and reproduce each layer's
+//! activations as bytes in NHWC order (`mobilenet.rs`) and reproduce each layer's
 //! arithmetic, so the bottleneck is bit-identical to onnxruntime's.
 
 use std::path::Path;

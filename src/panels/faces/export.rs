@@ -19,7 +19,7 @@ pub const GIF_FPS: f32 = 25.0;
 pub enum FaceExport {
     /// The selected face as a PNG of this side (64 = the model's own pixels).
     Png(u32),
-    /// The walk as a looping animated GIF at [`GIF_FPS`].
+    /// The walk as a looping animated GIF at `GIF_FPS`.
     Gif,
 }
 

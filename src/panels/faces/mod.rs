@@ -6,7 +6,7 @@
 //! and the history of selections.
 //!
 //! The panel holds UI state only. Each frame it compares what is on screen with what is
-//! rendered ([`thumbs::Thumbs`], keyed by face) and asks the worker for what is missing,
+//! rendered (`thumbs::Thumbs`, keyed by face) and asks the worker for what is missing,
 //! cancelling the job it replaces — so dragging ψ never queues stale renders. A live walk
 //! occupies the worker until cancelled, so any other change stops it first.
 

@@ -8,7 +8,7 @@
 //! The panel holds UI state only. A change to the content, style or size is debounced
 //! ([`DEBOUNCE`]); then a low-resolution preview job is submitted (cancelling the job it
 //! replaces) and, when it arrives, the full-resolution job. Strength, preserve-colour and the
-//! divider never touch the worker: the shader in [`finish`] applies them as the view draws.
+//! divider never touch the worker: the shader in `finish` applies them as the view draws.
 
 mod export;
 mod finish;

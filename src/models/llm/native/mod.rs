@@ -1,6 +1,6 @@
 //! Atelier's own decoder for Llama- and Gemma 3-style GGUF models on the CPU: f32
 //! activations, integer dot products on weights repacked at load ([`quant`]), AVX-512 VNNI
-//! kernels ([`avx512`]) with an AVX2 fallback ([`avx2`]), and its own thread pool. candle's quantized models remain the
+//! kernels (`avx512`) with an AVX2 fallback (`avx2`), and its own thread pool. candle's quantized models remain the
 //! path for other CPUs (see [`supported`]) and for the other architectures.
 //!
 //! Why not candle here: its Q4_1 dot product (SmolLM2's format) is scalar, its CPU ops
