@@ -24,3 +24,4 @@ pub mod soak;
 pub mod store;
 pub mod style;
 pub mod theme;
+pub mod train;

@@ -8,6 +8,7 @@
 
 mod faces;
 mod job;
+mod lane;
 mod messages;
 mod style;
 mod worker;
@@ -24,6 +25,7 @@ pub use faces::{
     RenderRequest, WalkRequest,
 };
 pub use job::{JobHandle, JobId};
+pub use lane::{LongJobControl, Stopped};
 use messages::Request;
 pub use messages::{EngineError, Event, ScorePrompt, ScoreRequest, WriteRequest};
 pub use style::{StyleEvent, StyleJob};
