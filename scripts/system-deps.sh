@@ -17,6 +17,8 @@ done
 if command -v python3 >/dev/null 2>&1 && python3 -m pip --version >/dev/null 2>&1; then
   missing=("${missing[@]/python3-pip}"); missing=("${missing[@]/python3}")
 fi
+# The training pictures come from the npm registry (models/fetch.sh emoji).
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 # The tests' llama.cpp peer (scripts/peer-venv.sh) needs venv and a C++ compiler.
 if [ "$what" = test ]; then
   python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
