@@ -9,6 +9,7 @@ pub mod discover;
 pub mod gemma3;
 pub mod generate;
 pub mod gguf;
+pub mod lora;
 pub mod native;
 pub mod sampling;
 pub mod tokenizer;
