@@ -4,7 +4,7 @@
 Builds an ONNX graph of the DCGAN generator with the `onnx` package from the same checkpoint
 Atelier loads (ConvTranspose -> BatchNormalization -> Relu, ..., Tanh; opset 17; the batch
 dimension is dynamic), checks it against the float64 reference fixture, then times in this
-process, with the same definitions as Atelier's src/faces/bench.rs:
+process, with the same definitions as Atelier's src/bench/faces.rs:
 
   single_ms            median wall time of one session.run on a [1,100,1,1] latent
                        (after 10 warm-up runs)

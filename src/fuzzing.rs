@@ -89,10 +89,10 @@ pub fn onnx(data: &[u8]) -> bool {
 
 /// Image decoding with the app's limits (PNG, JPEG, GIF, WebP; EXIF orientation).
 pub fn image(data: &[u8]) -> bool {
-    crate::models::style::image::decode_with_limits(
+    crate::models::stylenet::image::decode_with_limits(
         data,
         std::path::Path::new("fuzz-image"),
-        crate::models::style::image::ImageLimits::default(),
+        crate::models::stylenet::image::ImageLimits::default(),
     )
     .is_ok()
 }

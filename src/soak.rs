@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Args;
 
-use crate::engine::{Engine, Event, JobHandle, RenderRequest, WriteRequest};
-use crate::faces::FaceSpec;
+use crate::engine::{Engine, JobHandle, Outcome, WriteRequest};
+use crate::features::faces::FaceSpec;
+use crate::features::faces::RenderRequest;
+use crate::features::style::{ImageSource, StyleChoice, StylePass, StyleRequest};
 use crate::models::llm::context::WriteTask;
 use crate::models::llm::{GenerateParams, SamplingParams};
-use crate::style::{ImageSource, StyleChoice, StylePass, StyleRequest};
 
 /// `atelier soak`
 #[derive(Debug, Args)]
@@ -63,24 +64,14 @@ impl Window {
 
 /// Resident memory now, in MB (`None` off Linux).
 pub fn rss_mb() -> Option<f64> {
-    crate::bench::memory_kib("VmRSS:").map(|k| k as f64 / 1024.0)
+    crate::measure::memory_kib("VmRSS:").map(|k| k as f64 / 1024.0)
 }
 
 /// Waits for `job`'s terminal event; returns how long it took or its error.
 fn wait(engine: &Engine, job: &JobHandle, started: Instant) -> anyhow::Result<Duration> {
-    loop {
-        let Some(ev) = engine.recv_timeout(Duration::from_secs(600)) else {
-            bail!("job {} did not finish within 10 minutes", job.id());
-        };
-        if ev.job() != job.id() {
-            continue;
-        }
-        match ev {
-            Event::Finished { .. } => return Ok(started.elapsed()),
-            Event::Cancelled { .. } => bail!("job {} was cancelled", job.id()),
-            Event::Failed { error, .. } => return Err(error.into()),
-            _ => {}
-        }
+    match engine.wait(job.id(), crate::headless::IDLE, |_| anyhow::Ok(()))? {
+        Outcome::Done => Ok(started.elapsed()),
+        Outcome::Cancelled => bail!("job {} was cancelled", job.id()),
     }
 }
 
@@ -102,8 +93,8 @@ pub fn run(a: &SoakArgs) -> anyhow::Result<()> {
     if !(a.minutes > 0.0 && a.report_seconds > 0.0) {
         bail!("--minutes and --report-seconds must be more than 0");
     }
-    let model = crate::cli::resolve_model(&a.model)?;
-    let faces_model = crate::faces::default_model();
+    let model = crate::headless::resolve_llm(&a.model)?;
+    let faces_model = crate::features::faces::default_model();
     let content =
         std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/style/chelsea_256.png");
     let style_image = crate::paths::models_dir().join("images/coffee.png");
@@ -112,7 +103,7 @@ pub fn run(a: &SoakArgs) -> anyhow::Result<()> {
     } else {
         content.clone()
     };
-    let engine = crate::cli::headless_engine()?;
+    let engine = crate::headless::engine()?;
     let start = Instant::now();
     let deadline = start + Duration::from_secs_f64(a.minutes * 60.0);
     let every = Duration::from_secs_f64(a.report_seconds);
@@ -167,8 +158,8 @@ pub fn run(a: &SoakArgs) -> anyhow::Result<()> {
         let t = Instant::now();
         let mut req = StyleRequest::new(
             ImageSource::File(content.clone()),
-            StyleChoice::Preset(crate::models::style::StyleMix::single(
-                r % crate::models::style::STYLE_COUNT,
+            StyleChoice::Preset(crate::models::stylenet::StyleMix::single(
+                r % crate::models::stylenet::STYLE_COUNT,
             )?),
         );
         req.max_size = Some(256);
@@ -235,7 +226,7 @@ pub fn run(a: &SoakArgs) -> anyhow::Result<()> {
         lo,
         hi,
         slope_mb_per_hour(steady),
-        crate::bench::memory_kib("VmHWM:").map_or(0.0, |k| k as f64 / 1024.0)
+        crate::measure::memory_kib("VmHWM:").map_or(0.0, |k| k as f64 / 1024.0)
     );
     Ok(())
 }

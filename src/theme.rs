@@ -408,3 +408,34 @@ mod tests {
         assert_eq!(human_bytes(512), "512 B");
     }
 }
+
+/// What a piece of status means, as a colour.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tone {
+    /// Ordinary information.
+    Normal,
+    /// Less important.
+    Faint,
+    /// All is well.
+    Good,
+    /// Attention (queued, loading, stopping).
+    Warn,
+    /// Something failed.
+    Bad,
+    /// Work in progress.
+    Accent,
+}
+
+impl Tone {
+    /// The colour that says it.
+    pub fn color(self) -> Color32 {
+        match self {
+            Tone::Normal => TEXT_WEAK,
+            Tone::Faint => TEXT_FAINT,
+            Tone::Good => OK,
+            Tone::Warn => WARN,
+            Tone::Bad => ERROR,
+            Tone::Accent => ACCENT,
+        }
+    }
+}

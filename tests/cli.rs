@@ -1,60 +1,37 @@
 //! The headless CLI end to end: real binary, real default model, JSON out, one-line errors.
 
-use std::process::{Command, Output};
+mod common;
 
-fn atelier(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_atelier"))
-        .args(args)
-        .env(
-            "ATELIER_DATA",
-            std::env::temp_dir().join("atelier-cli-test"),
-        )
-        .output()
-        .expect("run atelier")
-}
-
-fn stdout_json(out: &Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "atelier failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("one JSON object on stdout")
-}
-
-fn one_line_error(out: &Output) -> String {
-    assert!(!out.status.success(), "expected failure");
-    let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
-    let lines: Vec<_> = err.lines().filter(|l| l.starts_with("error")).collect();
-    assert_eq!(lines.len(), 1, "expected one error line, got: {err}");
-    lines[0].to_string()
-}
+use common::{one_line_error, stdout_json};
 
 #[test]
 fn tokenize_matches_llama_cpp() {
-    let out = atelier(&["tokenize", "--model", "smollm2", "Hello, world!"]);
+    let out = common::atelier(&["tokenize", "--model", "smollm2", "Hello, world!"], None);
     let ids = stdout_json(&out);
     assert_eq!(ids, serde_json::json!([19556, 28, 905, 17]));
 }
 
 #[test]
 fn write_json_greedy_reproduces_llama_cpp() {
-    let out = atelier(&[
-        "write",
-        "--model",
-        "smollm2",
-        "--prompt",
-        "Once upon a time",
-        "--temperature",
-        "0",
-        "--repeat-penalty",
-        "1",
-        "--max-tokens",
-        "6",
-        "--json",
-        "--logprobs",
-        "2",
-    ]);
+    let out = common::atelier(
+        &[
+            "write",
+            "--model",
+            "smollm2",
+            "--prompt",
+            "Once upon a time",
+            "--temperature",
+            "0",
+            "--repeat-penalty",
+            "1",
+            "--max-tokens",
+            "6",
+            "--json",
+            "--logprobs",
+            "2",
+        ],
+        None,
+    );
     let v = stdout_json(&out);
     // llama.cpp's greedy continuation is ", the city of Nova Haven" (28, 260, 2240, 282, 23324,
     // 27108), but its step 4 is a near-tie: 23324 at -2.219 and 1315 at -2.232 nats
@@ -82,36 +59,42 @@ fn write_json_greedy_reproduces_llama_cpp() {
 
 #[test]
 fn instruct_mode_uses_the_chat_template() {
-    let out = atelier(&[
-        "write",
-        "--mode",
-        "instruct",
-        "--prompt",
-        "Name a colour.",
-        "--temperature",
-        "0",
-        "--max-tokens",
-        "8",
-        "--json",
-    ]);
+    let out = common::atelier(
+        &[
+            "write",
+            "--mode",
+            "instruct",
+            "--prompt",
+            "Name a colour.",
+            "--temperature",
+            "0",
+            "--max-tokens",
+            "8",
+            "--json",
+        ],
+        None,
+    );
     let v = stdout_json(&out);
     assert!(!v["text"].as_str().unwrap().trim().is_empty(), "{v}");
 }
 
 #[test]
 fn score_prints_per_token_logprobs() {
-    let out = atelier(&[
-        "score",
-        "--model",
-        "smollm2",
-        "--prompt",
-        "Once upon a time",
-        "--continuation-ids",
-        "[28, 260]",
-        "--logprobs",
-        "3",
-        "--json",
-    ]);
+    let out = common::atelier(
+        &[
+            "score",
+            "--model",
+            "smollm2",
+            "--prompt",
+            "Once upon a time",
+            "--continuation-ids",
+            "[28, 260]",
+            "--logprobs",
+            "3",
+            "--json",
+        ],
+        None,
+    );
     let v = stdout_json(&out);
     let toks = v["tokens"].as_array().unwrap();
     assert_eq!(toks.len(), 2);
@@ -125,39 +108,40 @@ fn score_prints_per_token_logprobs() {
 
 #[test]
 fn bad_input_exits_non_zero_with_one_line() {
-    let e = one_line_error(&atelier(&[
-        "write",
-        "--model",
-        "/nonexistent.gguf",
-        "--prompt",
-        "x",
-    ]));
+    let e = one_line_error(&common::atelier(
+        &["write", "--model", "/nonexistent.gguf", "--prompt", "x"],
+        None,
+    ));
     assert!(e.contains("does not exist"), "{e}");
-    let e = one_line_error(&atelier(&["write", "--prompt", "   "]));
+    let e = one_line_error(&common::atelier(&["write", "--prompt", "   "], None));
     assert!(e.contains("prompt is empty"), "{e}");
-    let e = one_line_error(&atelier(&["write"]));
+    let e = one_line_error(&common::atelier(&["write"], None));
     assert!(e.contains("--prompt"), "{e}");
-    let e = one_line_error(&atelier(&[
-        "score",
-        "--model",
-        "smollm2",
-        "--prompt",
-        "x",
-        "--continuation-ids",
-        "not json",
-    ]));
+    let e = one_line_error(&common::atelier(
+        &[
+            "score",
+            "--model",
+            "smollm2",
+            "--prompt",
+            "x",
+            "--continuation-ids",
+            "not json",
+        ],
+        None,
+    ));
     assert!(e.contains("JSON array"), "{e}");
-    let e = one_line_error(&atelier(&["write", "--prompt", "x", "--top-p", "2"]));
+    let e = one_line_error(&common::atelier(
+        &["write", "--prompt", "x", "--top-p", "2"],
+        None,
+    ));
     assert!(e.contains("top-p"), "{e}");
     let dir = tempfile::tempdir().unwrap();
     let junk = dir.path().join("junk.gguf");
     std::fs::write(&junk, b"definitely not a model").unwrap();
-    let e = one_line_error(&atelier(&[
-        "tokenize",
-        "--model",
-        junk.to_str().unwrap(),
-        "x",
-    ]));
+    let e = one_line_error(&common::atelier(
+        &["tokenize", "--model", junk.to_str().unwrap(), "x"],
+        None,
+    ));
     assert!(e.contains("not a GGUF model"), "{e}");
     // Usage mistakes caught by the argument parser are one line too.
     for (args, want) in [
@@ -167,7 +151,7 @@ fn bad_input_exits_non_zero_with_one_line() {
         ),
         (&["write", "--no-such-flag"][..], "--no-such-flag"),
     ] {
-        let out = atelier(args);
+        let out = common::atelier(args, None);
         assert_eq!(out.status.code(), Some(2));
         let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
         assert_eq!(err.lines().count(), 1, "one line: {err}");
@@ -178,14 +162,14 @@ fn bad_input_exits_non_zero_with_one_line() {
 #[test]
 fn version_and_help_list_the_bundled_models() {
     for flag in ["--version", "--help"] {
-        let out = atelier(&[flag]);
+        let out = common::atelier(&[flag], None);
         assert!(out.status.success(), "{flag}");
         let text = String::from_utf8_lossy(&out.stdout);
         for file in [
             atelier::paths::SMOLLM2_FILE,
             atelier::paths::GEMMA3_FILE,
-            atelier::faces::DEFAULT_MODEL_FILE,
-            atelier::models::style::MULTISTYLE_FILE,
+            atelier::features::faces::DEFAULT_MODEL_FILE,
+            atelier::models::stylenet::MULTISTYLE_FILE,
         ] {
             assert!(text.contains(file), "{flag} names {file}: {text}");
         }

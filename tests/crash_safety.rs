@@ -13,8 +13,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use atelier::faces::FaceSpec;
-use atelier::faces::favourites::Favourites;
+use atelier::features::faces::FaceSpec;
+use atelier::features::faces::favourites::Favourites;
 use atelier::store::Store;
 use rand::{Rng, SeedableRng};
 

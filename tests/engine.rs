@@ -1,12 +1,14 @@
 //! The engine with the real default model: streaming, cancellation within one token, queueing,
 //! seeded determinism, and bad input that must come back as clear errors (never a panic).
 
+mod common;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use atelier::engine::{Engine, Event, JobId, WriteRequest};
 use atelier::models::llm::context::WriteTask;
-use atelier::models::llm::{GenerateParams, LlmError, SamplingParams};
+use atelier::models::llm::{GenerateParams, SamplingParams};
 use atelier::paths;
 
 fn smollm2() -> PathBuf {
@@ -33,25 +35,6 @@ fn request(model: PathBuf, text: &str, max_new_tokens: usize, seed: u64) -> Writ
     }
 }
 
-/// Collects a job's events until its terminal one (with a generous deadline).
-fn events_of(engine: &Engine, job: JobId) -> Vec<Event> {
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let mut out = Vec::new();
-    while Instant::now() < deadline {
-        if let Some(ev) = engine.recv_timeout(Duration::from_secs(1)) {
-            if ev.job() != job {
-                continue;
-            }
-            let end = ev.is_terminal();
-            out.push(ev);
-            if end {
-                return out;
-            }
-        }
-    }
-    panic!("job {job} did not finish in time; events so far: {out:?}");
-}
-
 fn failure(events: &[Event]) -> String {
     match events.last() {
         Some(Event::Failed { error, .. }) => error.to_string(),
@@ -74,7 +57,7 @@ fn streams_tokens_and_repeats_with_the_same_seed() {
     let engine = Engine::spawn(None, None).unwrap();
     let run = |seed| {
         let job = engine.write(request(smollm2(), "The old lighthouse keeper", 16, seed));
-        let evs = events_of(&engine, job.id());
+        let evs = common::events_of(&engine, job.id());
         assert!(
             matches!(evs.last(), Some(Event::Finished { .. })),
             "{evs:?}"
@@ -199,7 +182,7 @@ fn bad_models_fail_as_events_and_the_engine_keeps_working() {
     let engine = Engine::spawn(None, None).unwrap();
     let run = |path: PathBuf| {
         let job = engine.write(request(path, "hello", 4, 1));
-        failure(&events_of(&engine, job.id()))
+        failure(&common::events_of(&engine, job.id()))
     };
 
     // Random bytes named .gguf
@@ -226,7 +209,7 @@ fn bad_models_fail_as_events_and_the_engine_keeps_working() {
 
     // A well-formed GGUF of an architecture Atelier does not run.
     let mamba = dir.path().join("mamba.gguf");
-    write_gguf_with_arch(&mamba, "mamba");
+    common::write_gguf_with_arch(&mamba, "mamba");
     let msg = run(mamba);
     assert!(msg.contains("'mamba' is not supported"), "{msg}");
     assert!(msg.contains("llama, qwen2, qwen3 and gemma3"), "{msg}");
@@ -237,7 +220,7 @@ fn bad_models_fail_as_events_and_the_engine_keeps_working() {
 
     // The engine still generates afterwards.
     let job = engine.write(request(smollm2(), "Still alive", 3, 1));
-    let evs = events_of(&engine, job.id());
+    let evs = common::events_of(&engine, job.id());
     assert!(
         matches!(evs.last(), Some(Event::Finished { .. })),
         "{evs:?}"
@@ -248,19 +231,19 @@ fn bad_models_fail_as_events_and_the_engine_keeps_working() {
 fn empty_prompt_and_bad_settings_are_clear_errors() {
     let engine = Engine::spawn(None, None).unwrap();
     let job = engine.write(request(smollm2(), "   \n ", 4, 1));
-    let msg = failure(&events_of(&engine, job.id()));
+    let msg = failure(&common::events_of(&engine, job.id()));
     assert!(msg.contains("prompt is empty"), "{msg}");
 
     let mut r = request(smollm2(), "hi", 4, 1);
     r.params.sampling.top_p = 0.0;
     let job = engine.write(r);
-    let msg = failure(&events_of(&engine, job.id()));
+    let msg = failure(&common::events_of(&engine, job.id()));
     assert!(msg.contains("top-p"), "{msg}");
 
     let mut r = request(smollm2(), "hi", 4, 1);
     r.candidates = 9;
     let job = engine.write(r);
-    let msg = failure(&events_of(&engine, job.id()));
+    let msg = failure(&common::events_of(&engine, job.id()));
     assert!(msg.contains("between 1 and 4"), "{msg}");
 }
 
@@ -331,7 +314,7 @@ fn score_reports_logprobs_and_rejects_bad_ids() {
         continuation: vec![28, 260, 2240],
         top_k: 5,
     });
-    let evs = events_of(&engine, job.id());
+    let evs = common::events_of(&engine, job.id());
     let scores = evs
         .iter()
         .find_map(|e| match e {
@@ -350,23 +333,6 @@ fn score_reports_logprobs_and_rejects_bad_ids() {
         continuation: vec![9_999_999],
         top_k: 5,
     });
-    let msg = failure(&events_of(&engine, job.id()));
+    let msg = failure(&common::events_of(&engine, job.id()));
     assert!(msg.contains("outside the model's vocabulary"), "{msg}");
-}
-
-/// Writes a minimal valid GGUF whose `general.architecture` is `arch`.
-fn write_gguf_with_arch(path: &std::path::Path, arch: &str) {
-    use candle_core::quantized::{QTensor, gguf_file};
-    let t = candle_core::Tensor::zeros((4, 4), candle_core::DType::F32, &candle_core::Device::Cpu)
-        .unwrap();
-    let q = QTensor::quantize(&t, candle_core::quantized::GgmlDType::F32).unwrap();
-    let arch_v = gguf_file::Value::String(arch.into());
-    let mut f = std::fs::File::create(path).unwrap();
-    gguf_file::write(
-        &mut f,
-        &[("general.architecture", &arch_v)],
-        &[("token_embd.weight", &q)],
-    )
-    .unwrap();
-    let _ = LlmError::EmptyPrompt; // the error type is part of the public API under test
 }

@@ -2,22 +2,23 @@
 //! determinism, truncation, the restricted unpickler against a hostile checkpoint, damaged
 //! files, directions, and the engine jobs the panel uses.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use atelier::engine::{
-    Engine, Event, FacesEvent, JobId, LiveWalkRequest, RenderRequest, WalkRequest,
-};
-use atelier::faces::directions::{self, DirectionsCache};
-use atelier::faces::{FaceSpec, FacesError, WalkControl, latent_for_seed, render_batch};
+use atelier::engine::{Engine, Event};
+use atelier::features::faces::directions::{self, DirectionsCache};
+use atelier::features::faces::{FaceSpec, FacesError, WalkControl, latent_for_seed, render_batch};
+use atelier::features::faces::{FacesEvent, LiveWalkRequest, RenderRequest, WalkRequest};
 use atelier::models::dcgan::{DcganError, Generator, IMAGE_VALUES, LATENT_DIM, WeightsFormat};
 use atelier::models::pickle::PickleError;
 use atelier::models::state_dict::{self, WeightsError};
 
 fn model() -> PathBuf {
-    let p = atelier::faces::default_model();
+    let p = atelier::features::faces::default_model();
     assert!(
         p.exists(),
         "{} is missing: run models/fetch.sh faces (scripts/test.sh does)",
@@ -40,7 +41,10 @@ fn read_f32(path: &Path) -> Vec<f32> {
 
 /// Renders of the same face in different batch compositions run GEMMs of different shapes,
 /// whose float sums may differ in the last bit: allow one level of 255 per channel.
-fn assert_same_face(a: &atelier::faces::FaceImage, b: &atelier::faces::FaceImage) {
+fn assert_same_face(
+    a: &atelier::features::faces::FaceImage,
+    b: &atelier::features::faces::FaceImage,
+) {
     assert_eq!((a.width, a.height), (b.width, b.height));
     let worst = a
         .rgba
@@ -188,7 +192,7 @@ fn a_seed_gives_the_same_image_every_run() {
     }
 }
 
-/// `latent_for_seed(42)` values 0, 1 and 99 (ChaCha8 + Box–Muller, see src/faces/latent.rs).
+/// `latent_for_seed(42)` values 0, 1 and 99 (ChaCha8 + Box–Muller, see src/features/faces/latent.rs).
 const PINNED_SEED_42: [f32; 3] = [1.440_254_1, -0.465_213_1, 0.129_877_9];
 
 #[test]
@@ -201,7 +205,7 @@ fn truncation_zero_gives_the_mean_face_for_every_seed() {
     let mean = g.forward(&vec![0.0; LATENT_DIM]).unwrap();
     assert_same_face(
         &images[0],
-        &atelier::faces::FaceImage::from_model_output(&mean),
+        &atelier::features::faces::FaceImage::from_model_output(&mean),
     );
     // And ψ = 1 faces do differ.
     let varied = render_batch(
@@ -508,23 +512,6 @@ fn directions_on_the_real_model_are_unit_ordered_and_cached() {
 
 // ---- the engine jobs the panel uses ---------------------------------------------------------
 
-fn events_of(engine: &Engine, job: JobId) -> Vec<Event> {
-    let mut out = Vec::new();
-    loop {
-        let ev = engine
-            .recv_timeout(Duration::from_secs(120))
-            .expect("the engine answers");
-        if ev.job() != job {
-            continue;
-        }
-        let end = ev.is_terminal();
-        out.push(ev);
-        if end {
-            return out;
-        }
-    }
-}
-
 #[test]
 fn a_grid_arrives_sample_by_sample() {
     let engine = Engine::spawn(None, None).unwrap();
@@ -534,7 +521,7 @@ fn a_grid_arrives_sample_by_sample() {
         faces: faces.clone(),
         size: 128,
     });
-    let events = events_of(&engine, job.id());
+    let events = common::events_of(&engine, job.id());
     assert!(matches!(events.last(), Some(Event::Finished { .. })));
     assert!(events.iter().any(|e| matches!(
         e,
@@ -543,7 +530,7 @@ fn a_grid_arrives_sample_by_sample() {
             ..
         }
     )));
-    let samples: Vec<(usize, &atelier::faces::FaceImage)> = events
+    let samples: Vec<(usize, &atelier::features::faces::FaceImage)> = events
         .iter()
         .filter_map(|e| match e {
             Event::Faces {
@@ -573,7 +560,7 @@ fn a_grid_arrives_sample_by_sample() {
         faces: vec![FaceSpec::from_seed(1, 2.0)],
         size: 64,
     });
-    let ev = events_of(&engine, bad.id());
+    let ev = common::events_of(&engine, bad.id());
     match ev.last() {
         Some(Event::Failed { error, .. }) => assert!(error.to_string().contains("ψ")),
         other => panic!("expected a failure, got {other:?}"),
@@ -584,7 +571,7 @@ fn a_grid_arrives_sample_by_sample() {
         size: 64,
     });
     assert!(matches!(
-        events_of(&engine, missing.id()).last(),
+        common::events_of(&engine, missing.id()).last(),
         Some(Event::Failed { .. })
     ));
 }
@@ -593,7 +580,7 @@ fn a_grid_arrives_sample_by_sample() {
 fn cancelling_a_render_stops_it_between_samples() {
     let engine = Engine::spawn(None, None).unwrap();
     let load = engine.load_faces(model());
-    events_of(&engine, load.id());
+    common::events_of(&engine, load.id());
     let faces: Vec<FaceSpec> = (0..400).map(|s| FaceSpec::from_seed(s, 1.0)).collect();
     let job = engine.faces_render(RenderRequest {
         model: model(),
@@ -623,7 +610,7 @@ fn cancelling_a_render_stops_it_between_samples() {
     }
     assert!(cancelled);
     assert!(
-        samples <= 2 * atelier::engine::RENDER_BATCH,
+        samples <= 2 * atelier::features::faces::RENDER_BATCH,
         "cancelled within two batches, not all 400 faces: {samples}"
     );
 }
@@ -641,7 +628,7 @@ fn an_exported_walk_loops_through_its_keyframes() {
         frames: 12,
         size: 64,
     });
-    let frames: Vec<atelier::faces::FaceImage> = events_of(&engine, job.id())
+    let frames: Vec<atelier::features::faces::FaceImage> = common::events_of(&engine, job.id())
         .into_iter()
         .filter_map(|e| match e {
             Event::Faces {
@@ -667,7 +654,7 @@ fn an_exported_walk_loops_through_its_keyframes() {
         size: 64,
     });
     assert!(matches!(
-        events_of(&engine, one.id()).last(),
+        common::events_of(&engine, one.id()).last(),
         Some(Event::Failed { .. })
     ));
 }
@@ -752,7 +739,7 @@ fn a_live_walk_follows_its_controls_and_reports_pacing() {
 /// texture: read it back and compare with the frame rendered on the CPU.
 #[test]
 fn a_live_walk_writes_into_a_wgpu_texture() {
-    let Some(gpu) = atelier::faces::bench::headless_gpu() else {
+    let Some(gpu) = atelier::bench::faces::headless_gpu() else {
         eprintln!("no wgpu adapter on this machine: the texture path is not exercised here");
         return;
     };

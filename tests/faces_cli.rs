@@ -1,32 +1,15 @@
 //! `atelier faces` end to end: the real binary and the real DCGAN, the three documented forms,
 //! direction offsets (computed, cached in the data folder), and one-line errors.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
+
+use common::{ok, one_line_error};
 
 fn atelier(args: &[&str], data: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_atelier"))
-        .args(args)
-        .env("ATELIER_DATA", data)
-        .output()
-        .expect("run atelier")
-}
-
-fn ok(out: &Output) {
-    assert!(
-        out.status.success(),
-        "atelier failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn one_line_error(out: &Output) -> String {
-    assert!(!out.status.success(), "expected failure");
-    let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
-    let lines: Vec<_> = err.lines().collect();
-    assert_eq!(lines.len(), 1, "expected one error line, got: {err}");
-    assert!(lines[0].starts_with("error: "), "{err}");
-    lines[0].to_string()
+    common::atelier(args, Some(data))
 }
 
 fn s(p: &Path) -> &str {

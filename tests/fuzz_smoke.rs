@@ -125,7 +125,7 @@ fn gguf_and_tokenizer() {
 
 #[test]
 fn pickle_and_checkpoint() {
-    let tar = read(atelier::faces::default_model());
+    let tar = read(atelier::features::faces::default_model());
     // The pickle inside the zip.
     let mut zip = zip::ZipArchive::new(std::io::Cursor::new(&tar)).expect("checkpoint is a zip");
     let name = zip
@@ -142,7 +142,7 @@ fn pickle_and_checkpoint() {
 
 #[test]
 fn onnx() {
-    let seed = read(models().join(atelier::models::style::MULTISTYLE_FILE));
+    let seed = read(models().join(atelier::models::stylenet::MULTISTYLE_FILE));
     fuzz("onnx-multistyle26", &seed, fuzzing::onnx);
 }
 

@@ -10,10 +10,10 @@ use std::sync::Arc;
 use atelier::gpu::GpuContext;
 use atelier::gpu::dcgan::GpuGenerator;
 use atelier::gpu::kernels::Kernels;
-use atelier::gpu::style::{GpuMultistyle, GpuTransform};
+use atelier::gpu::stylenet::{GpuMultistyle, GpuTransform};
 use atelier::models::dcgan::Generator;
-use atelier::models::style::image::to_feature_map;
-use atelier::models::style::{FeatureMap, Multistyle26, StyleMix, StyleTransform};
+use atelier::models::stylenet::image::to_feature_map;
+use atelier::models::stylenet::{FeatureMap, Multistyle26, StyleMix, StyleTransform};
 use atelier::paths;
 
 const TOLERANCE: f32 = 1e-3;
@@ -199,8 +199,8 @@ fn fma_probe_answers() {
 #[test]
 fn results_written_into_a_texture_match_the_cpu_pixels() {
     use atelier::gpu::readback::texture_to_rgb;
-    use atelier::models::style::image::region;
-    use atelier::models::style::tiling::{MultistyleNet, TransformNet, run_whole};
+    use atelier::models::stylenet::image::region;
+    use atelier::models::stylenet::tiling::{MultistyleNet, TransformNet, run_whole};
     let (ctx, kernels) = gpu();
     let img = image::open(fixture("style/chelsea_384.png"))
         .unwrap()
@@ -252,8 +252,8 @@ fn results_written_into_a_texture_match_the_cpu_pixels() {
 fn tiles_blended_on_the_gpu_match_the_cpu_blend() {
     use atelier::gpu::blend::stylize_to_texture;
     use atelier::gpu::readback::texture_to_rgb;
-    use atelier::gpu::style::{GpuMultistyleNet, GpuTransformNet};
-    use atelier::models::style::tiling::{MultistyleNet, TileOptions, TransformNet, stylize};
+    use atelier::gpu::stylenet::{GpuMultistyleNet, GpuTransformNet};
+    use atelier::models::stylenet::tiling::{MultistyleNet, TileOptions, TransformNet, stylize};
     let (ctx, kernels) = gpu();
     // Past 16.8 megapixels the CPU blends (memory for one row of tiles only); below that the
     // device's binding limit decides (lavapipe's is 128 MiB: 8.4 megapixels of sums).

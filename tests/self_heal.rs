@@ -3,6 +3,8 @@
 //! on, reloads its model on the next job, and the app shows a warning and reloads the language
 //! model. A crash that ends the worker thread itself is healed by starting a new one.
 
+mod common;
+
 use std::path::PathBuf;
 use std::sync::{Mutex, Once};
 use std::time::{Duration, Instant};
@@ -11,6 +13,7 @@ use atelier::app::{AtelierApp, GuiOptions};
 use atelier::engine::{Engine, EngineError, Event, JobId, WriteRequest};
 use atelier::models::llm::context::WriteTask;
 use atelier::models::llm::{GenerateParams, SamplingParams};
+use common::Pages;
 
 const MARKER: &str = "__atelier_test_boom__";
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -158,12 +161,9 @@ fn the_app_reports_the_crash_and_reloads_the_language_model() {
     let wait = |h: &mut egui_kittest::Harness<'static, AtelierApp>,
                 what: &str,
                 done: &dyn Fn(&AtelierApp) -> bool| {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while !done(h.state()) {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            h.step();
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        common::wait_for(h, what, Duration::from_secs(120), done, |app| {
+            format!("model {:?}", app.model_state().error)
+        });
     };
     wait(&mut h, "the model to load", &|app| {
         app.model_state().selected_info().is_some()

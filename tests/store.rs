@@ -4,9 +4,10 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use atelier::app::notice::NoticeLevel;
+use atelier::app::page::Page;
 use atelier::store::{
-    AUTOSAVE_IDLE, AUTOSAVE_MAX_DELAY, ExportFormat, NoticeLevel, Page, Store, WriteMode,
-    export_document,
+    AUTOSAVE_IDLE, AUTOSAVE_MAX_DELAY, ExportFormat, Store, WriteMode, export_document,
 };
 
 fn files_in(dir: &Path) -> Vec<String> {

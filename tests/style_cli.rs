@@ -1,38 +1,12 @@
 //! `atelier style` end to end: the real binary, the real style models, every documented option,
 //! bounded memory on a 4000×3000 photo, and one-line errors for bad input.
 
+mod common;
+
+use common::{atelier_env, ok, one_line_error};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use image::RgbImage;
-
-fn atelier(args: &[&str]) -> Output {
-    atelier_env(args, &[])
-}
-
-fn atelier_env(args: &[&str], env: &[(&str, &Path)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_atelier"));
-    cmd.args(args);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("run atelier")
-}
-
-fn ok(out: &Output) -> String {
-    let err = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(out.status.success(), "atelier failed: {err}");
-    err
-}
-
-fn one_line_error(out: &Output) -> String {
-    assert!(!out.status.success(), "expected failure");
-    let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
-    let lines: Vec<_> = err.lines().collect();
-    assert_eq!(lines.len(), 1, "expected one error line, got: {err}");
-    assert!(lines[0].starts_with("error: "), "{err}");
-    lines[0].to_string()
-}
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -72,30 +46,36 @@ fn a_preset_style_writes_a_stylised_png_of_the_same_size() {
     let dir = tempfile::tempdir().unwrap();
     let input = small_content(dir.path());
     let out19 = dir.path().join("19.png");
-    let err = ok(&atelier(&[
-        "style",
-        "--in",
-        s(&input),
-        "--style",
-        "19",
-        "--out",
-        s(&out19),
-    ]));
+    let err = ok(&atelier_env(
+        &[
+            "style",
+            "--in",
+            s(&input),
+            "--style",
+            "19",
+            "--out",
+            s(&out19),
+        ],
+        &[],
+    ));
     assert!(
         err.contains("stylising: whole image done"),
         "progress: {err}"
     );
     assert!(err.contains("wrote"), "{err}");
     let out0 = dir.path().join("0.png");
-    ok(&atelier(&[
-        "style",
-        "--in",
-        s(&input),
-        "--style",
-        "0",
-        "--out",
-        s(&out0),
-    ]));
+    ok(&atelier_env(
+        &[
+            "style",
+            "--in",
+            s(&input),
+            "--style",
+            "0",
+            "--out",
+            s(&out0),
+        ],
+        &[],
+    ));
     let (src, a, b) = (read(&input), read(&out19), read(&out0));
     assert_eq!(a.dimensions(), (451, 300));
     assert!(
@@ -113,7 +93,7 @@ fn a_mix_is_normalised_and_differs_from_its_parts() {
         let out = dir.path().join(name);
         let mut a = vec!["style", "--in", s(&input), "--out", s(&out)];
         a.extend_from_slice(args);
-        ok(&atelier(&a));
+        ok(&atelier_env(&a, &[]));
         read(&out)
     };
     let half = run(&["--mix", "3:0.5,11:0.5"], "half.png");
@@ -133,15 +113,18 @@ fn a_style_image_uses_the_arbitrary_model_and_keeps_the_content_size() {
     let dir = tempfile::tempdir().unwrap();
     let input = small_content(dir.path());
     let out = dir.path().join("o.png");
-    let err = ok(&atelier(&[
-        "style",
-        "--in",
-        s(&input),
-        "--style-image",
-        s(&image_file("coffee.png")),
-        "--out",
-        s(&out),
-    ]));
+    let err = ok(&atelier_env(
+        &[
+            "style",
+            "--in",
+            s(&input),
+            "--style-image",
+            s(&image_file("coffee.png")),
+            "--out",
+            s(&out),
+        ],
+        &[],
+    ));
     assert!(err.contains("arbitrary_transform.onnx"), "{err}");
     let (src, o) = (read(&input), read(&out));
     assert_eq!(o.dimensions(), src.dimensions());
@@ -157,17 +140,20 @@ fn jpeg_output_follows_the_quality() {
     let input = small_content(dir.path());
     let size = |q: &str| {
         let out = dir.path().join(format!("q{q}.jpg"));
-        ok(&atelier(&[
-            "style",
-            "--in",
-            s(&input),
-            "--style",
-            "5",
-            "--quality",
-            q,
-            "--out",
-            s(&out),
-        ]));
+        ok(&atelier_env(
+            &[
+                "style",
+                "--in",
+                s(&input),
+                "--style",
+                "5",
+                "--quality",
+                q,
+                "--out",
+                s(&out),
+            ],
+            &[],
+        ));
         let bytes = std::fs::read(&out).unwrap();
         assert_eq!(&bytes[..2], &[0xFF, 0xD8], "not a JPEG");
         assert_eq!(read(&out).dimensions(), (451, 300));
@@ -178,17 +164,20 @@ fn jpeg_output_follows_the_quality() {
         low * 2 < high,
         "quality 20 ({low} bytes) should be far smaller than 95 ({high} bytes)"
     );
-    let e = one_line_error(&atelier(&[
-        "style",
-        "--in",
-        s(&input),
-        "--style",
-        "5",
-        "--quality",
-        "90",
-        "--out",
-        s(&dir.path().join("x.png")),
-    ]));
+    let e = one_line_error(&atelier_env(
+        &[
+            "style",
+            "--in",
+            s(&input),
+            "--style",
+            "5",
+            "--quality",
+            "90",
+            "--out",
+            s(&dir.path().join("x.png")),
+        ],
+        &[],
+    ));
     assert!(e.contains("JPEG output only"), "{e}");
 }
 
@@ -196,20 +185,23 @@ fn jpeg_output_follows_the_quality() {
 fn max_size_scales_down_and_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("o.png");
-    let err = ok(&atelier(&[
-        "style",
-        "--in",
-        s(&image_file("astronaut.png")),
-        "--style",
-        "1",
-        "--max-size",
-        "200",
-        "--strength",
-        "0.8",
-        "--preserve-color",
-        "--out",
-        s(&out),
-    ]));
+    let err = ok(&atelier_env(
+        &[
+            "style",
+            "--in",
+            s(&image_file("astronaut.png")),
+            "--style",
+            "1",
+            "--max-size",
+            "200",
+            "--strength",
+            "0.8",
+            "--preserve-color",
+            "--out",
+            s(&out),
+        ],
+        &[],
+    ));
     assert_eq!(read(&out).dimensions(), (200, 200));
     assert!(
         err.contains("note: scaled from 512×512 to 200×200"),
@@ -232,15 +224,10 @@ fn a_4000x3000_photo_completes_tiled_in_bounded_memory() {
     big.save(&input).unwrap();
     drop(big);
     let out = dir.path().join("big_out.jpg");
-    let err = ok(&atelier(&[
-        "style",
-        "--in",
-        s(&input),
-        "--style",
-        "7",
-        "--out",
-        s(&out),
-    ]));
+    let err = ok(&atelier_env(
+        &["style", "--in", s(&input), "--style", "7", "--out", s(&out)],
+        &[],
+    ));
     assert_eq!(read(&out).dimensions(), (4000, 3000));
     // 11×8 tiles of 512 with 128 px overlap, each reported.
     assert!(err.contains("stylising: tile 88/88"), "{err}");
@@ -305,8 +292,12 @@ fn bad_input_is_one_line_and_non_zero() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let out = d.join("o.png");
-    let style =
-        |input: &Path| atelier(&["style", "--in", s(input), "--style", "1", "--out", s(&out)]);
+    let style = |input: &Path| {
+        atelier_env(
+            &["style", "--in", s(input), "--style", "1", "--out", s(&out)],
+            &[],
+        )
+    };
 
     let text = d.join("notes.png");
     std::fs::write(&text, "just some text, not a picture\n").unwrap();
@@ -352,57 +343,64 @@ fn bad_input_is_one_line_and_non_zero() {
         "{e}"
     );
 
-    let e = one_line_error(&atelier(&[
-        "style",
-        "--in",
-        s(&input),
-        "--style",
-        "26",
-        "--out",
-        s(&out),
-    ]));
+    let e = one_line_error(&atelier_env(
+        &[
+            "style",
+            "--in",
+            s(&input),
+            "--style",
+            "26",
+            "--out",
+            s(&out),
+        ],
+        &[],
+    ));
     assert!(e.contains("0 to 25"), "{e}");
-    let e = one_line_error(&atelier(&[
-        "style",
-        "--in",
-        s(&input),
-        "--mix",
-        "3:x",
-        "--out",
-        s(&out),
-    ]));
+    let e = one_line_error(&atelier_env(
+        &["style", "--in", s(&input), "--mix", "3:x", "--out", s(&out)],
+        &[],
+    ));
     assert!(e.contains("3:x"), "{e}");
-    let e = one_line_error(&atelier(&[
-        "style",
-        "--in",
-        s(&input),
-        "--style",
-        "1",
-        "--out",
-        s(&d.join("o.bmp")),
-    ]));
+    let e = one_line_error(&atelier_env(
+        &[
+            "style",
+            "--in",
+            s(&input),
+            "--style",
+            "1",
+            "--out",
+            s(&d.join("o.bmp")),
+        ],
+        &[],
+    ));
     assert!(e.contains(".png, .jpg or .jpeg"), "{e}");
-    let e = one_line_error(&atelier(&[
-        "style",
-        "--in",
-        s(&input),
-        "--style",
-        "1",
-        "--strength",
-        "1.5",
-        "--out",
-        s(&out),
-    ]));
+    let e = one_line_error(&atelier_env(
+        &[
+            "style",
+            "--in",
+            s(&input),
+            "--style",
+            "1",
+            "--strength",
+            "1.5",
+            "--out",
+            s(&out),
+        ],
+        &[],
+    ));
     assert!(e.contains("--strength"), "{e}");
-    let e = one_line_error(&atelier(&[
-        "style",
-        "--in",
-        s(&input),
-        "--style-image",
-        s(&text),
-        "--out",
-        s(&out),
-    ]));
+    let e = one_line_error(&atelier_env(
+        &[
+            "style",
+            "--in",
+            s(&input),
+            "--style-image",
+            s(&text),
+            "--out",
+            s(&out),
+        ],
+        &[],
+    ));
     assert!(e.contains("notes.png") && e.contains("not an image"), "{e}");
 }
 
@@ -439,15 +437,10 @@ fn an_exif_rotated_photo_is_styled_upright_and_says_so() {
     let input = dir.path().join("rotated.jpg");
     std::fs::write(&input, with_exif_orientation_6(&jpeg)).unwrap();
     let out = dir.path().join("o.png");
-    let err = ok(&atelier(&[
-        "style",
-        "--in",
-        s(&input),
-        "--style",
-        "2",
-        "--out",
-        s(&out),
-    ]));
+    let err = ok(&atelier_env(
+        &["style", "--in", s(&input), "--style", "2", "--out", s(&out)],
+        &[],
+    ));
     assert_eq!(read(&out).dimensions(), (80, 120), "not rotated upright");
     assert!(err.contains("note: rotated upright"), "{err}");
 }

@@ -6,11 +6,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use atelier::engine::Engine;
-use atelier::models::style::StyleMix;
-use atelier::models::style::colour::{Finish, rgb_to_ycbcr};
-use atelier::models::style::tiling::TileOptions;
-use atelier::style::cli::wait;
-use atelier::style::{ImageSource, StyleChoice, StyleOutput, StylePass, StyleRequest};
+
+use atelier::features::style::{ImageSource, StyleChoice, StyleOutput, StylePass, StyleRequest};
+use atelier::models::stylenet::StyleMix;
+use atelier::models::stylenet::colour::{Finish, rgb_to_ycbcr};
+use atelier::models::stylenet::tiling::TileOptions;
 use image::RgbImage;
 
 fn content() -> Arc<RgbImage> {
@@ -20,7 +20,7 @@ fn content() -> Arc<RgbImage> {
 
 fn run(engine: &Engine, req: StyleRequest) -> StyleOutput {
     let job = engine.style(req, StylePass::Full);
-    wait(engine, job.id(), false).expect("style job")
+    atelier::headless::wait_style(engine, job.id(), |_| {}).expect("style job")
 }
 
 fn preset(img: &Arc<RgbImage>, style: usize) -> StyleRequest {

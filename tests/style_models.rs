@@ -4,9 +4,11 @@
 
 use std::path::{Path, PathBuf};
 
-use atelier::models::style::arbitrary::BOTTLENECK;
-use atelier::models::style::image::to_feature_map;
-use atelier::models::style::{FeatureMap, Multistyle26, StyleMix, StylePredictor, StyleTransform};
+use atelier::models::stylenet::arbitrary::BOTTLENECK;
+use atelier::models::stylenet::image::to_feature_map;
+use atelier::models::stylenet::{
+    FeatureMap, Multistyle26, StyleMix, StylePredictor, StyleTransform,
+};
 use atelier::paths;
 
 fn fixture(name: &str) -> PathBuf {

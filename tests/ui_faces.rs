@@ -5,14 +5,17 @@
 //!
 //! Bounded: every wait polls with a deadline and fails with what it was waiting for.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use atelier::app::page::Page;
 use atelier::app::{AtelierApp, GuiOptions};
-use atelier::faces::FaceSpec;
-use atelier::panels::faces::FaceExport;
-use atelier::store::Page;
+use atelier::features::faces::FaceSpec;
+use atelier::panels::faces::{FaceExport, FacesPanel};
+use common::Pages;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 
@@ -22,7 +25,7 @@ static SERIAL: Mutex<()> = Mutex::new(());
 type H = Harness<'static, AtelierApp>;
 
 fn generator() -> PathBuf {
-    atelier::faces::default_model()
+    atelier::features::faces::default_model()
 }
 
 /// The app on `data`, opened on the Faces page. The language model is pointed at a file that
@@ -51,24 +54,16 @@ fn app_on(data: &Path) -> H {
 
 /// Steps frames until `done` holds, or fails after `timeout` saying what it waited for.
 fn wait_for(h: &mut H, what: &str, timeout: Duration, done: impl Fn(&AtelierApp) -> bool) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        h.step();
-        if done(h.state()) {
-            return;
-        }
-        if Instant::now() > deadline {
-            let f = h.state().faces_panel();
-            panic!(
-                "timed out after {timeout:?} waiting for {what}; grid {}/{}, status {:?}, error {:?}",
-                f.grid_filled(),
-                f.grid_size() * f.grid_size(),
-                f.status(),
-                f.error()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    common::wait_for(h, what, timeout, done, |app| {
+        let f = app.faces_panel();
+        format!(
+            "grid {}/{}, status {:?}, error {:?}",
+            f.grid_filled(),
+            f.grid_size() * f.grid_size(),
+            f.status_text(),
+            f.error()
+        )
+    });
 }
 
 fn wait_grid(h: &mut H) {
@@ -164,7 +159,7 @@ fn grid_fills_a_click_selects_and_psi_re_renders() {
         |app| {
             let f = app.faces_panel();
             // The autosave settles too, so the status bar reads "Saved" in the snapshot.
-            f.status().is_none() && f.preview_ready() && !app.store().has_unsaved_changes()
+            f.status_text().is_none() && f.preview_ready() && !app.store().has_unsaved_changes()
         },
     );
     for _ in 0..3 {
@@ -241,7 +236,7 @@ fn the_walk_plays_into_one_texture_and_reports_pacing() {
     assert!(
         h.state()
             .faces_panel()
-            .status()
+            .status_text()
             .is_some_and(|s| s.contains("walk"))
     );
 
@@ -262,9 +257,11 @@ fn export_writes_a_png_of_the_selected_face() {
     h.step();
     let out = data.path().join("face.png");
     // The app hands the dialog's path to the panel the same way.
-    let (panel, engine) = h.state_mut().faces_and_engine();
-    assert!(engine.is_some());
-    panel.export_to(engine, FaceExport::Png(256), out.clone());
+    let exported = h.state_mut().with_panel(|panel: &mut FacesPanel, cx| {
+        assert!(cx.engine.is_some());
+        panel.export_to(cx.engine, FaceExport::Png(256), out.clone());
+    });
+    assert!(exported.is_some());
     wait_for(&mut h, "the PNG", Duration::from_secs(60), |_| {
         image::open(&out).is_ok()
     });

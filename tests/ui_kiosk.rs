@@ -5,13 +5,16 @@
 //!
 //! Bounded: every wait polls with a deadline and fails with what it was waiting for.
 
+mod common;
+
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use atelier::app::page::Page;
 use atelier::app::{AtelierApp, GuiOptions};
 use atelier::kiosk::{KioskConfig, SESSION_DIR};
-use atelier::store::Page;
+use common::Pages;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 
@@ -39,20 +42,13 @@ fn kiosk_app(data: &Path, config: &str) -> H {
 }
 
 fn wait_for(h: &mut H, what: &str, timeout: Duration, done: impl Fn(&AtelierApp) -> bool) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        h.step();
-        if done(h.state()) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}; attracting {:?}, faces {:?}",
-            h.state().kiosk().map(|k| k.is_attracting()),
-            h.state().faces_panel().status()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    common::wait_for(h, what, timeout, done, |app| {
+        format!(
+            "attracting {:?}, faces {:?}",
+            app.kiosk().map(|k| k.is_attracting()),
+            app.faces_panel().status_text()
+        )
+    });
 }
 
 fn root_commands(h: &H) -> Vec<egui::ViewportCommand> {

@@ -9,13 +9,16 @@
 //!
 //! Bounded: every wait polls with a deadline and fails with what it was waiting for.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use atelier::app::page::Page;
 use atelier::app::{AtelierApp, GuiOptions};
 use atelier::panels::style::StyleExport;
-use atelier::store::Page;
+use common::Pages;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 
@@ -84,27 +87,18 @@ fn app_with_backend(data: &Path, gpu: bool, backend: Option<atelier::gpu::Backen
 
 /// Steps frames until `done` holds, or fails after `timeout` saying what it waited for.
 fn wait_for(h: &mut H, what: &str, timeout: Duration, done: impl Fn(&AtelierApp) -> bool) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        h.step();
-        if done(h.state()) {
-            return;
-        }
-        if Instant::now() > deadline {
-            let s = h.state().style_panel();
-            panic!(
-                "timed out after {timeout:?} waiting for {what}; result {:?}, previews {}, full {}, \
-                 thumbnails {}, status {:?}, error {:?}",
-                s.result(),
-                s.previews_received(),
-                s.fulls_received(),
-                s.thumbnails_ready(),
-                s.status(),
-                s.error()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    common::wait_for(h, what, timeout, done, |app| {
+        let s = app.style_panel();
+        format!(
+            "result {:?}, previews {}, full {}, thumbnails {}, status {:?}, error {:?}",
+            s.result(),
+            s.previews_received(),
+            s.fulls_received(),
+            s.thumbnails_ready(),
+            s.status_text(),
+            s.error()
+        )
+    });
 }
 
 fn shows(h: &H, text: &str) -> bool {
@@ -395,7 +389,7 @@ fn large_pictures_run_in_tiles_with_progress() {
         Duration::from_secs(240),
         |app| {
             let s = app.style_panel();
-            if s.status().is_some_and(|t| t.contains("step")) {
+            if s.status_text().is_some_and(|t| t.contains("step")) {
                 saw_steps.set(true);
             }
             s.fulls_received() >= 1 && !s.is_busy()
@@ -427,7 +421,7 @@ fn large_pictures_run_in_tiles_with_progress() {
 #[test]
 fn the_selected_face_can_be_the_style_without_a_gpu() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let generator = atelier::faces::default_model();
+    let generator = atelier::features::faces::default_model();
     if !generator.is_file() {
         eprintln!("skipped: no face generator at {}", generator.display());
         return;
@@ -538,7 +532,7 @@ fn the_picture_style_and_finish_survive_a_restart() {
         s.set_preserve_colour(true);
         s.set_max_side(512);
         h.step();
-        h.state_mut().save();
+        h.state_mut().close();
     }
     let mut h = app_with(data.path(), false);
     h.step();
@@ -593,13 +587,13 @@ fn on_the_window_gpu_results_stay_textures_and_exports_read_them_back() {
     }
 
     let exported = export_at(&mut h, data.path(), 1.0);
-    let net = atelier::models::style::Multistyle26::load(
+    let net = atelier::models::stylenet::Multistyle26::load(
         &atelier::paths::models_dir().join("multistyle26.onnx"),
     )
     .unwrap();
-    let style = net.mix(&atelier::models::style::StyleMix::single(3).unwrap());
-    let (want, _) = atelier::models::style::tiling::run_whole(
-        &atelier::models::style::tiling::MultistyleNet { net: &net, style },
+    let style = net.mix(&atelier::models::stylenet::StyleMix::single(3).unwrap());
+    let (want, _) = atelier::models::stylenet::tiling::run_whole(
+        &atelier::models::stylenet::tiling::MultistyleNet { net: &net, style },
         &small,
         &|| false,
     )
@@ -628,9 +622,9 @@ fn on_the_window_gpu_results_stay_textures_and_exports_read_them_back() {
         "the full-size result stayed on the GPU"
     );
     let exported = export_at(&mut h, data.path(), 1.0);
-    let style = net.mix(&atelier::models::style::StyleMix::single(3).unwrap());
-    let (want, _) = atelier::models::style::tiling::run_whole(
-        &atelier::models::style::tiling::MultistyleNet { net: &net, style },
+    let style = net.mix(&atelier::models::stylenet::StyleMix::single(3).unwrap());
+    let (want, _) = atelier::models::stylenet::tiling::run_whole(
+        &atelier::models::stylenet::tiling::MultistyleNet { net: &net, style },
         &cat,
         &|| false,
     )
@@ -663,11 +657,11 @@ fn on_the_window_gpu_results_stay_textures_and_exports_read_them_back() {
         h.render().unwrap().save(p).unwrap();
     }
     let exported = export_at(&mut h, data.path(), 1.0);
-    let style = net.mix(&atelier::models::style::StyleMix::single(3).unwrap());
-    let (want, report) = atelier::models::style::tiling::stylize(
-        &atelier::models::style::tiling::MultistyleNet { net: &net, style },
+    let style = net.mix(&atelier::models::stylenet::StyleMix::single(3).unwrap());
+    let (want, report) = atelier::models::stylenet::tiling::stylize(
+        &atelier::models::stylenet::tiling::MultistyleNet { net: &net, style },
         &wide,
-        &atelier::models::style::tiling::TileOptions::default(),
+        &atelier::models::stylenet::tiling::TileOptions::default(),
         &mut |_, _| {},
         &|| false,
     )

@@ -6,16 +6,19 @@
 //! Deterministic: greedy decoding or a fixed seed. Bounded: every wait polls with a deadline and
 //! fails with what it was waiting for.
 
+mod common;
+
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use atelier::app::{AtelierApp, GuiOptions};
 use atelier::engine::WriteRequest;
 use atelier::models::llm::context::WriteTask;
 use atelier::models::llm::{GenerateParams, SamplingParams};
-use atelier::panels::suggestions::Phase;
+use atelier::panels::write::Phase;
 use atelier::store::WriteMode;
+use common::Pages;
 use egui::text::{CCursor, CCursorRange};
 use egui_kittest::Harness;
 use egui_kittest::kittest::{NodeT, Queryable};
@@ -75,23 +78,14 @@ fn wait_for(
     timeout: Duration,
     done: impl Fn(&AtelierApp) -> bool,
 ) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        h.step();
-        if done(h.state()) {
-            return;
-        }
-        if Instant::now() > deadline {
-            let app = h.state();
-            panic!(
-                "timed out after {timeout:?} waiting for {what}; phase {:?}, candidates {:?}, model error {:?}",
-                app.write_panel().suggestions().map(|s| s.phase.clone()),
-                app.write_panel().candidate_texts(),
-                app.model_state().error,
-            );
-        }
-        std::thread::sleep(Duration::from_millis(15));
-    }
+    common::wait_for(h, what, timeout, done, |app| {
+        format!(
+            "phase {:?}, candidates {:?}, model error {:?}",
+            app.write_panel().suggestions().map(|s| s.phase.clone()),
+            app.write_panel().candidate_texts(),
+            app.model_state().error,
+        )
+    });
 }
 
 fn doc_text(h: &Harness<'static, AtelierApp>) -> String {
@@ -232,7 +226,7 @@ fn typing_generating_streaming_stop_accept_and_undo() {
     h.run_ok();
     assert_eq!(doc_text(h), typed, "undo removes the accepted generation");
 
-    let frames = h.state().frame_stats().while_generating();
+    let frames = h.state().frame_stats().while_working();
     eprintln!("UI frame time while generating (CPU, kittest): {frames}");
     assert!(frames.frames > 0);
     assert!(

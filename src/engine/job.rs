@@ -47,4 +47,9 @@ impl JobHandle {
     pub(crate) fn flag(&self) -> &AtomicBool {
         &self.cancel
     }
+
+    /// The cancel flag itself, for a long job's control to share.
+    pub(crate) fn flag_arc(&self) -> Arc<AtomicBool> {
+        self.cancel.clone()
+    }
 }

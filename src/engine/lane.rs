@@ -26,7 +26,8 @@ pub struct LongJobControl {
 
 #[derive(Debug)]
 struct Inner {
-    stop: AtomicBool,
+    /// Shared with the job's [`super::JobHandle`]: cancelling the handle stops the job.
+    stop: Arc<AtomicBool>,
     paused: AtomicBool,
     /// Interactive jobs queued or running on the worker; the long job waits while it is not 0.
     /// Shared with the engine (one counter for every long job).
@@ -39,21 +40,25 @@ struct Inner {
 
 /// How often a waiting job looks again without being woken (a wake-up is only an optimisation:
 /// the counters are the truth).
-const RECHECK: Duration = Duration::from_millis(50);
+const RECHECK: Duration = Duration::from_millis(20);
 
 impl LongJobControl {
     /// A control for a job that runs alone (the CLI, tests, benchmarks): nothing interactive
     /// to yield to.
     pub fn standalone(threads: usize) -> Self {
-        Self::with_interactive(threads, Arc::default())
+        Self::with_parts(threads, Arc::default(), Arc::default())
     }
 
     /// A control that yields while `interactive` (the engine's count of interactive jobs) is
-    /// not zero.
-    pub(crate) fn with_interactive(threads: usize, interactive: Arc<AtomicUsize>) -> Self {
+    /// not zero, and stops when `stop` is set.
+    pub(crate) fn with_parts(
+        threads: usize,
+        interactive: Arc<AtomicUsize>,
+        stop: Arc<AtomicBool>,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
-                stop: AtomicBool::new(false),
+                stop,
                 paused: AtomicBool::new(false),
                 interactive,
                 threads: threads.max(1),
@@ -111,7 +116,9 @@ impl LongJobControl {
                 return Ok(());
             }
             let (lock, cv) = &self.inner.wake;
-            let guard = lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let guard = lock
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             // A lost wake-up only costs one RECHECK: the loop reads the counters again.
             let _ = cv.wait_timeout(guard, RECHECK);
         }
@@ -121,7 +128,9 @@ impl LongJobControl {
     /// interactive job ends).
     pub(crate) fn notify(&self) {
         let (lock, cv) = &self.inner.wake;
-        let _guard = lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _guard = lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         cv.notify_all();
     }
 }
@@ -158,7 +167,7 @@ mod tests {
     #[test]
     fn interactive_jobs_make_it_yield_and_stop_ends_a_wait() {
         let interactive = Arc::new(AtomicUsize::new(1));
-        let c = LongJobControl::with_interactive(1, interactive.clone());
+        let c = LongJobControl::with_parts(1, interactive.clone(), Arc::default());
         assert!(c.is_yielding());
         let worker = c.clone();
         let t = std::thread::spawn(move || worker.checkpoint());

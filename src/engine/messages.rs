@@ -2,13 +2,12 @@
 
 use std::path::PathBuf;
 
-use super::faces::{FacesEvent, FacesRequest};
+use super::error::EngineError;
 use super::job::{JobHandle, JobId};
-use super::style::{StyleEvent, StyleJob};
+use crate::features::faces::{FacesEvent, FacesRequest};
+use crate::features::style::{StyleEvent, StyleJob};
 use crate::models::llm::context::{TrimReport, WriteTask};
-use crate::models::llm::{
-    GenerateParams, GeneratedToken, GenerationResult, LlmError, ModelInfo, TokenScore,
-};
+use crate::models::llm::{GenerateParams, GeneratedToken, GenerationResult, ModelInfo, TokenScore};
 
 /// A text generation job.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -52,64 +51,37 @@ pub struct ScoreRequest {
     pub top_k: usize,
 }
 
+/// What one worker job does: a request of one of the worker's job families.
+pub(crate) enum Work {
+    /// A language-model job (load, generate, score).
+    Write(WriteJob),
+    /// A Faces job (render, directions, walk, live walk); see [`FacesRequest`].
+    Faces(Box<FacesRequest>),
+    /// A Style job (preview or full resolution); see [`StyleJob`].
+    Style(Box<StyleJob>),
+}
+
+/// A language-model job.
+pub(crate) enum WriteJob {
+    /// Load (or switch to) a language model.
+    Load(PathBuf),
+    /// Generate text.
+    Generate(Box<WriteRequest>),
+    /// Score a continuation teacher-forced.
+    Score(Box<ScoreRequest>),
+}
+
 /// Requests to the worker thread.
 pub(crate) enum Request {
-    /// Load (or switch to) a language model.
-    LoadLlm { job: JobHandle, path: PathBuf },
-    /// Generate text.
-    Write {
+    /// Run a job.
+    Job {
+        /// Its id and cancel flag.
         job: JobHandle,
-        request: Box<WriteRequest>,
-    },
-    /// Score a continuation teacher-forced.
-    Score {
-        job: JobHandle,
-        request: Box<ScoreRequest>,
-    },
-    /// A Faces job (render, directions, walk, live walk); see [`FacesRequest`].
-    Faces {
-        job: JobHandle,
-        request: Box<FacesRequest>,
-    },
-    /// A Style job (preview or full resolution); see [`StyleJob`].
-    Style {
-        job: JobHandle,
-        request: Box<StyleJob>,
+        /// What it does.
+        work: Work,
     },
     /// Finish the current job's cleanup and exit the thread.
     Shutdown,
-}
-
-/// Errors reported by the engine; every one arrives as [`Event::Failed`], never as a crash.
-#[derive(Debug, thiserror::Error)]
-pub enum EngineError {
-    /// The model failed (bad file, bad prompt, inference error).
-    #[error(transparent)]
-    Llm(#[from] LlmError),
-    /// A request's parameters were out of range.
-    #[error("{0}")]
-    InvalidRequest(String),
-    /// The face generator failed (bad file, bad latent, bad request).
-    #[error(transparent)]
-    Faces(#[from] crate::faces::FacesError),
-    /// Style transfer failed (bad image, missing model, bad request).
-    #[error(transparent)]
-    Style(#[from] crate::models::style::StyleError),
-    /// The job panicked inside the worker; the worker survived and dropped its models.
-    #[error("internal error while running the job ({0}); the model will be reloaded")]
-    Panicked(String),
-    /// The worker thread crashed while this job was queued or running; a new one was started.
-    #[error("the inference worker crashed ({0}) and was restarted; run the job again")]
-    WorkerRestarted(String),
-    /// A remote engine failed (unreachable, refused, malformed answer).
-    #[error(transparent)]
-    Remote(#[from] crate::remote::RemoteError),
-    /// The worker thread is gone.
-    #[error("the inference worker has stopped")]
-    WorkerGone,
-    /// The worker thread could not be started.
-    #[error("cannot start the inference worker: {0}")]
-    Spawn(std::io::Error),
 }
 
 /// Events from the engine, in the order they happen for each job.
@@ -121,7 +93,8 @@ pub enum Event {
     Started { job: JobId },
     /// A model file is being loaded for this job.
     ModelLoading { job: JobId, path: PathBuf },
-    /// A model finished loading and is now the active one.
+    /// A model finished loading, or one still loaded became the active one again (no
+    /// `ModelLoading` before it then).
     ModelLoaded { job: JobId, info: Box<ModelInfo> },
     /// The prompt is built; `trimmed` says what was left out to fit the context.
     PromptReady {

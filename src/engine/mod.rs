@@ -1,69 +1,56 @@
-//! The inference engine: one named worker thread that owns the loaded models (and, when the
-//! GUI runs, clones of the renderer's wgpu device), fed by a request channel. The GUI, the CLI,
-//! the tests and the benchmarks all go through it.
+//! The inference engine, shared by the GUI, the CLI, `serve`, the soak, the tests and the
+//! benchmarks. It runs jobs on three kinds of lane:
 //!
-//! Jobs run one at a time in submission order; a request sent while another runs gets
-//! [`Event::Queued`] with how many jobs are ahead of it. Every job ends with exactly one of
-//! [`Event::Finished`], [`Event::Cancelled`] or [`Event::Failed`].
+//! - the **worker** ("atelier-inference", [`worker`]): one thread that owns the loaded models
+//!   and runs interactive jobs one at a time in submission order, each through its job family
+//!   ([`families`]: write, faces, style; see [`family::JobFamily`]);
+//! - the **long-job lane** ([`long_jobs`]): jobs that run for minutes (training), each on a
+//!   thread of its own with a core budget, yielding while the worker has jobs
+//!   ([`LongJobControl`]);
+//! - the **remote lane** ([`remote_lane`]): jobs that run on another server, beside the rest.
+//!
+//! A request sent while another runs gets [`Event::Queued`] with how many jobs are ahead of
+//! it. Every job ends with exactly one of [`Event::Finished`], [`Event::Cancelled`] or
+//! [`Event::Failed`]; [`Engine::wait`] waits for that from a thread that may block.
 
-mod faces;
+mod error;
+mod families;
+mod family;
 mod job;
 mod lane;
+mod loaded;
+mod long_jobs;
 mod messages;
-mod style;
+mod outbox;
+mod remote_lane;
+mod wait;
 mod worker;
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-pub use faces::{
-    FacesEvent, FacesRequest, LiveWalkRequest, MAX_FACES, MAX_WALK_FRAMES, RENDER_BATCH,
-    RenderRequest, WalkRequest,
-};
+pub use error::EngineError;
+pub use family::Outcome;
 pub use job::{JobHandle, JobId};
 pub use lane::{LongJobControl, Stopped};
-use messages::Request;
-pub use messages::{EngineError, Event, ScorePrompt, ScoreRequest, WriteRequest};
-pub use style::{StyleEvent, StyleJob};
+pub use messages::{Event, ScorePrompt, ScoreRequest, WriteRequest};
+pub use outbox::Waker;
+pub use wait::WaitError;
 
-use crate::remote::RemoteEndpoint;
-use crate::remote::runner::{RemoteJob, RemoteReport, RemoteRunner};
+use long_jobs::LongJob;
+use messages::{Request, Work, WriteJob};
+use outbox::{Lane, Outbox};
+use remote_lane::{RemoteJob, RemoteReport, RemoteRunner};
 
-/// Checks a write request's ranges (local and remote alike).
-pub(crate) fn validate_write(req: &WriteRequest) -> Result<(), EngineError> {
-    if !(1..=4).contains(&req.candidates) {
-        return Err(EngineError::InvalidRequest(format!(
-            "alternatives must be between 1 and 4 (got {})",
-            req.candidates
-        )));
-    }
-    req.params
-        .sampling
-        .validate()
-        .map_err(EngineError::InvalidRequest)?;
-    if req.params.max_new_tokens == 0 {
-        return Err(EngineError::InvalidRequest(
-            "max new tokens must be at least 1".into(),
-        ));
-    }
-    Ok(())
-}
-
-/// A panic payload as text.
-pub(crate) fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
-    worker::panic_message(panic)
-}
-
+use crate::features::faces::{FacesRequest, LiveWalkRequest, RenderRequest, WalkRequest};
+use crate::features::style::{StyleJob, StylePass, StyleRequest};
 use crate::gpu::{Backend, GpuContext};
+use crate::remote::RemoteEndpoint;
 
-/// Called after every event so a sleeping UI wakes up (`egui::Context::request_repaint`).
-pub type Waker = Arc<dyn Fn() + Send + Sync>;
-
-/// The submitting side of the engine. Dropping it stops the worker.
+/// The submitting side of the engine. Dropping it stops every lane.
 pub struct Engine {
     /// Replaced when a crashed worker thread is restarted (see [`Engine::heal`]).
     requests: Mutex<Sender<Request>>,
@@ -71,6 +58,8 @@ pub struct Engine {
     events: Mutex<Receiver<Event>>,
     /// The network thread for remote jobs, started on first use.
     remote: Mutex<Option<RemoteRunner>>,
+    /// Long jobs' threads, joined on drop.
+    long: Mutex<Vec<std::thread::JoinHandle<()>>>,
     outbox: Outbox,
     next_id: AtomicU64,
     gpu: Option<GpuContext>,
@@ -81,57 +70,20 @@ pub struct Engine {
     restarts: AtomicUsize,
 }
 
-/// Where events go: the channel, the pending-job count, and the waker.
-#[derive(Clone)]
-pub(crate) struct Outbox {
-    tx: Sender<Event>,
-    pending: Arc<AtomicUsize>,
-    waker: Option<Waker>,
-    /// Jobs not yet finished, so dropping the engine can cancel them.
-    live: Arc<Mutex<HashMap<JobId, JobHandle>>>,
-}
-
-impl Outbox {
-    pub(crate) fn send(&self, event: Event) {
-        // The receiver only disappears when the engine is being dropped; nothing to do then.
-        let _ = self.tx.send(event);
-        if let Some(w) = &self.waker {
-            w();
-        }
-    }
-
-    /// Marks a job finished: it no longer counts as pending.
-    pub(crate) fn done(&self, job: JobId) {
-        self.pending.fetch_sub(1, Ordering::SeqCst);
-        self.forget(job);
-    }
-
-    /// Drops a finished job from the jobs to cancel on shutdown.
-    fn forget(&self, job: JobId) {
-        if let Ok(mut live) = self.live.lock() {
-            live.remove(&job);
-        }
-    }
-}
-
 impl Engine {
     /// Starts the worker thread ("atelier-inference"). `gpu` is the renderer's device when a
     /// window exists; `None` in the CLI and tests.
     pub fn spawn(gpu: Option<GpuContext>, waker: Option<Waker>) -> Result<Self, EngineError> {
         let (req_tx, req_rx) = channel();
         let (ev_tx, ev_rx) = channel();
-        let outbox = Outbox {
-            tx: ev_tx,
-            pending: Arc::new(AtomicUsize::new(0)),
-            waker,
-            live: Arc::default(),
-        };
+        let outbox = Outbox::new(ev_tx, waker);
         let backend = Arc::new(AtomicU8::new(Backend::default().index()));
         let thread = Self::start_worker(&outbox, gpu.clone(), backend.clone(), req_rx)?;
         Ok(Self {
             requests: Mutex::new(req_tx),
             events: Mutex::new(ev_rx),
             remote: Mutex::new(None),
+            long: Mutex::new(Vec::new()),
             outbox,
             next_id: AtomicU64::new(1),
             gpu,
@@ -171,10 +123,6 @@ impl Engine {
             _ => "the worker thread ended".into(),
         };
         tracing::error!("the inference worker crashed ({message}); restarting it");
-        let lost: Vec<JobId> = match self.outbox.live.lock() {
-            Ok(live) => live.keys().copied().collect(),
-            Err(_) => Vec::new(),
-        };
         let (tx, rx) = channel();
         match Self::start_worker(&self.outbox, self.gpu.clone(), self.backend.clone(), rx) {
             Ok(t) => *thread = Some(t),
@@ -184,7 +132,9 @@ impl Engine {
             *requests = tx;
         }
         self.restarts.fetch_add(1, Ordering::SeqCst);
-        for job in lost {
+        // Only the worker's jobs were lost: long and remote jobs run on threads of their own.
+        for job in self.outbox.live_jobs(Some(Lane::Worker)) {
+            let job = job.id();
             self.outbox.done(job);
             self.outbox.send(Event::Failed {
                 job,
@@ -216,11 +166,11 @@ impl Engine {
 
     /// Loads (or switches to) a language model.
     pub fn load_llm(&self, path: PathBuf) -> JobHandle {
-        self.submit(|job| Request::LoadLlm { job, path })
+        self.submit(Work::Write(WriteJob::Load(path)))
     }
 
     /// Starts a text generation: on the worker, or on the request's remote server (those run
-    /// on the network thread, beside local jobs rather than behind them).
+    /// on the remote lane, beside local jobs rather than behind them).
     pub fn write(&self, request: WriteRequest) -> JobHandle {
         match request.remote.clone() {
             Some(endpoint) => self.submit_remote(|job| RemoteJob::Write {
@@ -228,10 +178,7 @@ impl Engine {
                 request: Box::new(request),
                 endpoint,
             }),
-            None => self.submit(|job| Request::Write {
-                job,
-                request: Box::new(request),
-            }),
+            None => self.submit(Work::Write(WriteJob::Generate(Box::new(request)))),
         }
     }
 
@@ -242,84 +189,94 @@ impl Engine {
 
     /// Scores a continuation teacher-forced.
     pub fn score(&self, request: ScoreRequest) -> JobHandle {
-        self.submit(|job| Request::Score {
-            job,
-            request: Box::new(request),
-        })
+        self.submit(Work::Write(WriteJob::Score(Box::new(request))))
     }
 
     /// Loads (or switches to) a face generator without rendering; emits
-    /// [`FacesEvent::Loaded`] when it actually loads.
+    /// [`crate::features::faces::FacesEvent::Loaded`] when it actually loads.
     pub fn load_faces(&self, model: PathBuf) -> JobHandle {
         self.faces(FacesRequest::Load { model })
     }
 
-    /// Renders faces; one [`FacesEvent::Sample`] per face, in batches of [`RENDER_BATCH`], so a
-    /// grid fills in as samples finish. Cancel it when the grid changes.
+    /// Renders faces; one [`crate::features::faces::FacesEvent::Sample`] per face, in batches
+    /// of [`crate::features::faces::RENDER_BATCH`], so a grid fills in as samples finish.
+    /// Cancel it when the grid changes.
     pub fn faces_render(&self, request: RenderRequest) -> JobHandle {
         self.faces(FacesRequest::Render(request))
     }
 
     /// Loads the principal directions (disk cache) or computes and caches them, sending
-    /// [`FacesEvent::Progress`] meanwhile and then [`FacesEvent::Directions`].
+    /// progress meanwhile and then the directions.
     pub fn faces_directions(&self, model: PathBuf) -> JobHandle {
         self.faces(FacesRequest::Directions { model })
     }
 
-    /// Renders a looping walk's frames (export); one [`FacesEvent::Sample`] per frame.
+    /// Renders a looping walk's frames (export); one sample per frame.
     pub fn faces_walk(&self, request: WalkRequest) -> JobHandle {
         self.faces(FacesRequest::Walk(request))
     }
 
     /// Plays a walk live until the handle is cancelled: frames go into the request's texture
-    /// (or arrive as pixels), following its [`crate::faces::WalkControl`]. It occupies the
-    /// worker while it plays: cancel it before submitting other work.
+    /// (or arrive as pixels), following its [`crate::features::faces::WalkControl`]. It
+    /// occupies the worker while it plays: cancel it before submitting other work.
     pub fn faces_live_walk(&self, request: LiveWalkRequest) -> JobHandle {
         self.faces(FacesRequest::LiveWalk(request))
     }
 
     /// Submits any Faces job.
     pub fn faces(&self, request: FacesRequest) -> JobHandle {
-        self.submit(|job| Request::Faces {
-            job,
-            request: Box::new(request),
-        })
+        self.submit(Work::Faces(Box::new(request)))
     }
 
-    /// Runs a style transfer: [`StyleEvent::Progress`] per step, then [`StyleEvent::Output`].
+    /// Runs a style transfer: progress per step, then the output.
     /// Cancel a stale preview's handle before asking for the next one.
-    pub fn style(
-        &self,
-        request: crate::style::StyleRequest,
-        pass: crate::style::StylePass,
-    ) -> JobHandle {
+    pub fn style(&self, request: StyleRequest, pass: StylePass) -> JobHandle {
         self.submit_style(request, pass, false)
     }
 
     /// [`Engine::style`] for the window's view: on the window's own GPU a result that fits one
-    /// tile stays there as a texture ([`StyleEvent::Texture`]); elsewhere, as `style`.
-    pub fn style_for_view(
-        &self,
-        request: crate::style::StyleRequest,
-        pass: crate::style::StylePass,
-    ) -> JobHandle {
+    /// tile stays there as a texture; elsewhere, as `style`.
+    pub fn style_for_view(&self, request: StyleRequest, pass: StylePass) -> JobHandle {
         self.submit_style(request, pass, true)
     }
 
-    fn submit_style(
+    fn submit_style(&self, request: StyleRequest, pass: StylePass, to_texture: bool) -> JobHandle {
+        self.submit(Work::Style(Box::new(StyleJob {
+            request,
+            pass,
+            to_texture,
+        })))
+    }
+
+    /// Starts a long job on the long-job lane with a budget of `threads` cores; the returned
+    /// control pauses, resumes and stops it (cancelling the handle stops it too).
+    pub(crate) fn start_long(
         &self,
-        request: crate::style::StyleRequest,
-        pass: crate::style::StylePass,
-        to_texture: bool,
-    ) -> JobHandle {
-        self.submit(|job| Request::Style {
-            job,
-            request: Box::new(StyleJob {
-                request,
-                pass,
-                to_texture,
-            }),
-        })
+        job: Box<dyn LongJob>,
+        threads: usize,
+    ) -> (JobHandle, LongJobControl) {
+        let handle = self.new_job(Lane::Long);
+        let control = long_jobs::control_for(&handle, threads, self.outbox.pending.clone());
+        self.outbox.send(Event::Queued {
+            job: handle.id(),
+            ahead: 0,
+        });
+        match long_jobs::spawn(job, handle.clone(), control.clone(), self.outbox.clone()) {
+            Ok(thread) => {
+                if let Ok(mut long) = self.long.lock() {
+                    long.retain(|t| !t.is_finished());
+                    long.push(thread);
+                }
+            }
+            Err(error) => {
+                self.outbox.forget(handle.id());
+                self.outbox.send(Event::Failed {
+                    job: handle.id(),
+                    error,
+                });
+            }
+        }
+        (handle, control)
     }
 
     /// The next event, if one is waiting (for the UI's frame loop).
@@ -327,12 +284,40 @@ impl Engine {
         self.events.lock().ok()?.try_recv().ok()
     }
 
-    /// Waits up to `timeout` for the next event (for the CLI and tests).
+    /// Waits up to `timeout` for the next event (for threads that route several jobs'
+    /// events themselves, such as `serve`'s hub; one job: [`Self::wait`]).
     pub fn recv_timeout(&self, timeout: Duration) -> Option<Event> {
         self.events.lock().ok()?.recv_timeout(timeout).ok()
     }
 
-    /// Jobs submitted and not yet finished.
+    /// Waits for `job` to end, handing each of its events before the last to `on_event`
+    /// (events of other jobs are dropped: use it where this thread waits for one job at a
+    /// time). `idle` bounds the time between two events. A failure of the job is
+    /// `Err(WaitError::Failed)`; an error from `on_event` ends the wait (the job goes on
+    /// unless the caller cancels it).
+    pub fn wait<E: From<WaitError>>(
+        &self,
+        job: JobId,
+        idle: Duration,
+        mut on_event: impl FnMut(Event) -> Result<(), E>,
+    ) -> Result<Outcome, E> {
+        loop {
+            let Some(event) = self.recv_timeout(idle) else {
+                return Err(WaitError::Silent(idle).into());
+            };
+            if event.job() != job {
+                continue;
+            }
+            match event {
+                Event::Finished { .. } => return Ok(Outcome::Done),
+                Event::Cancelled { .. } => return Ok(Outcome::Cancelled),
+                Event::Failed { error, .. } => return Err(WaitError::Failed(error).into()),
+                other => on_event(other)?,
+            }
+        }
+    }
+
+    /// Worker jobs submitted and not yet finished.
     pub fn pending(&self) -> usize {
         self.outbox.pending.load(Ordering::SeqCst)
     }
@@ -342,17 +327,15 @@ impl Engine {
         self.gpu.as_ref()
     }
 
-    /// A new job, recorded so that dropping the engine can cancel it.
-    fn new_job(&self) -> JobHandle {
+    /// A new job on `lane`, recorded so that dropping the engine can cancel it.
+    fn new_job(&self, lane: Lane) -> JobHandle {
         let job = JobHandle::new(JobId(self.next_id.fetch_add(1, Ordering::Relaxed)));
-        if let Ok(mut live) = self.outbox.live.lock() {
-            live.insert(job.id(), job.clone());
-        }
+        self.outbox.record(&job, lane);
         job
     }
 
     fn submit_remote(&self, make: impl FnOnce(JobHandle) -> RemoteJob) -> JobHandle {
-        let job = self.new_job();
+        let job = self.new_job(Lane::Remote);
         self.outbox.send(Event::Queued {
             job: job.id(),
             ahead: 0,
@@ -389,16 +372,21 @@ impl Engine {
         job
     }
 
-    fn submit(&self, make: impl FnOnce(JobHandle) -> Request) -> JobHandle {
+    fn submit(&self, work: Work) -> JobHandle {
         self.heal();
-        let job = self.new_job();
+        let job = self.new_job(Lane::Worker);
         let ahead = self.outbox.pending.fetch_add(1, Ordering::SeqCst);
         self.outbox.send(Event::Queued {
             job: job.id(),
             ahead,
         });
         let sent = match self.requests.lock() {
-            Ok(requests) => requests.send(make(job.clone())).is_ok(),
+            Ok(requests) => requests
+                .send(Request::Job {
+                    job: job.clone(),
+                    work,
+                })
+                .is_ok(),
             Err(_) => false,
         };
         if !sent {
@@ -414,15 +402,21 @@ impl Engine {
 
 impl Drop for Engine {
     fn drop(&mut self) {
-        // Cancel everything first so the join waits one token at most, not a whole job.
-        if let Ok(live) = self.outbox.live.lock() {
-            live.values().for_each(JobHandle::cancel);
+        // Cancel everything first so the joins wait one token (or one training step) at
+        // most, not a whole job; a long job saves a checkpoint as it stops.
+        for job in self.outbox.live_jobs(None) {
+            job.cancel();
         }
         if let Ok(requests) = self.requests.lock() {
             let _ = requests.send(Request::Shutdown);
         }
         if let Some(t) = self.thread.lock().ok().and_then(|mut t| t.take()) {
             let _ = t.join();
+        }
+        if let Ok(mut long) = self.long.lock() {
+            for t in long.drain(..) {
+                let _ = t.join();
+            }
         }
     }
 }

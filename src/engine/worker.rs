@@ -1,20 +1,19 @@
-//! The worker thread's loop: owns the models, runs one job at a time, turns every outcome —
-//! including a panic — into events.
+//! The worker thread's loop ("atelier-inference"): owns the job families (and so every loaded
+//! model), runs one job at a time, turns every outcome — including a panic — into events.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::mpsc::Receiver;
 
-use super::faces::{FacesOutcome, FacesWorker};
-use super::messages::{EngineError, Event, Request, ScorePrompt, ScoreRequest, WriteRequest};
-use super::style::{StyleOutcome, StyleWorker};
-use super::{JobHandle, Outbox};
-use crate::faces::FacesError;
+use super::error::EngineError;
+use super::families::faces::FacesFamily;
+use super::families::style::StyleFamily;
+use super::families::write::WriteFamily;
+use super::family::{JobContext, JobFamily, Outcome};
+use super::job::JobHandle;
+use super::messages::{Event, Request, Work, WriteJob};
+use super::outbox::Outbox;
 use crate::gpu::{Backend, Devices, GpuContext};
-use crate::models::llm::context::build_prompt;
-use crate::models::llm::{GenerateParams, Llm, LlmError, generate};
-use crate::models::style::StyleError;
 
 /// State owned by the inference thread.
 pub(crate) struct Worker {
@@ -24,17 +23,9 @@ pub(crate) struct Worker {
     devices: Devices,
     /// The user's backend choice, read at the start of every image job.
     backend: Arc<AtomicU8>,
-    llm: Option<Llm>,
-    /// The face generator and its directions (loaded on first use).
-    faces: FacesWorker,
-    /// The style networks (loaded on first use).
-    style: StyleWorker,
-}
-
-/// How a job ended, before it becomes a terminal event.
-enum Outcome {
-    Done,
-    Cancelled,
+    write: WriteFamily,
+    faces: FacesFamily,
+    style: StyleFamily,
 }
 
 impl Worker {
@@ -43,26 +34,21 @@ impl Worker {
             outbox,
             devices: Devices::new(gpu),
             backend,
-            llm: None,
-            faces: FacesWorker::new(),
-            style: StyleWorker::new(),
+            write: WriteFamily::new(),
+            faces: FacesFamily::new(),
+            style: StyleFamily::new(),
         }
     }
 
     pub(crate) fn run(mut self, requests: Receiver<Request>) {
         while let Ok(req) = requests.recv() {
-            let job = match &req {
-                Request::Shutdown => break,
-                Request::LoadLlm { job, .. }
-                | Request::Write { job, .. }
-                | Request::Score { job, .. }
-                | Request::Faces { job, .. }
-                | Request::Style { job, .. } => job.clone(),
+            let Request::Job { job, work } = req else {
+                break;
             };
             let id = job.id();
-            if debug_panic(&req, "-thread") {
+            if debug_panic(&work, "-thread") {
                 // Test hook: a crash outside the per-job guard ends the thread, and the engine
-                // starts a new one on the next request (see `Engine::submit`).
+                // starts a new one on the next request (see `Engine::heal`).
                 panic!("debug panic outside a job (ATELIER_DEBUG_PANIC)");
             }
             let mut panicked = None;
@@ -71,28 +57,23 @@ impl Worker {
                 Ok(Outcome::Cancelled)
             } else {
                 self.outbox.send(Event::Started { job: id });
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.handle(req)))
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.handle(&job, work)))
                     .unwrap_or_else(|panic| {
-                        // The model may be half-updated (KV cache): drop it; the next job reloads.
-                        self.llm = None;
-                        self.faces.reset();
-                        self.style.reset();
-                        self.devices.reset_models();
+                        // The models may be half-updated (KV cache): drop them; the next job
+                        // reloads.
+                        self.reset();
                         let message = panic_message(&panic);
                         panicked = Some(message.clone());
                         Err(EngineError::Panicked(message))
                     })
             };
             self.outbox.done(id);
-            let event = match result {
+            // Not logged here: whoever receives the failure shows and logs it, once.
+            self.outbox.send(match result {
                 Ok(Outcome::Done) => Event::Finished { job: id },
                 Ok(Outcome::Cancelled) => Event::Cancelled { job: id },
-                Err(error) => {
-                    tracing::error!(job = %id, "{error}");
-                    Event::Failed { job: id, error }
-                }
-            };
-            self.outbox.send(event);
+                Err(error) => Event::Failed { job: id, error },
+            });
             if let Some(message) = panicked {
                 tracing::error!(job = %id, "the worker recovered from a crash; models dropped");
                 self.outbox
@@ -101,194 +82,67 @@ impl Worker {
         }
     }
 
-    fn handle(&mut self, req: Request) -> Result<Outcome, EngineError> {
-        if debug_panic(&req, "") {
+    fn reset(&mut self) {
+        self.write.reset();
+        self.faces.reset();
+        self.style.reset();
+        self.devices.reset_models();
+    }
+
+    fn handle(&mut self, job: &JobHandle, work: Work) -> Result<Outcome, EngineError> {
+        if debug_panic(&work, "") {
             panic!("debug panic inside a job (ATELIER_DEBUG_PANIC)");
         }
-        match req {
-            Request::Shutdown => Ok(Outcome::Done),
-            Request::LoadLlm { job, path } => {
-                self.ensure_llm(&job, &path)?;
-                Ok(Outcome::Done)
-            }
-            Request::Write { job, request } => self.write(&job, &request),
-            Request::Score { job, request } => self.score(&job, &request),
-            Request::Faces { job, request } => {
-                let outcome = self.on_backend(|worker, backend| {
-                    worker.faces.handle(
-                        &job,
-                        (*request).clone(),
-                        &worker.outbox,
-                        &mut worker.devices,
-                        backend,
-                    )
-                })?;
-                Ok(match outcome {
-                    FacesOutcome::Done => Outcome::Done,
-                    FacesOutcome::Cancelled => Outcome::Cancelled,
-                })
-            }
-            Request::Style { job, request } => {
-                let outcome = self.on_backend(|worker, backend| {
-                    worker.style.handle(
-                        &job,
-                        (*request).clone(),
-                        &worker.outbox,
-                        &mut worker.devices,
-                        backend,
-                    )
-                })?;
-                Ok(match outcome {
-                    StyleOutcome::Done => Outcome::Done,
-                    StyleOutcome::Cancelled => Outcome::Cancelled,
-                })
-            }
-        }
-    }
-
-    /// Runs an image job on the chosen backend. When the GPU fails (device lost, out of
-    /// memory) the device is dropped; under Auto the job then runs again on the CPU.
-    fn on_backend<T>(
-        &mut self,
-        mut run: impl FnMut(&mut Self, Backend) -> Result<T, EngineError>,
-    ) -> Result<T, EngineError> {
-        let backend = self.backend();
-        match run(self, backend) {
-            Err(e) => {
-                let gpu = match &e {
-                    EngineError::Faces(FacesError::Gpu(g))
-                    | EngineError::Style(StyleError::Gpu(g)) => g,
-                    _ => return Err(e),
-                };
-                self.devices.failed(gpu);
-                if backend == Backend::Auto {
-                    run(self, Backend::Cpu)
-                } else {
-                    Err(e)
-                }
-            }
-            ok => ok,
-        }
-    }
-
-    /// The backend the user chose (see [`super::Engine::set_backend`]).
-    fn backend(&self) -> Backend {
-        Backend::from_index(self.backend.load(Ordering::Relaxed))
-    }
-
-    /// Makes `path` the loaded model, loading it if another (or none) is loaded.
-    fn ensure_llm(&mut self, job: &JobHandle, path: &Path) -> Result<&mut Llm, EngineError> {
-        let loaded = self.llm.as_ref().is_some_and(|l| l.info.path == path);
-        if !loaded {
-            self.llm = None; // free the old weights before reading the new ones
-            self.outbox.send(Event::ModelLoading {
-                job: job.id(),
-                path: path.to_path_buf(),
-            });
-            let llm = Llm::load(path)?;
-            tracing::info!(
-                "loaded {} ({:?}) in {:.2}s",
-                llm.info.name,
-                llm.info.architecture,
-                llm.info.load_seconds
-            );
-            self.outbox.send(Event::ModelLoaded {
-                job: job.id(),
-                info: Box::new(llm.info.clone()),
-            });
-            self.llm = Some(llm);
-        }
-        self.llm.as_mut().ok_or(EngineError::WorkerGone)
-    }
-
-    fn write(&mut self, job: &JobHandle, req: &WriteRequest) -> Result<Outcome, EngineError> {
-        super::validate_write(req)?;
-        let outbox = self.outbox.clone();
-        let llm = self.ensure_llm(job, &req.model)?;
-        let built = build_prompt(llm, &req.task, req.params.max_new_tokens)?;
-        let mut prompt = built.ids;
-        prompt.extend_from_slice(&req.forced);
-        if prompt.len() >= llm.model.context_length() {
-            return Err(LlmError::PromptTooLong {
-                needed: prompt.len(),
-                available: llm.model.context_length(),
-            }
-            .into());
-        }
-        outbox.send(Event::PromptReady {
-            job: job.id(),
-            prompt_tokens: prompt.len(),
-            trimmed: built.trimmed,
-        });
-        for candidate in 0..req.candidates {
-            let mut params: GenerateParams = req.params.clone();
-            params.sampling.seed = params.sampling.seed.wrapping_add(candidate as u64);
-            let id = job.id();
-            let result = generate(llm, &prompt, &params, job.flag(), &mut |token| {
-                outbox.send(Event::Token {
-                    job: id,
-                    candidate,
-                    token: token.clone(),
-                })
-            })?;
-            outbox.send(Event::CandidateDone {
-                job: id,
-                candidate,
-                result: Box::new(result),
-            });
-            if job.flag().load(Ordering::Relaxed) {
-                return Ok(Outcome::Cancelled);
-            }
-        }
-        Ok(Outcome::Done)
-    }
-
-    fn score(&mut self, job: &JobHandle, req: &ScoreRequest) -> Result<Outcome, EngineError> {
-        let llm = self.ensure_llm(job, &req.model)?;
-        let prompt = match &req.prompt {
-            ScorePrompt::Ids(ids) => ids.clone(),
-            ScorePrompt::Text(text) => {
-                let mut ids = match (llm.tokenizer.add_bos(), llm.tokenizer.bos_id()) {
-                    (true, Some(b)) => vec![b],
-                    _ => Vec::new(),
-                };
-                ids.extend(llm.tokenizer.encode(text, false)?);
-                ids
-            }
+        let backend = Backend::from_index(self.backend.load(Ordering::Relaxed));
+        let mut cx = JobContext {
+            job,
+            outbox: &self.outbox,
+            devices: &mut self.devices,
+            backend,
         };
-        if prompt.len() + req.continuation.len() > llm.model.context_length() {
-            return Err(LlmError::PromptTooLong {
-                needed: prompt.len() + req.continuation.len(),
-                available: llm.model.context_length(),
+        match work {
+            Work::Write(request) => self.write.run(request, &mut cx),
+            Work::Faces(request) => on_backend(&mut self.faces, *request, &mut cx),
+            Work::Style(request) => on_backend(&mut self.style, *request, &mut cx),
+        }
+    }
+}
+
+/// Runs an image job on the chosen backend. When the GPU fails (device lost, out of memory)
+/// the device is dropped; under Auto the job then runs again on the CPU.
+fn on_backend<F: JobFamily>(
+    family: &mut F,
+    request: F::Request,
+    cx: &mut JobContext<'_>,
+) -> Result<Outcome, EngineError>
+where
+    F::Request: Clone,
+{
+    match family.run(request.clone(), cx) {
+        Err(e) => {
+            let Some(gpu) = e.gpu_failure() else {
+                return Err(e);
+            };
+            cx.devices.failed(gpu);
+            if cx.backend == Backend::Auto {
+                cx.backend = Backend::Cpu;
+                family.run(request, cx)
+            } else {
+                Err(e)
             }
-            .into());
         }
-        let scores = crate::models::llm::generate::score(
-            llm,
-            &prompt,
-            &req.continuation,
-            req.top_k,
-            job.flag(),
-        )?;
-        if job.is_cancelled() {
-            return Ok(Outcome::Cancelled);
-        }
-        self.outbox.send(Event::Scored {
-            job: job.id(),
-            scores,
-        });
-        Ok(Outcome::Done)
+        ok => ok,
     }
 }
 
 /// Test hook for the self-healing tests: with `ATELIER_DEBUG_PANIC=MARKER` in the
 /// environment, a Write job whose text contains `MARKER` + `suffix` panics (`""` inside the
 /// job's guard, `"-thread"` outside it). Without the variable nothing is checked.
-fn debug_panic(req: &Request, suffix: &str) -> bool {
+fn debug_panic(work: &Work, suffix: &str) -> bool {
     let Some(marker) = std::env::var_os("ATELIER_DEBUG_PANIC") else {
         return false;
     };
-    let Request::Write { request, .. } = req else {
+    let Work::Write(WriteJob::Generate(request)) = work else {
         return false;
     };
     let needle = format!("{}{suffix}", marker.to_string_lossy());
@@ -297,6 +151,7 @@ fn debug_panic(req: &Request, suffix: &str) -> bool {
     text.contains(&needle) && (!suffix.is_empty() || !text.contains(&format!("{needle}-thread")))
 }
 
+/// A panic payload as text.
 pub(crate) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
     if let Some(s) = panic.downcast_ref::<&str>() {
         (*s).to_string()

@@ -1,5 +1,5 @@
 //! A picture larger than one tile, stylised and blended on the GPU into a texture: the same
-//! tiles, statistics and feathered weights as the CPU's [`stylize`](crate::models::style::tiling::stylize),
+//! tiles, statistics and feathered weights as the CPU's [`stylize`](crate::models::stylenet::tiling::stylize),
 //! but each tile's output stays on the device and is added into full-size sums there
 //! (`blend.wgsl`), so the Style panel shows a full-size result without reading it back.
 
@@ -7,10 +7,12 @@ use image::RgbImage;
 
 use super::GpuContext;
 use super::kernels::{Kernel, Params, Recorder, linear_groups};
-use super::style::{GpuTiledNet, rgba_texture};
-use crate::models::style::image::region;
-use crate::models::style::tiling::{TileOptions, TilePlan, TileReport, stats_image, whole_stats};
-use crate::models::style::{StyleError, check_cancel};
+use super::stylenet::{GpuTiledNet, rgba_texture};
+use crate::models::stylenet::image::region;
+use crate::models::stylenet::tiling::{
+    TileOptions, TilePlan, TileReport, stats_image, whole_stats,
+};
+use crate::models::stylenet::{StyleError, check_cancel};
 
 /// The largest picture blended on the GPU (16.8 megapixels: 256 MiB of sums). The CPU's
 /// blend needs memory for one row of tiles only, so beyond this it is the better choice on

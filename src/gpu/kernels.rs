@@ -14,7 +14,7 @@
 //! - `blend.wgsl`: the feathered blend of a large picture's tiles ([`super::blend`]).
 //!
 //! Pipelines are compiled once per device ([`Kernels::new`]); the networks in
-//! [`super::dcgan`] and [`super::style`] upload their weights once and record their passes
+//! [`super::dcgan`] and [`super::stylenet`] upload their weights once and record their passes
 //! into one command encoder per forward pass through a [`Recorder`].
 
 use std::collections::HashMap;

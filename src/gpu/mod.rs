@@ -14,7 +14,7 @@ pub mod kernels;
 mod probe;
 pub mod readback;
 pub mod runtime;
-pub mod style;
+pub mod stylenet;
 
 pub use runtime::{CPU_LABEL, Devices, GpuRuntime};
 
@@ -57,6 +57,20 @@ pub enum GpuError {
         /// The device's limit.
         limit: u64,
     },
+}
+
+impl From<GpuError> for crate::models::stylenet::StyleError {
+    fn from(e: GpuError) -> Self {
+        Self::Device(Box::new(e))
+    }
+}
+
+/// The GPU failure behind a style network's error, if the GPU is what failed.
+pub fn style_gpu_failure(e: &crate::models::stylenet::StyleError) -> Option<&GpuError> {
+    match e {
+        crate::models::stylenet::StyleError::Device(d) => d.downcast_ref::<GpuError>(),
+        _ => None,
+    }
 }
 
 /// Where the image models (Faces, Style) run.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::dcgan::GpuGenerator;
 use super::kernels::Kernels;
-use super::style::{GpuMultistyle, GpuTransform};
+use super::stylenet::{GpuMultistyle, GpuTransform};
 use super::{Backend, GpuContext, GpuError};
 
 /// A device ready to run networks, with the networks uploaded so far.

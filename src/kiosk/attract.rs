@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use super::KioskConfig;
-use crate::store::Page;
+use crate::app::page::Page;
 
 /// What the app should do now.
 #[derive(Clone, Debug, PartialEq)]

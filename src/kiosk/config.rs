@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::store::Page;
+use crate::app::page::Page;
 
 /// File name of the kiosk configuration inside the data folder.
 pub const CONFIG_FILE: &str = "kiosk.toml";
@@ -291,14 +291,14 @@ impl KioskConfig {
             ));
         }
         let psi = f.faces.psi.unwrap_or(0.8);
-        let psi_range = crate::faces::PSI_RANGE;
+        let psi_range = crate::features::faces::PSI_RANGE;
         if !psi_range.contains(&psi) {
             return Err(invalid(
                 "faces.psi",
                 format!("is {psi}; use {} to {}", psi_range.start(), psi_range.end()),
             ));
         }
-        let count = crate::models::style::STYLE_COUNT;
+        let count = crate::models::stylenet::STYLE_COUNT;
         let styles = f.style.styles.unwrap_or_else(|| vec![0, 5, 11, 19, 23]);
         if styles.is_empty() {
             return Err(invalid("style.styles", "is empty".into()));

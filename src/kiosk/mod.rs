@@ -1,6 +1,7 @@
 //! Trade-show mode (`atelier --kiosk`): the configuration ([`config`]), the attract loop's
-//! clock ([`attract`]) and the kiosk's runtime state. The app asks this module what to do each
-//! frame and does it with the same panel calls a visitor's clicks make: no second code path.
+//! clock ([`attract`]), the demos it asks the pages for ([`demo`]), the per-frame driver
+//! ([`driver`]) and the kiosk's runtime state. The demos are played with the same panel calls a
+//! visitor's clicks make: no second code path.
 //!
 //! In kiosk mode the studio fills the screen at a large UI scale, shows no file dialogs, works
 //! in a scratch data folder that is wiped on reset, and quits only with the configured key
@@ -8,6 +9,8 @@
 
 pub mod attract;
 pub mod config;
+pub mod demo;
+pub mod driver;
 
 use std::path::PathBuf;
 use std::time::Instant;

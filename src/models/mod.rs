@@ -5,4 +5,4 @@ pub mod llm;
 pub mod onnx;
 pub mod pickle;
 pub mod state_dict;
-pub mod style;
+pub mod stylenet;

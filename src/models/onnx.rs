@@ -3,7 +3,7 @@
 //! The messages below are the subset of [onnx.proto](https://github.com/onnx/onnx/blob/main/onnx/onnx.proto)
 //! that Atelier's model ports need, declared by hand for `prost` (field numbers as in the
 //! spec; every other field is skipped by the decoder). This is not an interpreter: the ports in
-//! `models::style` know their architecture and use this module to look up weights, layer
+//! `models::stylenet` know their architecture and use this module to look up weights, layer
 //! attributes and fake-quantisation parameters by the names the exporter gave them.
 //!
 //! Every size and index read from the file is checked; a damaged file gives an [`OnnxError`],

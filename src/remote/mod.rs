@@ -3,12 +3,12 @@
 //! local engine.
 //!
 //! - [`client`]: the HTTP requests and their server-sent-event streams;
-//! - [`keystore`]: the API key, in the platform keyring or a private file, never in settings;
-//! - [`runner`]: the named thread whose tokio runtime runs remote jobs (I/O only).
+//! - [`keystore`]: the API key, in the platform keyring or a private file, never in settings.
+//!
+//! The engine runs remote jobs on its remote lane (`engine::remote_lane`).
 
 pub mod client;
 pub mod keystore;
-pub mod runner;
 
 use std::time::Duration;
 

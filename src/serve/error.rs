@@ -81,17 +81,17 @@ impl From<EngineError> for ApiError {
                 | LlmError::Template(_),
             )
             | EngineError::Faces(
-                crate::faces::FacesError::BadLatent(_)
-                | crate::faces::FacesError::BadOffsets(_)
-                | crate::faces::FacesError::BadPsi(_)
-                | crate::faces::FacesError::InvalidRequest(_),
+                crate::features::faces::FacesError::BadLatent(_)
+                | crate::features::faces::FacesError::BadOffsets(_)
+                | crate::features::faces::FacesError::BadPsi(_)
+                | crate::features::faces::FacesError::InvalidRequest(_),
             )
             | EngineError::Style(
-                crate::models::style::StyleError::BadInput(_)
-                | crate::models::style::StyleError::NotAnImage { .. }
-                | crate::models::style::StyleError::EmptyFile { .. }
-                | crate::models::style::StyleError::CorruptImage { .. }
-                | crate::models::style::StyleError::ImageTooLarge { .. },
+                crate::models::stylenet::StyleError::BadInput(_)
+                | crate::models::stylenet::StyleError::NotAnImage { .. }
+                | crate::models::stylenet::StyleError::EmptyFile { .. }
+                | crate::models::stylenet::StyleError::CorruptImage { .. }
+                | crate::models::stylenet::StyleError::ImageTooLarge { .. },
             ) => Self::bad_request(message),
             _ => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", message),
         }

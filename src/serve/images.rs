@@ -13,13 +13,15 @@ use serde::Deserialize;
 use super::AppState;
 use super::error::ApiError;
 use super::hub::JobStream;
-use crate::engine::{Event, FacesEvent, RenderRequest, StyleEvent};
-use crate::faces::render::compose_grid;
-use crate::faces::{FaceImage, FaceSpec, PSI_RANGE};
-use crate::models::style::StyleMix;
-use crate::models::style::colour::Finish;
-use crate::models::style::image::{ImageLimits, decode_with_limits};
-use crate::style::{ImageSource, StyleChoice, StylePass, StyleRequest};
+use crate::engine::Event;
+use crate::features::faces::render::compose_grid;
+use crate::features::faces::{FaceImage, FaceSpec, PSI_RANGE};
+use crate::features::faces::{FacesEvent, RenderRequest};
+use crate::features::style::StyleEvent;
+use crate::features::style::{ImageSource, StyleChoice, StylePass, StyleRequest};
+use crate::models::stylenet::StyleMix;
+use crate::models::stylenet::colour::Finish;
+use crate::models::stylenet::image::{ImageLimits, decode_with_limits};
 
 /// Largest face grid side.
 const MAX_GRID: i64 = 8;
@@ -102,7 +104,7 @@ pub async fn faces(
                 .collect()
         }
     };
-    let model = crate::faces::default_model();
+    let model = crate::features::faces::default_model();
     if !model.is_file() {
         return Err(missing_model(&model, "faces"));
     }
@@ -215,7 +217,7 @@ pub async fn style(
         strength,
         preserve_colour: q.preserve_color.unwrap_or(false),
     };
-    let multistyle = crate::paths::default_model(crate::models::style::MULTISTYLE_FILE);
+    let multistyle = crate::paths::default_model(crate::models::stylenet::MULTISTYLE_FILE);
     if !multistyle.is_file() {
         return Err(missing_model(&multistyle, "style"));
     }

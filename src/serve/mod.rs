@@ -143,7 +143,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         bail!("--queue must be at least 1");
     }
     let models = served_models(&args.models)?;
-    let engine = crate::cli::headless_engine()?;
+    let engine = crate::headless::engine()?;
     let hub = Hub::start(engine, args.queue).context("cannot start the event thread")?;
     let state = AppState {
         hub,
@@ -252,14 +252,14 @@ fn served_models(names: &[String]) -> anyhow::Result<Vec<ServedModel>> {
     let requested: Vec<String> = if names.is_empty() {
         ["smollm2", "gemma3"]
             .into_iter()
-            .filter(|n| crate::cli::resolve_model(n).is_ok())
+            .filter(|n| crate::headless::resolve_llm(n).is_ok())
             .map(String::from)
             .collect()
     } else {
         names.to_vec()
     };
     for name in &requested {
-        let path = crate::cli::resolve_model(name)?;
+        let path = crate::headless::resolve_llm(name)?;
         if !crate::models::llm::discover::is_gguf(&path) {
             bail!("{} is not a GGUF model", path.display());
         }

@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, channel};
 
-use crate::faces::FaceImage;
-use crate::faces::render::{save_gif, save_png};
+use crate::features::faces::FaceImage;
+use crate::features::faces::render::{save_gif, save_png};
 
 /// Sizes a face can be exported at.
 pub const PNG_SIZES: [u32; 3] = [64, 256, 512];

@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 
-use crate::faces::{FaceImage, FaceSpec};
+use crate::features::faces::{FaceImage, FaceSpec};
 
 /// Identifies a face by what the generator sees: its latent, ψ and direction offsets
 /// (trailing zero offsets ignored, so an untouched slider is the same face).
@@ -37,10 +37,10 @@ pub fn color_image(image: &FaceImage) -> egui::ColorImage {
 /// Rendered faces waiting to become textures, and the textures.
 #[derive(Default)]
 pub struct Thumbs {
-    textures: HashMap<(u64, u32), egui::TextureHandle>,
+    pub(super) textures: HashMap<(u64, u32), egui::TextureHandle>,
     /// Images that arrived from the worker since the last frame (events are drained without
     /// an egui context; textures are made when the panel draws).
-    pending: Vec<((u64, u32), FaceImage)>,
+    pub(super) pending: Vec<((u64, u32), FaceImage)>,
 }
 
 /// Above this many textures, the ones not on screen are dropped.

@@ -6,7 +6,7 @@
 //! egui texture ([`WalkOutput::Pixels`]), never a new texture per frame.
 
 use crate::engine::JobHandle;
-use crate::faces::{FaceImage, FaceSpec, PacingStats, WalkControl};
+use crate::features::faces::{FaceImage, FaceSpec, PacingStats, WalkControl};
 
 /// Side of the walk texture. The worker upscales 64 → 384 with the preview filter on every
 /// frame; the renderer then scales it to the preview's on-screen size.

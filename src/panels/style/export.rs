@@ -11,7 +11,7 @@ use image::RgbImage;
 
 use super::finish::Stylised;
 use crate::gpu::readback::texture_to_rgb;
-use crate::models::style::colour::{self, Finish};
+use crate::models::stylenet::colour::{self, Finish};
 
 /// The format of an export; the app asks where, then hands the path back to the panel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,7 +100,7 @@ pub fn write_in_background(
                     colour::compose(&content, &s, finish)
                         .ok_or_else(|| "the result and the original differ in size".to_string())
                 }) {
-                    Ok(img) => crate::models::style::image::save(&img, &path, format.quality())
+                    Ok(img) => crate::models::stylenet::image::save(&img, &path, format.quality())
                         .map(|()| path)
                         .map_err(|e| e.to_string()),
                     Err(e) => Err(e),

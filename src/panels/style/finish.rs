@@ -13,7 +13,7 @@ use egui_wgpu::wgpu;
 use egui_wgpu::wgpu::util::DeviceExt;
 use image::RgbImage;
 
-use crate::models::style::colour::{self, Finish};
+use crate::models::stylenet::colour::{self, Finish};
 
 /// The finish shader (its formula is `colour::compose_pixel`'s, line for line).
 pub const SHADER: &str = include_str!("../../../shaders/style_finish.wgsl");
@@ -314,9 +314,9 @@ pub fn paint_gpu(
 /// when the result or the finish changes.
 #[derive(Default)]
 pub struct CpuView {
-    key: Option<(u64, u32, bool)>,
-    finished: Option<egui::TextureHandle>,
-    content: Option<(u64, egui::TextureHandle)>,
+    pub(super) key: Option<(u64, u32, bool)>,
+    pub(super) finished: Option<egui::TextureHandle>,
+    pub(super) content: Option<(u64, egui::TextureHandle)>,
 }
 
 fn to_color_image(img: &RgbImage) -> egui::ColorImage {

@@ -10,7 +10,7 @@ use std::sync::mpsc::{Receiver, channel};
 
 use image::RgbImage;
 
-use crate::models::style::STYLE_COUNT;
+use crate::models::stylenet::STYLE_COUNT;
 
 /// The picture thumbnails are rendered from (scikit-image's "chelsea", public domain).
 const SOURCE_PNG: &[u8] = include_bytes!("../../../assets/style/chelsea_256.png");
@@ -23,13 +23,13 @@ const CACHE_VERSION: u32 = 1;
 
 /// The thumbnails: textures for those that exist, and where they are cached.
 pub struct Gallery {
-    dir: Option<PathBuf>,
-    textures: Vec<Option<egui::TextureHandle>>,
+    pub(super) dir: Option<PathBuf>,
+    pub(super) textures: Vec<Option<egui::TextureHandle>>,
     /// Cached thumbnails being read from disk; `None` once read.
-    reading: Option<Receiver<Vec<(usize, RgbImage)>>>,
+    pub(super) reading: Option<Receiver<Vec<(usize, RgbImage)>>>,
     /// Set when a thumbnail job failed, so the panel stops asking (the error is shown).
     pub failed: bool,
-    source: Option<Arc<RgbImage>>,
+    pub(super) source: Option<Arc<RgbImage>>,
 }
 
 impl Default for Gallery {
@@ -137,7 +137,7 @@ impl Gallery {
             .spawn(move || {
                 let path = cache_file(&dir, index);
                 // A lost thumbnail is rendered again next time: log, do not bother the user.
-                if let Err(e) = crate::models::style::image::save(&img, &path, 100) {
+                if let Err(e) = crate::models::stylenet::image::save(&img, &path, 100) {
                     tracing::warn!("{e}");
                 }
             });

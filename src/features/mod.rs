@@ -1,0 +1,6 @@
+//! The features: what the studio does with each model family, apart from the network itself
+//! and from any front end — shared by the engine's job families, the panels, the CLI, `serve`,
+//! the tests and the benchmarks. Nothing here knows about threads, the UI or the command line.
+
+pub mod faces;
+pub mod style;
