@@ -290,3 +290,59 @@ fn delete_moves_to_trash_and_export_writes_formats() {
             .ends_with("And more.")
     );
 }
+
+#[test]
+fn a_failed_autosave_stays_unsaved_is_retried_and_lands() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path());
+    store.save_now().unwrap();
+    // Saving stops working: the documents folder is replaced by a file (this fails for root
+    // too, unlike a read-only folder).
+    let docs = dir.path().join("documents");
+    let away = dir.path().join("documents.away");
+    std::fs::rename(&docs, &away).unwrap();
+    std::fs::write(&docs, b"not a folder").unwrap();
+    store.current_mut().text = "Written while the disk refused it.".into();
+    store.mark_changed();
+    let mut now = Instant::now() + AUTOSAVE_MAX_DELAY + Duration::from_millis(10);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while store.save_problem().is_none() {
+        store.tick(now);
+        assert!(
+            Instant::now() < deadline,
+            "the failed save was never noticed"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(store.has_unsaved_changes(), "a failed save is not 'Saved'");
+    let notices = store.take_notices();
+    assert!(
+        notices
+            .iter()
+            .any(|n| n.level == NoticeLevel::Error && n.message.contains("Could not save")),
+        "{notices:?}"
+    );
+    // Saving on exit fails too, says so, and keeps the change.
+    assert!(store.save_now().is_err());
+    assert!(store.has_unsaved_changes());
+    // The folder is back: the next retry writes the text.
+    std::fs::remove_file(&docs).unwrap();
+    std::fs::rename(&away, &docs).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while store.has_unsaved_changes() {
+        now += Duration::from_secs(5);
+        store.tick(now);
+        assert!(Instant::now() < deadline, "the retry never saved");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(store.save_problem().is_none());
+    let id = store.current().id.clone();
+    let on_disk = std::fs::read_to_string(store.document_path(&id)).unwrap();
+    assert!(on_disk.contains("the disk refused it"), "{on_disk}");
+    assert!(
+        store
+            .take_notices()
+            .iter()
+            .any(|n| n.message.contains("works again"))
+    );
+}

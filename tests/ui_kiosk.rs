@@ -226,3 +226,46 @@ fn long_idle_resets_the_session_and_dialogs_and_quit_are_guarded() {
     );
     assert!(h.state().toasts().is_empty(), "messages are cleared");
 }
+
+#[test]
+fn a_visitor_picks_a_sample_picture_and_cannot_open_files() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let data = tempfile::tempdir().unwrap();
+    let private = data.path().join("private.png");
+    image::RgbImage::new(16, 16).save(&private).unwrap();
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/style/chelsea_256.png");
+    let mut h = kiosk_app(
+        data.path(),
+        &format!(
+            "panels = [\"style\"]\n[timing]\nidle_seconds = 100\nreset_minutes = 30\n[style]\nimages = [{:?}]",
+            sample.display().to_string()
+        ),
+    );
+    h.step();
+    // Dropping a file or pasting its path opens nothing: the machine's files are off limits.
+    h.input_mut()
+        .dropped_files
+        .push(std::sync::Arc::new(common::Dropped(private.clone())));
+    h.step();
+    h.event(egui::Event::Paste(private.display().to_string()));
+    h.step();
+    assert_eq!(h.state().style_panel().content_name(), None);
+    // The kiosk's own pictures are offered instead, and a click restyles one.
+    let label = "Restyle the sample picture chelsea_256";
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while h.query_all_by_label(label).next().is_none() {
+        assert!(Instant::now() < deadline, "no sample picture is offered");
+        h.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Offered twice (the Content card and the empty page): either does.
+    h.query_all_by_label(label)
+        .next()
+        .expect("a sample")
+        .click();
+    h.step();
+    assert_eq!(
+        h.state().style_panel().content_name(),
+        Some("chelsea_256.png")
+    );
+}

@@ -465,20 +465,6 @@ fn the_selected_face_can_be_the_style_without_a_gpu() {
     assert!(shows(&h, "Full size · 512×512"));
 }
 
-/// A file dropped on the window, as egui-winit hands it over.
-#[derive(Debug)]
-struct Dropped(PathBuf);
-
-impl egui::DroppedFile for Dropped {
-    fn path(&self) -> &Path {
-        &self.0
-    }
-
-    fn bytes(&self) -> Result<Vec<u8>, String> {
-        std::fs::read(&self.0).map_err(|e| e.to_string())
-    }
-}
-
 #[test]
 fn dropped_files_and_pasted_images_become_the_content() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -488,7 +474,7 @@ fn dropped_files_and_pasted_images_become_the_content() {
 
     h.input_mut()
         .dropped_files
-        .push(std::sync::Arc::new(Dropped(picture("coffee.png"))));
+        .push(std::sync::Arc::new(common::Dropped(picture("coffee.png"))));
     wait_for(
         &mut h,
         "the dropped picture",

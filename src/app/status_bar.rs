@@ -106,22 +106,15 @@ pub fn show(ui: &mut egui::Ui, info: &mut StatusInfo<'_>) {
     });
 }
 
-/// One item: an optional dot in its tone, then its text.
+/// One item: an optional dot in its tone, then its text (in the tone, or plain after a dot).
 fn item_label(ui: &mut egui::Ui, item: &StatusItem) {
     let color = item.tone.color();
-    let text_color = match item.tone {
-        Tone::Good | Tone::Warn | Tone::Bad if item.dot => theme::TEXT_WEAK,
-        _ => color,
-    };
     let response = if item.dot {
-        ui.horizontal(|ui| {
-            ui.spacing_mut().item_spacing.x = space::S;
-            ui.label(small(icon::DOT.into(), color));
-            ui.label(small(item.text.clone(), text_color))
-        })
-        .inner
+        ui.label(small(icon::DOT.into(), color));
+        ui.add_space(-space::S);
+        ui.label(small(item.text.clone(), theme::TEXT_WEAK))
     } else {
-        ui.label(small(item.text.clone(), text_color))
+        ui.label(small(item.text.clone(), color))
     };
     if let Some(hover) = &item.hover {
         response.on_hover_text(hover);

@@ -218,6 +218,7 @@ impl AtelierApp {
             commands: &mut self.commands,
             render_state: self.render_state.as_ref(),
             kiosk: self.kiosk.is_some(),
+            samples: self.kiosk.as_ref().map_or(&[][..], |k| k.images.as_slice()),
             shared: &mut self.shared,
         }
     }

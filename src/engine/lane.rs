@@ -72,6 +72,21 @@ impl LongJobControl {
         self.inner.threads
     }
 
+    /// A rayon pool of [`Self::threads`] threads named `name-N`, at a lower scheduling
+    /// priority than the rest of the process (Linux: nice 10), so the window and the
+    /// interactive jobs get the cores first. Long jobs run their parallel work in it.
+    pub fn thread_pool(
+        &self,
+        name: &str,
+    ) -> Result<rayon::ThreadPool, rayon::ThreadPoolBuildError> {
+        let name = name.to_string();
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(self.threads())
+            .thread_name(move |i| format!("{name}-{i}"))
+            .start_handler(|_| lower_priority())
+            .build()
+    }
+
     /// Asks the job to stop at its next checkpoint (it may save first).
     pub fn stop(&self) {
         self.inner.stop.store(true, Ordering::SeqCst);
@@ -132,6 +147,20 @@ impl LongJobControl {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         cv.notify_all();
+    }
+}
+
+/// Lowers the calling thread's scheduling priority (nice 10 on Linux; elsewhere nothing), so
+/// a long job takes only the CPU time the window and the interactive jobs leave.
+pub(crate) fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid and setpriority take no pointers; on Linux a thread id names one
+        // thread for PRIO_PROCESS. A failure only leaves the priority as it was.
+        unsafe {
+            let tid = libc::gettid();
+            let _ = libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10);
+        }
     }
 }
 

@@ -1,10 +1,11 @@
 //! The long-job lane: jobs that run for minutes (training) on a thread of their own, so the
 //! worker stays free for Write, Faces and Style.
 //!
-//! Each long job gets a named thread and a rayon pool of its core budget, both at a lower
-//! scheduling priority than the rest of the process (so the window's frames and the worker's
-//! jobs get the cores first), and yields at every [`LongJobControl::checkpoint`] while an
-//! interactive job is queued or running. It reports through the engine's one event channel,
+//! Each long job gets a named thread at a lower scheduling priority than the rest of the
+//! process, and runs its parallel work in the pool [`LongJobControl::thread_pool`] builds (the
+//! job's core budget, also at a lower priority), so the window's frames and the worker's jobs
+//! get the cores first; it yields at every [`LongJobControl::checkpoint`] while an interactive
+//! job is queued or running. It reports through the engine's one event channel,
 //! like every job, and ends with exactly one terminal event.
 
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use std::sync::atomic::AtomicUsize;
 use super::error::EngineError;
 use super::family::Outcome;
 use super::job::{JobHandle, JobId};
-use super::lane::LongJobControl;
+use super::lane::{LongJobControl, lower_priority};
 use super::messages::Event;
 use super::outbox::Outbox;
 use super::worker::panic_message;
@@ -23,9 +24,9 @@ pub(crate) trait LongJob: Send + 'static {
     /// What its thread is called, after "atelier-" (e.g. "train-faces").
     fn thread_name(&self) -> String;
 
-    /// Runs the job to its end on the lane's thread, inside a rayon pool of
-    /// `control.threads()` threads. It calls `control.checkpoint()` between units of work of
-    /// tens of milliseconds, and reports through `report`.
+    /// Runs the job to its end on the lane's thread (its parallel work in
+    /// `control.thread_pool`). It calls `control.checkpoint()` between units of work of tens of
+    /// milliseconds, and reports through `report`.
     fn run(
         self: Box<Self>,
         control: &LongJobControl,
@@ -70,7 +71,6 @@ pub(crate) fn spawn(
     outbox: Outbox,
 ) -> Result<std::thread::JoinHandle<()>, EngineError> {
     let name = format!("atelier-{}", job.thread_name());
-    let pool_name = name.clone();
     std::thread::Builder::new()
         .name(name)
         .spawn(move || {
@@ -81,18 +81,10 @@ pub(crate) fn spawn(
                 job: id,
                 outbox: &outbox,
             };
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(control.threads())
-                .thread_name(move |i| format!("{pool_name}-{i}"))
-                .start_handler(|_| lower_priority())
-                .build();
-            let result = match pool {
-                Ok(pool) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    pool.install(|| job.run(&control, &report))
-                }))
-                .unwrap_or_else(|panic| Err(EngineError::Panicked(panic_message(&panic)))),
-                Err(e) => Err(EngineError::Spawn(std::io::Error::other(e))),
-            };
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                job.run(&control, &report)
+            }))
+            .unwrap_or_else(|panic| Err(EngineError::Panicked(panic_message(&panic))));
             outbox.forget(id);
             // Not logged here: whoever receives the failure shows and logs it, once.
             outbox.send(match result {
@@ -102,18 +94,4 @@ pub(crate) fn spawn(
             });
         })
         .map_err(EngineError::Spawn)
-}
-
-/// Lowers the calling thread's scheduling priority (nice 10 on Linux; elsewhere nothing), so
-/// a long job takes only the CPU time the window and the interactive jobs leave.
-fn lower_priority() {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: gettid and setpriority take no pointers; on Linux a thread id names one
-        // thread for PRIO_PROCESS. A failure only leaves the priority as it was.
-        unsafe {
-            let tid = libc::gettid();
-            let _ = libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10);
-        }
-    }
 }

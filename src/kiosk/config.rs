@@ -48,8 +48,8 @@ pub enum KioskConfigError {
 pub struct KeyCombo(pub egui::KeyboardShortcut);
 
 impl KeyCombo {
-    /// Parses `Ctrl+Shift+Q`, `Alt+F4`, `Cmd+Q`… (case-insensitive; at least one modifier, so
-    /// a visitor cannot quit with a single key).
+    /// Parses `Ctrl+Shift+Q`, `Alt+F4`, `Cmd+Q`… (case-insensitive; Ctrl, Alt or Cmd must be
+    /// part of it: a visitor types letters and Shift+letters in every text field).
     pub fn parse(text: &str) -> Result<Self, String> {
         let mut modifiers = egui::Modifiers::NONE;
         let mut key = None;
@@ -72,10 +72,10 @@ impl KeyCombo {
             }
         }
         let key = key.ok_or_else(|| format!("\"{text}\" names no key"))?;
-        if modifiers.is_none() {
+        if !(modifiers.ctrl || modifiers.alt || modifiers.command || modifiers.mac_cmd) {
             return Err(format!(
-                "\"{text}\" needs at least one modifier (Ctrl, Shift, Alt), or any visitor could \
-                 quit"
+                "\"{text}\" needs Ctrl, Alt or Cmd (a modifier a visitor does not type in a \
+                 text field), or any visitor could quit"
             ));
         }
         Ok(Self(egui::KeyboardShortcut::new(modifiers, key)))
@@ -419,7 +419,8 @@ mod tests {
             ("panels = [\"faces\", \"faces\"]", "twice"),
             ("panels = [\"paint\"]", "paint"),
             ("zoom = 9", "zoom"),
-            ("quit_keys = \"Q\"", "modifier"),
+            ("quit_keys = \"Q\"", "Ctrl, Alt or Cmd"),
+            ("quit_keys = \"Shift+Q\"", "Ctrl, Alt or Cmd"),
             ("quit_keys = \"Ctrl+Nope\"", "Nope"),
             ("[timing]\nidle_seconds = 0", "timing.idle_seconds"),
             (

@@ -24,6 +24,8 @@ pub struct PanelContext<'a> {
     pub render_state: Option<&'a egui_wgpu::RenderState>,
     /// Trade-show mode: no file dialogs, so the buttons that open them are not shown.
     pub kiosk: bool,
+    /// The pictures a kiosk visitor may pick instead (the kiosk's gallery; empty elsewhere).
+    pub samples: &'a [std::path::PathBuf],
     /// What the panels offer each other.
     pub shared: &'a mut Shared,
 }

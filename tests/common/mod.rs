@@ -118,6 +118,20 @@ pub fn wait_for(
     }
 }
 
+/// A file dropped on the window, as egui-winit hands it over.
+#[derive(Debug)]
+pub struct Dropped(pub std::path::PathBuf);
+
+impl egui::DroppedFile for Dropped {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+
+    fn bytes(&self) -> Result<Vec<u8>, String> {
+        std::fs::read(&self.0).map_err(|e| e.to_string())
+    }
+}
+
 /// Writes a tiny GGUF file with `arch` as its architecture and nothing a model needs (for
 /// tests of what is refused, and of what is listed).
 pub fn write_gguf_with_arch(path: &Path, arch: &str) {

@@ -38,6 +38,9 @@ pub struct Favourites {
     path: PathBuf,
     items: Vec<Favourite>,
     next_id: u64,
+    /// Why the file could not be read when it was opened: it is then never written, so the
+    /// favourites in it are not replaced by an empty list (fix the file and restart).
+    unreadable: Option<String>,
 }
 
 impl Favourites {
@@ -60,13 +63,20 @@ impl Favourites {
             path: path.to_path_buf(),
             items: Vec::new(),
             next_id: 1,
+            unreadable: None,
         };
         let bytes = match std::fs::read(path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (empty, None),
             Err(source) => {
+                // The file exists but cannot be read (permissions, a folder in its place, a
+                // disk error): its favourites may be fine, so it must not be overwritten.
+                let locked = Self {
+                    unreadable: Some(source.to_string()),
+                    ..empty
+                };
                 return (
-                    empty,
+                    locked,
                     Some(FacesError::Io {
                         path: path.to_path_buf(),
                         source,
@@ -88,6 +98,7 @@ impl Favourites {
                         path: path.to_path_buf(),
                         items: f.favourites,
                         next_id,
+                        unreadable: None,
                     },
                     None,
                 )
@@ -171,8 +182,18 @@ impl Favourites {
         self.save()
     }
 
-    /// Writes the file atomically (temporary file + rename).
+    /// Writes the file atomically (temporary file + rename); refused when the file could not
+    /// be read at start, so a star never replaces favourites that are still in it.
     pub fn save(&self) -> Result<(), FacesError> {
+        if let Some(reason) = &self.unreadable {
+            return Err(FacesError::Io {
+                path: self.path.clone(),
+                source: std::io::Error::other(format!(
+                    "the file could not be read when the studio started ({reason}), so it is \
+                     not overwritten; fix it and restart to star faces again"
+                )),
+            });
+        }
         let file = FavouritesFile {
             version: 1,
             next_id: self.next_id,
@@ -239,6 +260,20 @@ impl History {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_unreadable_file_is_never_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        // A folder where the file should be cannot be read (for root as for anyone).
+        let path = dir.path().join("favourites.json");
+        std::fs::create_dir(&path).unwrap();
+        let (mut favs, err) = Favourites::open(&path);
+        assert!(err.is_some());
+        let e = favs.add(FaceSpec::from_seed(1, 0.7)).unwrap_err();
+        assert!(e.to_string().contains("not overwritten"), "{e}");
+        assert!(favs.items().is_empty());
+        assert!(path.is_dir(), "the unreadable file is left alone");
+    }
+
     use super::*;
 
     #[test]

@@ -97,11 +97,15 @@ pub fn compose_grid(images: &[FaceImage], cols: usize) -> Result<RgbaImage, Face
 
 /// Saves an image as PNG.
 pub fn save_png(img: &RgbaImage, path: &Path) -> Result<(), FacesError> {
-    img.save_with_format(path, image::ImageFormat::Png)
-        .map_err(|e| FacesError::Image {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })
+    let err = |reason: String| FacesError::Image {
+        path: path.to_path_buf(),
+        reason,
+    };
+    // Encoded in memory and written atomically: a failed export leaves no torn file.
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut bytes, image::ImageFormat::Png)
+        .map_err(|e| err(e.to_string()))?;
+    crate::fsutil::atomic_write(path, bytes.get_ref()).map_err(|e| err(e.to_string()))
 }
 
 /// Writes frames as a looping animated GIF at `fps` (GIF stores delays in hundredths of a
@@ -118,8 +122,10 @@ pub fn save_gif(frames: &[FaceImage], fps: f32, path: &Path) -> Result<(), Faces
     if !(fps.is_finite() && fps > 0.0) {
         return Err(err(format!("frame rate {fps} is not positive")));
     }
-    let file = std::fs::File::create(path).map_err(|e| err(e.to_string()))?;
-    let mut enc = GifEncoder::new_with_speed(std::io::BufWriter::new(file), 10);
+    // Encoded in memory and written atomically: a failed export (a full disk, a frame that
+    // does not encode) leaves the old file or none, never a truncated one.
+    let mut bytes = Vec::new();
+    let mut enc = GifEncoder::new_with_speed(&mut bytes, 10);
     enc.set_repeat(Repeat::Infinite)
         .map_err(|e| err(e.to_string()))?;
     let delay_ms = (1000.0 / fps).round().max(10.0) as u32;
@@ -131,11 +137,34 @@ pub fn save_gif(frames: &[FaceImage], fps: f32, path: &Path) -> Result<(), Faces
             image::Frame::from_parts(img, 0, 0, image::Delay::from_numer_denom_ms(delay_ms, 1));
         enc.encode_frame(frame).map_err(|e| err(e.to_string()))?;
     }
-    Ok(())
+    drop(enc);
+    crate::fsutil::atomic_write(path, &bytes).map_err(|e| err(e.to_string()))
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_failed_export_leaves_the_old_file_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("walk.gif");
+        std::fs::write(&path, b"the old walk").unwrap();
+        let good = FaceImage {
+            width: 2,
+            height: 2,
+            rgba: vec![255; 16],
+        };
+        // The second frame's pixels do not match its size: the encoder fails midway.
+        let bad = FaceImage {
+            width: 2,
+            height: 2,
+            rgba: vec![255; 3],
+        };
+        assert!(save_gif(&[good.clone(), bad], 10.0, &path).is_err());
+        assert_eq!(std::fs::read(&path).unwrap(), b"the old walk");
+        save_gif(&[good.clone(), good], 10.0, &path).unwrap();
+        assert!(std::fs::read(&path).unwrap().starts_with(b"GIF89a"));
+    }
+
     use super::*;
 
     fn solid(w: u32, h: u32, v: u8) -> FaceImage {

@@ -97,12 +97,15 @@ impl StylePanel {
                     }
                 });
             });
-            ui.label(
-                RichText::new("or drop a file anywhere, or paste with Ctrl+V")
-                    .size(12.0)
-                    .color(theme::TEXT_FAINT),
-            );
+            if !cx.kiosk {
+                ui.label(
+                    RichText::new("or drop a file anywhere, or paste with Ctrl+V")
+                        .size(12.0)
+                        .color(theme::TEXT_FAINT),
+                );
+            }
         });
+        self.sample_picker(ui, cx);
         ui.add_space(space::M);
 
         theme::section_label(ui, "Style");

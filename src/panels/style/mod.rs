@@ -12,7 +12,7 @@
 //!
 //! Files: [`state`] (the struct and what the app reads), [`panel`] (layout), [`jobs`] (events
 //! and status), [`schedule`] (what to ask the worker), [`results`] (results arriving),
-//! [`input`] (drop and paste), and one file per region: [`controls`], [`output`],
+//! [`input`] (drop and paste), [`samples`] (a kiosk's pictures), and one file per region: [`controls`], [`output`],
 //! [`result_view`]; [`finish`] is the GPU finish, [`gallery`] the preset thumbnails.
 
 mod controls;
@@ -25,6 +25,7 @@ mod output;
 mod panel;
 mod result_view;
 mod results;
+mod samples;
 mod schedule;
 mod state;
 

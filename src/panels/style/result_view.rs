@@ -221,6 +221,13 @@ impl StylePanel {
             ui.ctx().request_repaint_after(Duration::from_millis(100));
             return;
         }
+        if cx.kiosk {
+            // Files are shut off on a kiosk: the visitor picks one of its pictures.
+            child.label(RichText::new("Pick a picture to restyle").font(theme::strong(22.0)));
+            child.add_space(space::M);
+            self.sample_picker(&mut child, cx);
+            return;
+        }
         child.label(RichText::new("Drop a picture here").font(theme::strong(22.0)));
         child.label(
             RichText::new("PNG, JPEG, GIF or WebP · or paste one with Ctrl+V")

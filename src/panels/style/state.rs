@@ -10,6 +10,7 @@ use image::RgbImage;
 use super::export::StyleExport;
 use super::finish::{CpuView, Images, Stylised};
 use super::gallery::Gallery;
+use super::samples::Samples;
 use crate::app::notice::{Notice, NoticeLevel};
 use crate::features::style::{ImageSource, StyleRequest};
 use crate::models::stylenet::STYLE_COUNT;
@@ -147,6 +148,8 @@ pub struct StylePanel {
     pub(super) ctx: Option<egui::Context>,
     /// Whether the saved settings were applied (on the first frame).
     pub(super) restored: bool,
+    /// The kiosk's pictures, offered instead of file dialogs there.
+    pub(super) samples: Samples,
 }
 
 impl Default for StylePanel {
@@ -187,6 +190,7 @@ impl Default for StylePanel {
             fulls: 0,
             ctx: None,
             restored: false,
+            samples: Samples::default(),
         }
     }
 }
@@ -354,6 +358,11 @@ impl StylePanel {
             || self
                 .jobs
                 .any(|j| matches!(j.kind.kind, JobKind::Preview | JobKind::Full))
+    }
+
+    /// The name of the picture being restyled, if any.
+    pub fn content_name(&self) -> Option<&str> {
+        self.content.as_ref().map(|c| c.name.as_str())
     }
 
     /// Whether an export is being written or waits for the full result.
