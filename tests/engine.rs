@@ -336,3 +336,72 @@ fn score_reports_logprobs_and_rejects_bad_ids() {
     let msg = failure(&common::events_of(&engine, job.id()));
     assert!(msg.contains("outside the model's vocabulary"), "{msg}");
 }
+
+#[test]
+fn alternating_two_models_loads_each_once_and_a_rewritten_file_reloads() {
+    let gemma = paths::default_model(paths::GEMMA3_FILE);
+    assert!(
+        gemma.exists(),
+        "{} missing: run models/fetch.sh",
+        gemma.display()
+    );
+    let engine = Engine::spawn(None, None).unwrap();
+    let mut loads = 0;
+    let mut active = Vec::new();
+    for i in 0..10 {
+        let model = if i % 2 == 0 { smollm2() } else { gemma.clone() };
+        let events = common::events_of(
+            &engine,
+            engine.write(request(model.clone(), "Once", 1, 1)).id(),
+        );
+        assert!(
+            matches!(events.last(), Some(Event::Finished { .. })),
+            "{events:?}"
+        );
+        loads += events
+            .iter()
+            .filter(|e| matches!(e, Event::ModelLoading { .. }))
+            .count();
+        // Every switch says which model is active now, loaded or kept.
+        let info = events.iter().find_map(|e| match e {
+            Event::ModelLoaded { info, .. } => Some(info.path.clone()),
+            _ => None,
+        });
+        active.push(info);
+        assert_eq!(active[i].as_deref(), Some(model.as_path()), "job {i}");
+    }
+    assert_eq!(loads, 2, "each model is read from disk once");
+
+    // A model rewritten at the same path (a new version) is loaded again.
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("model.gguf");
+    std::fs::copy(smollm2(), &copy).unwrap();
+    let first = common::events_of(
+        &engine,
+        engine.write(request(copy.clone(), "Once", 1, 1)).id(),
+    );
+    assert!(
+        first
+            .iter()
+            .any(|e| matches!(e, Event::ModelLoading { .. }))
+    );
+    let again = common::events_of(
+        &engine,
+        engine.write(request(copy.clone(), "Once", 1, 1)).id(),
+    );
+    assert!(
+        !again
+            .iter()
+            .any(|e| matches!(e, Event::ModelLoading { .. }))
+    );
+    // Same size, new modification time: a rewrite.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::copy(smollm2(), &copy).unwrap();
+    let rewritten = common::events_of(&engine, engine.write(request(copy, "Once", 1, 1)).id());
+    assert!(
+        rewritten
+            .iter()
+            .any(|e| matches!(e, Event::ModelLoading { .. })),
+        "{rewritten:?}"
+    );
+}
