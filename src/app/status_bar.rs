@@ -4,7 +4,7 @@
 
 use egui::RichText;
 
-use crate::panels::{StatusItem, StatusSide, Tone};
+use crate::panels::{StatusItem, StatusSide};
 use crate::theme::{self, icon, space};
 
 /// What the bar shows.

@@ -28,6 +28,23 @@ impl<K> Default for JobBook<K> {
     }
 }
 
+/// What the app may ask of any panel's book, whatever its jobs are for.
+pub trait Jobs {
+    /// Whether `job` is in the book.
+    fn owns(&self, job: JobId) -> bool;
+    /// Whether no job is waited for.
+    fn is_empty(&self) -> bool;
+}
+
+impl<K> Jobs for JobBook<K> {
+    fn owns(&self, job: JobId) -> bool {
+        JobBook::owns(self, job)
+    }
+    fn is_empty(&self) -> bool {
+        JobBook::is_empty(self)
+    }
+}
+
 /// What the book made of an event.
 pub enum Booked<K> {
     /// Not one of this book's jobs.

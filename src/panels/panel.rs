@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 
 use super::context::PanelContext;
+use super::job_book::Jobs;
 use crate::app::page::Page;
 use crate::engine::{Event, JobId};
 use crate::kiosk::demo::Demo;
@@ -29,8 +30,16 @@ pub trait Panel: std::any::Any {
     /// at once asks for it here).
     fn start(&mut self, _cx: &mut PanelContext<'_>) {}
 
+    /// The jobs this panel waits for, if it keeps them in a [`super::job_book::JobBook`]
+    /// (then [`Self::owns`] and [`Self::is_working`] need no code of their own).
+    fn jobs(&self) -> Option<&dyn Jobs> {
+        None
+    }
+
     /// Whether this panel submitted `job` (the app routes engine events by job id).
-    fn owns(&self, job: JobId) -> bool;
+    fn owns(&self, job: JobId) -> bool {
+        self.jobs().is_some_and(|j| j.owns(job))
+    }
 
     /// An event of one of this panel's jobs.
     fn on_event(&mut self, event: Event, cx: &mut PanelContext<'_>);
@@ -43,7 +52,7 @@ pub trait Panel: std::any::Any {
     /// Whether a job of this panel is queued or running (frame-time statistics are kept for
     /// such frames).
     fn is_working(&self) -> bool {
-        false
+        self.jobs().is_some_and(|j| !j.is_empty())
     }
 
     /// Stops what this panel runs (the app is closing, or a kiosk demo takes over).

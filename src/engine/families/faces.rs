@@ -206,6 +206,27 @@ impl FacesFamily {
         Ok(Some(d))
     }
 
+    /// Loads the generator (if the file changed), the directions the faces need, and the net
+    /// the job runs on (uploaded to the GPU when `rt` is given); `None` if the job was
+    /// cancelled while directions were being computed.
+    fn prepare<'a>(
+        &'a mut self,
+        cx: &Cx<'_>,
+        model: &Path,
+        faces: &[FaceSpec],
+        rt: Option<&'a mut GpuRuntime>,
+    ) -> Result<Option<(Net<'a>, Option<Arc<Directions>>)>, FacesError> {
+        self.ensure(cx, model)?;
+        let dirs = match self.directions_for(cx, model, faces)? {
+            NeededDirections::Cancelled => return Ok(None),
+            NeededDirections::Ready(d) => Some(d),
+            NeededDirections::NotNeeded => None,
+        };
+        let stale = std::mem::take(&mut self.gpu_stale);
+        let loaded = self.ensure(cx, model)?;
+        Ok(Some((generator(loaded, rt, stale)?, dirs)))
+    }
+
     /// The directions the faces need: none when no face has offsets.
     fn directions_for(
         &mut self,
@@ -238,26 +259,15 @@ impl FacesFamily {
         for f in &r.faces {
             f.validate()?;
         }
-        self.ensure(cx, &r.model)?;
-        let dirs = match self.directions_for(cx, &r.model, &r.faces)? {
-            NeededDirections::Cancelled => return Ok(Outcome::Cancelled),
-            NeededDirections::Ready(d) => Some(d),
-            NeededDirections::NotNeeded => None,
+        let Some((mut net, dirs)) = self.prepare(cx, &r.model, &r.faces, rt)? else {
+            return Ok(Outcome::Cancelled);
         };
-        let stale = std::mem::take(&mut self.gpu_stale);
-        let loaded = self.ensure(cx, &r.model)?;
-        let mut net = generator(loaded, rt, stale)?;
         for (c, batch) in r.faces.chunks(RENDER_BATCH).enumerate() {
             if cx.job.is_cancelled() {
                 return Ok(Outcome::Cancelled);
             }
             let images = render_batch(net.as_dyn(), batch, dirs.as_deref())?;
-            for (i, img) in images.into_iter().enumerate() {
-                cx.send(FacesEvent::Sample {
-                    index: c * RENDER_BATCH + i,
-                    image: img.upscaled(r.size),
-                });
-            }
+            cx.send_samples(c * RENDER_BATCH, images, r.size);
         }
         Ok(Outcome::Done)
     }
@@ -276,16 +286,10 @@ impl FacesFamily {
                 r.frames
             )));
         }
-        self.ensure(cx, &r.model)?;
-        let dirs = match self.directions_for(cx, &r.model, &r.keyframes)? {
-            NeededDirections::Cancelled => return Ok(Outcome::Cancelled),
-            NeededDirections::Ready(d) => Some(d),
-            NeededDirections::NotNeeded => None,
+        let Some((mut net, dirs)) = self.prepare(cx, &r.model, &r.keyframes, rt)? else {
+            return Ok(Outcome::Cancelled);
         };
         let keys = effective_keys(&r.keyframes, dirs.as_deref())?;
-        let stale = std::mem::take(&mut self.gpu_stale);
-        let loaded = self.ensure(cx, &r.model)?;
-        let mut net = generator(loaded, rt, stale)?;
         let positions = walk_positions(keys.len(), r.frames);
         for (c, batch) in positions.chunks(RENDER_BATCH).enumerate() {
             if cx.job.is_cancelled() {
@@ -293,12 +297,7 @@ impl FacesFamily {
             }
             let z: Vec<f32> = batch.iter().flat_map(|&p| walk_point(&keys, p)).collect();
             let images = render_latents(net.as_dyn(), &z)?;
-            for (i, img) in images.into_iter().enumerate() {
-                cx.send(FacesEvent::Sample {
-                    index: c * RENDER_BATCH + i,
-                    image: img.upscaled(r.size),
-                });
-            }
+            cx.send_samples(c * RENDER_BATCH, images, r.size);
         }
         Ok(Outcome::Done)
     }
@@ -331,19 +330,13 @@ impl FacesFamily {
             Some((t, _)) => (t.width(), t.height()),
             None => (r.size, r.size),
         };
-        self.ensure(cx, &r.model)?;
-        let dirs = match self.directions_for(cx, &r.model, &r.keyframes)? {
-            NeededDirections::Cancelled => return Ok(Outcome::Cancelled),
-            NeededDirections::Ready(d) => Some(d),
-            NeededDirections::NotNeeded => None,
-        };
-        let keys = effective_keys(&r.keyframes, dirs.as_deref())?;
-        let stale = std::mem::take(&mut self.gpu_stale);
-        let loaded = self.ensure(cx, &r.model)?;
         // On the window's own device the frame never leaves the GPU: generated, resampled and
         // copied into the texture there.
         let straight_to_texture = target.is_some() && rt.as_ref().is_some_and(|r| r.is_window);
-        let mut net = generator(loaded, rt, stale)?;
+        let Some((mut net, dirs)) = self.prepare(cx, &r.model, &r.keyframes, rt)? else {
+            return Ok(Outcome::Cancelled);
+        };
+        let keys = effective_keys(&r.keyframes, dirs.as_deref())?;
 
         let interval = Duration::from_secs_f64(1.0 / r.fps as f64);
         let mut meter = PacingMeter::new(r.fps);
@@ -479,6 +472,16 @@ impl Cx<'_> {
             job: self.job.id(),
             event,
         });
+    }
+
+    /// Sends rendered faces as samples `first`, `first + 1`, …, upscaled to `size`.
+    fn send_samples(&self, first: usize, images: Vec<FaceImage>, size: u32) {
+        for (i, img) in images.into_iter().enumerate() {
+            self.send(FacesEvent::Sample {
+                index: first + i,
+                image: img.upscaled(size),
+            });
+        }
     }
 }
 

@@ -8,9 +8,10 @@ use super::state::FacesPanel;
 use super::walk::MAX_KEYS;
 use crate::app::notice::{Notice, NoticeLevel};
 use crate::app::page::Page;
-use crate::engine::{Event, JobId};
+use crate::engine::Event;
 use crate::features::faces::{FaceSpec, Favourites};
 use crate::kiosk::demo::Demo;
+use crate::panels::job_book::Jobs;
 use crate::panels::{Command, DialogPurpose, Panel, PanelContext, StatusItem};
 use crate::theme::{self, space};
 
@@ -109,8 +110,8 @@ impl Panel for FacesPanel {
         self.thumbs.trim(&keep);
     }
 
-    fn owns(&self, job: JobId) -> bool {
-        self.jobs.owns(job)
+    fn jobs(&self) -> Option<&dyn Jobs> {
+        Some(&self.jobs)
     }
 
     fn on_event(&mut self, event: Event, cx: &mut PanelContext<'_>) {
@@ -122,10 +123,6 @@ impl Panel for FacesPanel {
             .map(StatusItem::right)
             .into_iter()
             .collect()
-    }
-
-    fn is_working(&self) -> bool {
-        !self.jobs.is_empty()
     }
 
     fn stop(&mut self) {

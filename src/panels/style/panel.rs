@@ -4,8 +4,9 @@ use std::path::PathBuf;
 
 use super::state::{CONTENT_DIALOG, EXPORT_DIALOG, STYLE_DIALOG, StylePanel};
 use crate::app::page::Page;
-use crate::engine::{Event, JobId};
+use crate::engine::Event;
 use crate::kiosk::demo::Demo;
+use crate::panels::job_book::Jobs;
 use crate::panels::{Panel, PanelContext, StatusItem};
 use crate::theme::{self, space};
 
@@ -76,8 +77,8 @@ impl Panel for StylePanel {
         }
     }
 
-    fn owns(&self, job: JobId) -> bool {
-        self.jobs.owns(job)
+    fn jobs(&self) -> Option<&dyn Jobs> {
+        Some(&self.jobs)
     }
 
     fn on_event(&mut self, event: Event, _cx: &mut PanelContext<'_>) {
@@ -89,10 +90,6 @@ impl Panel for StylePanel {
             .map(StatusItem::right)
             .into_iter()
             .collect()
-    }
-
-    fn is_working(&self) -> bool {
-        !self.jobs.is_empty()
     }
 
     fn stop(&mut self) {
