@@ -97,6 +97,16 @@ pub enum Command {
     /// Benchmarks (same code path as the studio); see BENCHMARKS.md.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Train or fine-tune a model on your own material; see the README.
+    #[command(subcommand)]
+    Train(TrainCommand),
+}
+
+/// `atelier train …`
+#[derive(Debug, Subcommand)]
+pub enum TrainCommand {
+    /// Teach the face generator a folder of pictures (fine-tuning, or from scratch).
+    Faces(crate::train::faces::cli::TrainFacesArgs),
 }
 
 /// `atelier bench …`
@@ -108,6 +118,9 @@ pub enum BenchCommand {
     Faces(crate::bench::FacesBenchArgs),
     /// Style network latency (multistyle26, arbitrary-style transform and predictor).
     Style(crate::style::bench::StyleBenchArgs),
+    /// Sliced Wasserstein distance of generators' samples to a picture folder (scores
+    /// `atelier train faces` against its PyTorch peer).
+    Swd(crate::train::faces::cli::SwdArgs),
 }
 
 /// Prompt mode of `atelier write`.
@@ -304,6 +317,8 @@ pub fn run(cmd: Command, backend: Option<crate::gpu::Backend>) -> anyhow::Result
         Command::Faces(a) => crate::faces::cli::run(a),
         Command::Style(a) => crate::style::cli::run(a),
         Command::Bench(BenchCommand::Style(a)) => crate::style::bench::run(&a),
+        Command::Bench(BenchCommand::Swd(a)) => crate::train::faces::cli::swd_cli(&a),
+        Command::Train(TrainCommand::Faces(a)) => crate::train::faces::cli::run_cli(a),
         Command::Models(a) => models(a),
         Command::Soak(a) => crate::soak::run(&a),
         Command::Serve(a) => crate::serve::run(&a),
