@@ -94,7 +94,7 @@ pub struct TrainFacesArgs {
     #[arg(long)]
     pub json: bool,
     /// Network widths `nz,ngf,ndf` (tests use tiny networks; needs --from scratch).
-    #[arg(long, hide = true, value_delimiter = ',', num_args = 3)]
+    #[arg(long, hide = true, value_delimiter = ',')]
     pub widths: Option<Vec<usize>>,
 }
 

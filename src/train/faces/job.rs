@@ -201,6 +201,9 @@ pub fn run(
     on_event: &mut dyn FnMut(TrainFacesEvent),
 ) -> Result<TrainFacesReport, TrainFacesError> {
     validate(config)?;
+    if let Some(out) = &config.export {
+        probe_writable(out)?;
+    }
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(control.threads())
         .thread_name(|i| format!("train-faces-{i}"))
@@ -250,9 +253,6 @@ fn train(
 ) -> Result<TrainFacesReport, TrainFacesError> {
     let started = Instant::now();
     let dir = &config.run_dir;
-    if let Some(out) = &config.export {
-        probe_writable(out)?;
-    }
     let settings = record.settings.clone();
     let set = pool.install(|| PictureSet::load(&settings.source, settings.background))?;
     record.pictures = set.len();
