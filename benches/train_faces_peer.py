@@ -31,8 +31,20 @@ import torch.nn.functional as F
 from PIL import Image
 
 
+class Net(nn.Module):
+    """`main` holds the layers, so tensors are named `main.0.weight`, … as in the Faces file."""
+
+    def __init__(self, *layers):
+        super().__init__()
+        self.main = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.main(x)
+
+
 def generator(nz=100, ngf=64):
-    return nn.Sequential(
+    """The Faces DCGAN generator (widths as parameters: the test fixture uses tiny ones)."""
+    return Net(
         nn.ConvTranspose2d(nz, ngf * 8, 4, 1, 0, bias=False), nn.BatchNorm2d(ngf * 8), nn.ReLU(True),
         nn.ConvTranspose2d(ngf * 8, ngf * 4, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf * 4), nn.ReLU(True),
         nn.ConvTranspose2d(ngf * 4, ngf * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf * 2), nn.ReLU(True),
@@ -41,7 +53,8 @@ def generator(nz=100, ngf=64):
 
 
 def discriminator(ndf=64):
-    return nn.Sequential(
+    """The standard 64x64 DCGAN discriminator."""
+    return Net(
         nn.Conv2d(3, ndf, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True),
         nn.Conv2d(ndf, ndf * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 2), nn.LeakyReLU(0.2, inplace=True),
         nn.Conv2d(ndf * 2, ndf * 4, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 4), nn.LeakyReLU(0.2, inplace=True),

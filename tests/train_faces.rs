@@ -19,7 +19,7 @@ use atelier::models::state_dict;
 use atelier::train::faces::swd::SwdConfig;
 use atelier::train::faces::{
     PictureSource, StartFrom, TrainFacesConfig, TrainFacesError, TrainFacesEvent, TrainSettings,
-    checkpoint, run, runs,
+    checkpoint, model_file, run, runs,
 };
 
 fn fixture() -> PathBuf {
@@ -77,8 +77,14 @@ fn compare(
 
 fn grads_g(t: &mut GanTrainer) -> Vec<NamedTensor> {
     let specs: Vec<(String, Vec<usize>, Vec<f32>)> = {
-        let grads: Vec<Vec<f32>> = t.g.params_mut().iter().map(|p| p.grad.clone()).collect();
-        t.g.param_specs()
+        let grads: Vec<Vec<f32>> =
+            t.g.layers
+                .params_mut()
+                .iter()
+                .map(|p| p.grad.clone())
+                .collect();
+        t.g.layers
+            .param_specs()
             .iter()
             .zip(grads)
             .map(|(s, g)| (s.name().to_owned(), s.torch_shape(), s.to_torch(&g)))
@@ -95,8 +101,14 @@ fn grads_g(t: &mut GanTrainer) -> Vec<NamedTensor> {
 }
 
 fn grads_d(t: &mut GanTrainer) -> Vec<NamedTensor> {
-    let grads: Vec<Vec<f32>> = t.d.params_mut().iter().map(|p| p.grad.clone()).collect();
-    t.d.param_specs()
+    let grads: Vec<Vec<f32>> =
+        t.d.layers
+            .params_mut()
+            .iter()
+            .map(|p| p.grad.clone())
+            .collect();
+    t.d.layers
+        .param_specs()
         .iter()
         .zip(grads)
         .map(|(s, g)| NamedTensor {
@@ -180,14 +192,14 @@ fn two_training_steps_match_pytorch() {
     }
     compare(
         "final G",
-        &t.g.tensors().0,
+        &t.g.layers.tensors().0,
         &group(&sd, "final.g"),
         0.0,
         1e-4,
     );
     compare(
         "final D",
-        &t.d.tensors().0,
+        &t.d.layers.tensors().0,
         &group(&sd, "final.d"),
         0.0,
         1e-4,
@@ -417,6 +429,7 @@ fn kill_during_a_checkpoint_then_resume_continues_exactly() {
             .unwrap()
             .trainer
             .g
+            .layers
             .tensors()
             .0
     };
@@ -482,7 +495,11 @@ fn bad_input_is_refused_clearly() {
     // A PNG bomb: a few hundred bytes claiming 60000×60000 pixels is refused from its header
     // (quickly, and without allocating gigabytes), the rest of the folder trains.
     let bombs = random_pictures(tmp.path(), 16);
-    std::fs::write(bombs.join("bomb.png"), png_bomb(60_000, 60_000)).unwrap();
+    std::fs::write(
+        bombs.join("bomb.png"),
+        atelier::fuzzing::png_claiming(60_000, 60_000),
+    )
+    .unwrap();
     let started = Instant::now();
     let mut skipped = Vec::new();
     let config = tiny(bombs.clone(), tmp.path().join("r4"));
@@ -505,44 +522,6 @@ fn bad_input_is_refused_clearly() {
     assert!(e.contains("already holds a training run"), "{e}");
 }
 
-/// A valid PNG header (and an empty image stream) claiming `w`×`h` RGB pixels.
-fn png_bomb(w: u32, h: u32) -> Vec<u8> {
-    fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
-        out.extend((data.len() as u32).to_be_bytes());
-        out.extend(kind);
-        out.extend(data);
-        let mut crc = crc32(kind, 0xFFFF_FFFF);
-        crc = crc32(data, crc);
-        out.extend((!crc).to_be_bytes());
-    }
-    fn crc32(bytes: &[u8], mut c: u32) -> u32 {
-        for &b in bytes {
-            c ^= b as u32;
-            for _ in 0..8 {
-                c = if c & 1 != 0 {
-                    0xEDB8_8320 ^ (c >> 1)
-                } else {
-                    c >> 1
-                };
-            }
-        }
-        c
-    }
-    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
-    let mut ihdr = Vec::new();
-    ihdr.extend(w.to_be_bytes());
-    ihdr.extend(h.to_be_bytes());
-    ihdr.extend([8, 2, 0, 0, 0]);
-    chunk(&mut out, b"IHDR", &ihdr);
-    chunk(
-        &mut out,
-        b"IDAT",
-        &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
-    );
-    chunk(&mut out, b"IEND", &[]);
-    out
-}
-
 /// A read-only output folder fails before any training, naming the folder; so does a run
 /// folder inside one. (As root, permission bits do not stop writes: then `/proc`, which
 /// nobody can write files in, plays the read-only folder.)
@@ -562,12 +541,22 @@ fn read_only_folders_fail_before_training() {
     config.export = Some(locked.join("model.safetensors"));
     let started = Instant::now();
     let e = error_of(&config);
-    assert!(e.contains(&*locked.to_string_lossy()) && e.contains("model.safetensors"), "{e}");
+    assert!(
+        e.contains(&*locked.to_string_lossy()) && e.contains("model.safetensors"),
+        "{e}"
+    );
     // Refused before training: no checkpoint beyond step 0 exists.
-    assert!(checkpoint::list(&tmp.path().join("run")).iter().all(|(s, _)| *s == 0));
+    assert!(
+        checkpoint::list(&tmp.path().join("run"))
+            .iter()
+            .all(|(s, _)| *s == 0)
+    );
     assert!(started.elapsed() < Duration::from_secs(30));
     let e = error_of(&tiny(pictures, locked.join("run")));
-    assert!(e.contains("cannot write the run folder") && e.contains(&*locked.to_string_lossy()), "{e}");
+    assert!(
+        e.contains("cannot write the run folder") && e.contains(&*locked.to_string_lossy()),
+        "{e}"
+    );
 }
 
 /// Disk full while checkpointing, simulated with a file-size limit (RLIMIT_FSIZE) on the
@@ -646,6 +635,11 @@ fn stop_writes_a_checkpoint_and_returns() {
     assert_eq!(s, 5);
     let rec = runs::RunRecord::load(&tmp.path().join("run")).unwrap();
     assert_eq!(rec.state, runs::RunState::Stopped);
+    // "Open in Faces" later: the run's generator exported from its checkpoint.
+    let out = tmp.path().join("g.safetensors");
+    assert_eq!(runs::export_run(&tmp.path().join("run"), &out).unwrap(), 5);
+    let g = model_file::load_generator(&out, config.settings.shape).unwrap();
+    assert_eq!(g.forward_eval(&[0.5; 8]).len(), 64 * 64 * 3);
     // Settings errors are typed.
     let mut bad = tiny(PathBuf::from("/"), tmp.path().join("x"));
     bad.settings.batch = 0;

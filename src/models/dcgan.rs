@@ -533,23 +533,12 @@ pub fn sgemm_strided(
     b: (&[f32], usize, usize),
     c: &mut [f32],
 ) {
-    sgemm(m, n, k, a, b, c, false);
+    sgemm_strided_into(m, n, k, a, b, c, false);
 }
 
-/// [`sgemm_strided`] that adds the product to what `c` holds (`c += A · B`): gradients that
-/// accumulate over several passes (`models::gan`).
-pub fn sgemm_strided_add(
-    m: usize,
-    n: usize,
-    k: usize,
-    a: (&[f32], usize, usize),
-    b: (&[f32], usize, usize),
-    c: &mut [f32],
-) {
-    sgemm(m, n, k, a, b, c, true);
-}
-
-fn sgemm(
+/// [`sgemm_strided`] that, when `accumulate`, adds the product to what `c` holds
+/// (`c += A · B`: gradients that accumulate over several passes, `models::gan`).
+pub fn sgemm_strided_into(
     m: usize,
     n: usize,
     k: usize,

@@ -7,37 +7,81 @@
 
 use super::Param;
 use super::im2col::{ConvGeom, col2im, im2col};
-use crate::models::dcgan::{sgemm_strided, sgemm_strided_add};
+use crate::models::dcgan::{sgemm_strided, sgemm_strided_into};
 
-/// Converts a `[a][b][ky·kx]` tensor to `[a][ky·kx][b]` (PyTorch's layouts to ours), or back
-/// with `a`, `b` and the taps given the other way round.
-fn move_taps_last(values: &[f32], a: usize, b: usize, taps: usize) -> Vec<f32> {
-    let mut out = vec![0f32; values.len()];
-    for i in 0..a {
-        for j in 0..b {
-            for t in 0..taps {
-                out[(i * taps + t) * b + j] = values[(i * b + j) * taps + t];
-            }
-        }
-    }
-    out
+/// A convolution weight's two layouts: PyTorch's `[outer][inner][k][k]` and this module's
+/// `[outer][k][k][inner]` (`outer` is `c_out` for a convolution, `c_in` for a transposed one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WeightLayout {
+    /// The first dimension in both layouts.
+    pub outer: usize,
+    /// The channel dimension that moves behind the taps.
+    pub inner: usize,
+    /// Kernel side.
+    pub kernel: usize,
 }
 
-fn move_taps_first(values: &[f32], a: usize, b: usize, taps: usize) -> Vec<f32> {
-    let mut out = vec![0f32; values.len()];
-    for i in 0..a {
-        for t in 0..taps {
+impl WeightLayout {
+    /// PyTorch's shape.
+    pub fn torch_shape(&self) -> Vec<usize> {
+        vec![self.outer, self.inner, self.kernel, self.kernel]
+    }
+
+    /// Values in PyTorch's layout converted to this module's (`torch` must hold
+    /// `outer·inner·kernel²` values: callers check shapes first).
+    pub fn from_torch(&self, torch: &[f32]) -> Vec<f32> {
+        let (a, b, taps) = (self.outer, self.inner, self.kernel * self.kernel);
+        let mut out = vec![0f32; torch.len()];
+        for i in 0..a {
             for j in 0..b {
-                out[(i * b + j) * taps + t] = values[(i * taps + t) * b + j];
+                for t in 0..taps {
+                    out[(i * taps + t) * b + j] = torch[(i * b + j) * taps + t];
+                }
             }
         }
+        out
     }
-    out
+
+    /// Values in this module's layout converted to PyTorch's.
+    pub fn to_torch(&self, ours: &[f32]) -> Vec<f32> {
+        let (a, b, taps) = (self.outer, self.inner, self.kernel * self.kernel);
+        let mut out = vec![0f32; ours.len()];
+        for i in 0..a {
+            for t in 0..taps {
+                for j in 0..b {
+                    out[(i * b + j) * taps + t] = ours[(i * taps + t) * b + j];
+                }
+            }
+        }
+        out
+    }
 }
 
-/// A convolution `c_in -> c_out` with a square kernel, no bias.
+/// Which way a [`Conv`] runs.
+pub trait Direction: Clone + std::fmt::Debug {
+    /// A transposed convolution (its weight is `[c_in][c_out][k][k]` in PyTorch).
+    const TRANSPOSED: bool;
+}
+
+/// An ordinary convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Direct;
+
+impl Direction for Direct {
+    const TRANSPOSED: bool = false;
+}
+
+/// A transposed convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Transposed;
+
+impl Direction for Transposed {
+    const TRANSPOSED: bool = true;
+}
+
+/// A convolution `c_in -> c_out` with a square kernel, no bias, ordinary or transposed.
 #[derive(Clone, Debug)]
-pub struct Conv2d {
+pub struct Conv<D> {
     /// Input channels.
     pub c_in: usize,
     /// Output channels.
@@ -46,16 +90,24 @@ pub struct Conv2d {
     pub kernel: usize,
     /// Stride.
     pub stride: usize,
-    /// Zero padding.
+    /// Zero padding (of the ordinary convolution's input).
     pub pad: usize,
-    /// `[c_out][ky][kx][c_in]`.
+    /// `[c_out][ky][kx][c_in]`, or `[c_in][ky][kx][c_out]` transposed.
     pub weight: Param,
-    /// The last forward's columns (its backward reuses them).
+    /// Scratch: a convolution keeps its forward's columns for the backward; a transposed
+    /// one holds its forward's columns, then the output gradient's.
     col: Vec<f32>,
+    direction: std::marker::PhantomData<D>,
 }
 
-impl Conv2d {
-    /// A layer with weights in PyTorch's layout (`[c_out][c_in][k][k]`).
+/// `Conv2d` (DCGAN's discriminator).
+pub type Conv2d = Conv<Direct>;
+/// `ConvTranspose2d` (DCGAN's generator).
+pub type ConvTranspose2d = Conv<Transposed>;
+
+impl<D: Direction> Conv<D> {
+    /// A layer with weights in PyTorch's layout (`[c_out][c_in][k][k]`, transposed
+    /// `[c_in][c_out][k][k]`).
     pub fn from_torch(
         c_in: usize,
         c_out: usize,
@@ -64,34 +116,47 @@ impl Conv2d {
         pad: usize,
         torch: &[f32],
     ) -> Self {
-        let taps = kernel * kernel;
+        let mut layer = Self::without_weight(c_in, c_out, kernel, stride, pad);
+        layer.weight = Param::new(layer.layout().from_torch(torch));
+        layer
+    }
+
+    /// The layer's shape with an empty weight, to be set in this module's layout.
+    pub(super) fn without_weight(
+        c_in: usize,
+        c_out: usize,
+        kernel: usize,
+        stride: usize,
+        pad: usize,
+    ) -> Self {
         Self {
             c_in,
             c_out,
             kernel,
             stride,
             pad,
-            weight: Param::new(move_taps_last(torch, c_out, c_in, taps)),
+            weight: Param::default(),
             col: Vec::new(),
+            direction: std::marker::PhantomData,
         }
     }
 
-    /// PyTorch's shape of the weight.
-    pub fn torch_shape(&self) -> Vec<usize> {
-        vec![self.c_out, self.c_in, self.kernel, self.kernel]
+    /// How the weight (and anything shaped like it) converts to PyTorch's layout.
+    pub fn layout(&self) -> WeightLayout {
+        let (outer, inner) = if D::TRANSPOSED {
+            (self.c_in, self.c_out)
+        } else {
+            (self.c_out, self.c_in)
+        };
+        WeightLayout {
+            outer,
+            inner,
+            kernel: self.kernel,
+        }
     }
+}
 
-    /// `values` (the weight or a tensor shaped like it, e.g. its gradient or an Adam moment)
-    /// in PyTorch's layout.
-    pub fn to_torch(&self, values: &[f32]) -> Vec<f32> {
-        move_taps_first(values, self.c_out, self.c_in, self.kernel * self.kernel)
-    }
-
-    /// A tensor in PyTorch's layout converted to this layer's.
-    pub fn from_torch_layout(&self, torch: &[f32]) -> Vec<f32> {
-        move_taps_last(torch, self.c_out, self.c_in, self.kernel * self.kernel)
-    }
-
+impl Conv2d {
     /// The geometry of this layer on `batch` inputs of `side`×`side`; `None` if the kernel
     /// does not fit.
     pub fn geom(&self, batch: usize, side: usize) -> Option<ConvGeom> {
@@ -120,7 +185,7 @@ impl Conv2d {
         if weight_grad {
             // dW[co][K] += dyᵀ · col
             let grad = &mut self.weight.grad;
-            sgemm_strided_add(co, k, rows, (dy, 1, co), (&self.col, k, 1), grad);
+            sgemm_strided_into(co, k, rows, (dy, 1, co), (&self.col, k, 1), grad, true);
         }
         if let Some(dx) = dx {
             // The columns are not needed any more: their buffer takes the column gradient.
@@ -131,61 +196,7 @@ impl Conv2d {
     }
 }
 
-/// A transposed convolution `c_in -> c_out` with a square kernel, no bias.
-#[derive(Clone, Debug)]
-pub struct ConvTranspose2d {
-    /// Input channels.
-    pub c_in: usize,
-    /// Output channels.
-    pub c_out: usize,
-    /// Kernel side.
-    pub kernel: usize,
-    /// Stride.
-    pub stride: usize,
-    /// Zero padding (of the equivalent convolution's input).
-    pub pad: usize,
-    /// `[c_in][ky][kx][c_out]`.
-    pub weight: Param,
-    /// Scratch: the columns of the forward, the output gradient's columns in the backward.
-    col: Vec<f32>,
-}
-
 impl ConvTranspose2d {
-    /// A layer with weights in PyTorch's layout (`[c_in][c_out][k][k]`).
-    pub fn from_torch(
-        c_in: usize,
-        c_out: usize,
-        kernel: usize,
-        stride: usize,
-        pad: usize,
-        torch: &[f32],
-    ) -> Self {
-        Self {
-            c_in,
-            c_out,
-            kernel,
-            stride,
-            pad,
-            weight: Param::new(move_taps_last(torch, c_in, c_out, kernel * kernel)),
-            col: Vec::new(),
-        }
-    }
-
-    /// PyTorch's shape of the weight.
-    pub fn torch_shape(&self) -> Vec<usize> {
-        vec![self.c_in, self.c_out, self.kernel, self.kernel]
-    }
-
-    /// `values` (shaped like the weight) in PyTorch's layout.
-    pub fn to_torch(&self, values: &[f32]) -> Vec<f32> {
-        move_taps_first(values, self.c_in, self.c_out, self.kernel * self.kernel)
-    }
-
-    /// A tensor in PyTorch's layout converted to this layer's.
-    pub fn from_torch_layout(&self, torch: &[f32]) -> Vec<f32> {
-        move_taps_last(torch, self.c_in, self.c_out, self.kernel * self.kernel)
-    }
-
     /// The geometry on `batch` inputs of `side`×`side` (the grid) producing
     /// `((side − 1)·stride + kernel − 2·pad)`-sided outputs (the image); `None` if that is not
     /// a valid size.
@@ -228,7 +239,7 @@ impl ConvTranspose2d {
         if weight_grad {
             // dW[ci][K] += xᵀ · col(dy)
             let grad = &mut self.weight.grad;
-            sgemm_strided_add(ci, k, rows, (x, 1, ci), (&self.col, k, 1), grad);
+            sgemm_strided_into(ci, k, rows, (x, 1, ci), (&self.col, k, 1), grad, true);
         }
         if let Some(dx) = dx {
             let w = &self.weight.value;
@@ -406,6 +417,6 @@ mod tests {
         for (a, b) in y.iter().zip(&want) {
             assert!((a - b).abs() < 1e-5, "{a} {b}");
         }
-        assert_eq!(l.to_torch(&l.weight.value), torch);
+        assert_eq!(l.layout().to_torch(&l.weight.value), torch);
     }
 }

@@ -32,12 +32,13 @@ mod generator;
 pub mod im2col;
 mod loss;
 pub mod rng;
+pub mod stack;
 mod trainer;
 
 pub use adam::{Adam, AdamConfig};
 pub use augment::{AugmentParams, Policy};
 pub use batchnorm::BatchNorm;
-pub use conv::{Conv2d, ConvTranspose2d};
+pub use conv::{Conv, Conv2d, ConvTranspose2d, Direct, Direction, Transposed, WeightLayout};
 pub use discriminator::Discriminator;
 pub use generator::Generator;
 pub use trainer::{GanTrainer, Interrupted, StepAugment, StepBatch, StepLosses, TrainerError};
@@ -116,21 +117,19 @@ pub struct NamedTensor {
 }
 
 /// How one parameter is named and laid out in PyTorch (optimizer state in checkpoints).
-#[derive(Clone, Debug)]
-pub enum ParamSpec<'a> {
-    /// A convolution's weight.
-    Conv(String, &'a Conv2d),
-    /// A transposed convolution's weight.
-    ConvT(String, &'a ConvTranspose2d),
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ParamSpec {
+    /// A (transposed) convolution's weight.
+    Conv(String, WeightLayout),
     /// A BatchNorm's γ or β (`channels` values, the same layout everywhere).
     Vector(String, usize),
 }
 
-impl ParamSpec<'_> {
+impl ParamSpec {
     /// PyTorch's name of the parameter.
     pub fn name(&self) -> &str {
         match self {
-            Self::Conv(n, _) | Self::ConvT(n, _) | Self::Vector(n, _) => n,
+            Self::Conv(n, _) | Self::Vector(n, _) => n,
         }
     }
 
@@ -138,7 +137,6 @@ impl ParamSpec<'_> {
     pub fn torch_shape(&self) -> Vec<usize> {
         match self {
             Self::Conv(_, l) => l.torch_shape(),
-            Self::ConvT(_, l) => l.torch_shape(),
             Self::Vector(_, c) => vec![*c],
         }
     }
@@ -147,7 +145,6 @@ impl ParamSpec<'_> {
     pub fn to_torch(&self, values: &[f32]) -> Vec<f32> {
         match self {
             Self::Conv(_, l) => l.to_torch(values),
-            Self::ConvT(_, l) => l.to_torch(values),
             Self::Vector(..) => values.to_vec(),
         }
     }
@@ -155,8 +152,7 @@ impl ParamSpec<'_> {
     /// Values shaped like the parameter, from PyTorch's layout to this module's.
     pub fn from_torch(&self, values: &[f32]) -> Vec<f32> {
         match self {
-            Self::Conv(_, l) => l.from_torch_layout(values),
-            Self::ConvT(_, l) => l.from_torch_layout(values),
+            Self::Conv(_, l) => l.from_torch(values),
             Self::Vector(..) => values.to_vec(),
         }
     }

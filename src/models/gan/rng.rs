@@ -63,6 +63,14 @@ pub fn fill_normal(rng: &mut Rng, out: &mut [f32]) {
     }
 }
 
+/// `n` values drawn from N(mean, std²) with [`fill_normal`].
+pub fn normal(rng: &mut Rng, n: usize, mean: f32, std: f32) -> Vec<f32> {
+    let mut v = vec![0f32; n];
+    fill_normal(rng, &mut v);
+    v.iter_mut().for_each(|x| *x = mean + std * *x);
+    v
+}
+
 /// A permutation of `0..n` (Fisher–Yates).
 pub fn permutation(rng: &mut Rng, n: usize) -> Vec<usize> {
     let mut p: Vec<usize> = (0..n).collect();

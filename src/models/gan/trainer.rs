@@ -113,8 +113,8 @@ impl GanTrainer {
         let mut g = g;
         let mut d = d;
         let lens = |p: Vec<&mut super::Param>| p.iter().map(|p| p.value.len()).collect::<Vec<_>>();
-        let opt_g = Adam::new(opt, &lens(g.params_mut()));
-        let opt_d = Adam::new(opt, &lens(d.params_mut()));
+        let opt_g = Adam::new(opt, &lens(g.layers.params_mut()));
+        let opt_d = Adam::new(opt, &lens(d.layers.params_mut()));
         Self {
             g,
             d,
@@ -153,10 +153,10 @@ impl GanTrainer {
                 augment: draws,
             });
         }
-        let saved = (self.g.running_stats(), self.d.running_stats());
+        let saved = (self.g.layers.running_stats(), self.d.layers.running_stats());
         let abandon = |t: &mut Self| {
-            t.g.restore_running_stats(saved.0.clone());
-            t.d.restore_running_stats(saved.1.clone());
+            t.g.layers.restore_running_stats(saved.0.clone());
+            t.d.layers.restore_running_stats(saved.1.clone());
             Ok(Err(Interrupted))
         };
         if pause() {
@@ -164,7 +164,7 @@ impl GanTrainer {
         }
 
         // The discriminator step: real and generated images as one batch of two groups.
-        self.d.zero_grad();
+        self.d.layers.zero_grad();
         let fake = self.g.forward_train(batch.latents, pause);
         ensure_len(&mut self.d_input, 2 * n * IMAGE_VALUES);
         let (real_half, fake_half) = self.d_input.split_at_mut(n * IMAGE_VALUES);
@@ -186,10 +186,10 @@ impl GanTrainer {
         if pause() {
             return abandon(self);
         }
-        self.opt_d.update(&mut self.d.params_mut());
+        self.opt_d.update(&mut self.d.layers.params_mut());
 
         // The generator step, through the updated discriminator.
-        self.g.zero_grad();
+        self.g.layers.zero_grad();
         let fake = self.g.forward_output();
         self.d_input.truncate(n * IMAGE_VALUES);
         self.d_input.copy_from_slice(fake);
@@ -206,7 +206,7 @@ impl GanTrainer {
             augment::backward(&mut self.d_images, IMAGE_SIZE, 3, &a.generator[..n]);
         }
         self.g.backward(&mut self.d_images, pause);
-        self.opt_g.update(&mut self.g.params_mut());
+        self.opt_g.update(&mut self.g.layers.params_mut());
 
         let losses = StepLosses {
             d_real,
@@ -220,5 +220,83 @@ impl GanTrainer {
             });
         }
         Ok(Ok(losses))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::gan::rng::{Rng, fill_normal};
+    use crate::models::gan::{GanShape, Policy};
+
+    fn trainer(shape: GanShape) -> GanTrainer {
+        let g = Generator::random(shape, &mut Rng::from_seed(1));
+        let d = Discriminator::random(shape, &mut Rng::from_seed(2));
+        GanTrainer::new(g, d, AdamConfig::default())
+    }
+
+    /// The Faces widths on two threads (where the products run in parallel): two identical
+    /// trainers given the same step end bit-for-bit equal; a stop before the discriminator's
+    /// update leaves everything as it was.
+    #[test]
+    fn steps_are_reproducible_and_an_early_stop_changes_nothing() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        let shape = GanShape::FACES;
+        let n = 2;
+        let mut real = vec![0f32; n * IMAGE_VALUES];
+        fill_normal(&mut Rng::from_seed(3), &mut real);
+        real.iter_mut().for_each(|v| *v = v.tanh());
+        let mut z = vec![0f32; n * shape.nz];
+        fill_normal(&mut Rng::from_seed(4), &mut z);
+        let mut rng = Rng::from_seed(5);
+        let mut draw = || super::augment::AugmentParams::draw_batch(&mut rng, Policy::ALL, 64, n);
+        let aug = StepAugment {
+            real: draw(),
+            fake: draw(),
+            generator: draw(),
+        };
+        let batch = StepBatch {
+            real: &real,
+            latents: &z,
+            augment: Some(&aug),
+        };
+        let (a, b) = pool.install(|| {
+            let mut a = trainer(shape);
+            let mut b = trainer(shape);
+            let la = a.step(&batch, &mut || false).unwrap().unwrap();
+            let lb = b.step(&batch, &mut || false).unwrap().unwrap();
+            assert_eq!(la, lb);
+            (a, b)
+        });
+        assert_eq!(a.g.layers.tensors(), b.g.layers.tensors());
+        assert_eq!(a.d.layers.tensors(), b.d.layers.tensors());
+        assert_eq!(a.opt_d, b.opt_d);
+
+        // Stopped after the generator's forward: nothing changes, running statistics included.
+        let mut c = a.clone();
+        let mut calls = 0;
+        let r = pool.install(|| {
+            c.step(&batch, &mut || {
+                calls += 1;
+                calls > 3
+            })
+        });
+        assert_eq!(r, Ok(Err(Interrupted)));
+        assert_eq!(c.g.layers.tensors(), a.g.layers.tensors());
+        assert_eq!(c.d.layers.tensors(), a.d.layers.tensors());
+        assert_eq!(c.opt_g, a.opt_g);
+        // A batch that does not add up is an error, not a panic.
+        let bad = StepBatch {
+            real: &real[..10],
+            latents: &z,
+            augment: None,
+        };
+        assert!(matches!(
+            c.step(&bad, &mut || false),
+            Err(TrainerError::Batch { .. })
+        ));
     }
 }

@@ -125,7 +125,7 @@ fn add_network(
 fn add_adam(
     out: &mut StateDict,
     prefix: &str,
-    specs: &[ParamSpec<'_>],
+    specs: &[ParamSpec],
     m: &[Vec<f32>],
     v: &[Vec<f32>],
 ) {
@@ -145,21 +145,21 @@ fn add_adam(
 /// The checkpoint file's bytes.
 pub fn to_bytes(step: u64, trainer: &GanTrainer, settings: &TrainSettings) -> Vec<u8> {
     let mut t = StateDict::new();
-    let (g, gb) = trainer.g.tensors();
+    let (g, gb) = trainer.g.layers.tensors();
     add_network(&mut t, "g", g, gb);
-    let (d, db) = trainer.d.tensors();
+    let (d, db) = trainer.d.layers.tensors();
     add_network(&mut t, "d", d, db);
     add_adam(
         &mut t,
         "opt_g",
-        &trainer.g.param_specs(),
+        &trainer.g.layers.param_specs(),
         &trainer.opt_g.m,
         &trainer.opt_g.v,
     );
     add_adam(
         &mut t,
         "opt_d",
-        &trainer.d.param_specs(),
+        &trainer.d.layers.param_specs(),
         &trainer.opt_d.m,
         &trainer.opt_d.v,
     );
@@ -225,7 +225,7 @@ fn network(sd: &StateDict, prefix: &str) -> (BTreeMap<String, NamedTensor>, BTre
 fn adam_state(
     sd: &StateDict,
     prefix: &str,
-    specs: &[ParamSpec<'_>],
+    specs: &[ParamSpec],
 ) -> Result<(Vec<Vec<f32>>, Vec<Vec<f32>>), ShapeError> {
     let (tensors, _) = network(sd, prefix);
     let mut m = Vec::with_capacity(specs.len());
@@ -269,11 +269,11 @@ pub fn load(path: &Path, adam: AdamConfig) -> Result<Loaded, CheckpointError> {
     let (dt, db) = network(&sd, "d");
     let d = Discriminator::from_tensors(settings.shape, &dt, &db).map_err(shape_err)?;
     let mut trainer = GanTrainer::new(g, d, adam);
-    let (m, v) = adam_state(&sd, "opt_g", &trainer.g.param_specs()).map_err(shape_err)?;
+    let (m, v) = adam_state(&sd, "opt_g", &trainer.g.layers.param_specs()).map_err(shape_err)?;
     trainer.opt_g.m = m;
     trainer.opt_g.v = v;
     trainer.opt_g.step = num("opt_g_step")?;
-    let (m, v) = adam_state(&sd, "opt_d", &trainer.d.param_specs()).map_err(shape_err)?;
+    let (m, v) = adam_state(&sd, "opt_d", &trainer.d.layers.param_specs()).map_err(shape_err)?;
     trainer.opt_d.m = m;
     trainer.opt_d.v = v;
     trainer.opt_d.step = num("opt_d_step")?;

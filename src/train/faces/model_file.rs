@@ -71,7 +71,7 @@ pub fn load_generator(path: &Path, shape: GanShape) -> Result<Generator, ModelFi
 
 /// The bytes of `g` as a Faces `.safetensors` file.
 pub fn generator_bytes(g: &Generator) -> Vec<u8> {
-    let (tensors, batches) = g.tensors();
+    let (tensors, batches) = g.layers.tensors();
     let mut sd = StateDict::new();
     for t in tensors {
         sd.insert(t.name, RawTensor::from_f32(t.shape, &t.values));

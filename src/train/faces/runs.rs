@@ -299,6 +299,18 @@ pub fn list(root: &Path) -> Vec<RunEntry> {
     out
 }
 
+/// Exports the generator of the run in `dir` (its newest usable checkpoint) to `out` as a
+/// Faces model, and records where: "Open in Faces" for a run trained earlier. Returns the
+/// checkpoint's step.
+pub fn export_run(dir: &Path, out: &Path) -> Result<u64, super::TrainFacesError> {
+    let mut record = RunRecord::load(dir)?;
+    let loaded = super::checkpoint::latest(dir, record.settings.adam())?;
+    super::model_file::export(&loaded.trainer.g, out).map_err(super::TrainFacesError::Export)?;
+    record.exported = Some(out.to_path_buf());
+    record.save(dir)?;
+    Ok(loaded.step)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
