@@ -248,45 +248,6 @@ fn a_4000x3000_photo_completes_tiled_in_bounded_memory() {
     );
 }
 
-/// A PNG whose header claims `w`×`h` but holds only a few bytes of data.
-fn png_claiming(w: u32, h: u32) -> Vec<u8> {
-    fn crc32(bytes: &[u8]) -> u32 {
-        let mut c = 0xFFFF_FFFFu32;
-        for &b in bytes {
-            c ^= b as u32;
-            for _ in 0..8 {
-                c = if c & 1 != 0 {
-                    0xEDB8_8320 ^ (c >> 1)
-                } else {
-                    c >> 1
-                };
-            }
-        }
-        !c
-    }
-    fn chunk(out: &mut Vec<u8>, kind: &[u8], data: &[u8]) {
-        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-        let mut body = kind.to_vec();
-        body.extend_from_slice(data);
-        out.extend_from_slice(&body);
-        out.extend_from_slice(&crc32(&body).to_be_bytes());
-    }
-    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    let mut ihdr = Vec::new();
-    ihdr.extend_from_slice(&w.to_be_bytes());
-    ihdr.extend_from_slice(&h.to_be_bytes());
-    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]); // 8-bit RGB, no interlace
-    chunk(&mut png, b"IHDR", &ihdr);
-    // A zlib stream of a few zero bytes: far less than the claimed size.
-    chunk(
-        &mut png,
-        b"IDAT",
-        &[0x78, 0x9C, 0x63, 0x00, 0x00, 0x00, 0x01, 0x00, 0x01],
-    );
-    chunk(&mut png, b"IEND", &[]);
-    png
-}
-
 #[test]
 fn bad_input_is_one_line_and_non_zero() {
     let dir = tempfile::tempdir().unwrap();
@@ -322,7 +283,7 @@ fn bad_input_is_one_line_and_non_zero() {
     assert!(e.contains("cut.jpg") && e.contains("truncated"), "{e}");
 
     let bomb = d.join("bomb.png");
-    std::fs::write(&bomb, png_claiming(60000, 60000)).unwrap();
+    std::fs::write(&bomb, atelier::fuzzing::png_claiming(60000, 60000)).unwrap();
     let e = one_line_error(&style(&bomb));
     assert!(e.contains("bomb.png") && e.contains("60000×60000"), "{e}");
 

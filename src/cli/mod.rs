@@ -5,6 +5,7 @@
 pub mod faces;
 pub mod models;
 pub mod style;
+pub mod train_faces;
 pub mod write;
 
 use std::path::PathBuf;
@@ -82,6 +83,16 @@ pub enum Command {
     /// Benchmarks (same code path as the studio); see BENCHMARKS.md.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Train or fine-tune a model on your own material; see the README.
+    #[command(subcommand)]
+    Train(TrainCommand),
+}
+
+/// `atelier train …`
+#[derive(Debug, Subcommand)]
+pub enum TrainCommand {
+    /// Teach the face generator a folder of pictures (fine-tuning, or from scratch).
+    Faces(train_faces::TrainFacesArgs),
 }
 
 /// `atelier bench …`
@@ -93,6 +104,9 @@ pub enum BenchCommand {
     Faces(crate::bench::faces::FacesBenchArgs),
     /// Style network latency (multistyle26, arbitrary-style transform and predictor).
     Style(crate::bench::style::StyleBenchArgs),
+    /// Sliced Wasserstein distance of generators' samples to a picture folder (scores
+    /// `atelier train faces` against its PyTorch peer).
+    Swd(train_faces::SwdArgs),
 }
 
 /// The bundled models, each with whether it is installed (for `--help` and `--version`).
@@ -155,6 +169,8 @@ pub fn run(cmd: Command, backend: Option<crate::gpu::Backend>) -> anyhow::Result
         Command::Faces(a) => faces::run(a),
         Command::Style(a) => style::run(a),
         Command::Bench(BenchCommand::Style(a)) => crate::bench::style::run(&a),
+        Command::Bench(BenchCommand::Swd(a)) => train_faces::swd_cli(&a),
+        Command::Train(TrainCommand::Faces(a)) => train_faces::run_cli(a),
         Command::Models(a) => models::run(a),
         Command::Soak(a) => crate::soak::run(&a),
         Command::Serve(a) => crate::serve::run(&a),

@@ -14,10 +14,10 @@ use std::sync::atomic::AtomicUsize;
 use super::error::EngineError;
 use super::family::Outcome;
 use super::job::{JobHandle, JobId};
-use super::lane::{LongJobControl, lower_priority};
 use super::messages::Event;
 use super::outbox::Outbox;
 use super::worker::panic_message;
+use crate::long_job::{LongJobControl, lower_priority};
 
 /// A job for the long-job lane.
 pub(crate) trait LongJob: Send + 'static {

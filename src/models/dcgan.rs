@@ -504,7 +504,7 @@ impl Cover {
 /// last layer applies it to 12,288 values per sample.
 // The coefficients are written as Eigen publishes them, so they can be checked against it.
 #[allow(clippy::excessive_precision)]
-fn fast_tanh(x: f32) -> f32 {
+pub(crate) fn fast_tanh(x: f32) -> f32 {
     let small = x.abs() < 4e-4;
     let x0 = x;
     let x = x.clamp(-7.905_311, 7.905_311);
@@ -533,9 +533,25 @@ pub fn sgemm_strided(
     b: (&[f32], usize, usize),
     c: &mut [f32],
 ) {
+    sgemm_strided_into(m, n, k, a, b, c, false);
+}
+
+/// [`sgemm_strided`] that, when `accumulate`, adds the product to what `c` holds
+/// (`c += A · B`: gradients that accumulate over several passes, `models::gan`).
+pub fn sgemm_strided_into(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: (&[f32], usize, usize),
+    b: (&[f32], usize, usize),
+    c: &mut [f32],
+    accumulate: bool,
+) {
     let c = &mut c[..m * n];
     if m == 0 || n == 0 || k == 0 {
-        c.iter_mut().for_each(|x| *x = 0.0);
+        if !accumulate {
+            c.iter_mut().for_each(|x| *x = 0.0);
+        }
         return;
     }
     // The furthest element each operand's strides reach must lie inside its slice: checked
@@ -570,14 +586,14 @@ pub fn sgemm_strided(
             c.as_mut_ptr(),
             1,
             n as isize,
-            false,
+            accumulate,
             a.as_ptr(),
             a_cs as isize,
             a_rs as isize,
             b.as_ptr(),
             b_cs as isize,
             b_rs as isize,
-            0.0,
+            if accumulate { 1.0 } else { 0.0 },
             1.0,
             false,
             false,

@@ -1,6 +1,7 @@
 //! Model families, one module each. The worker owns loaded models; nothing here spawns threads.
 
 pub mod dcgan;
+pub mod gan;
 pub mod llm;
 pub mod onnx;
 pub mod pickle;

@@ -55,6 +55,41 @@ impl RawTensor {
     }
 }
 
+impl RawTensor {
+    /// An f32 tensor of `shape` holding `values` (row-major).
+    pub fn from_f32(shape: Vec<usize>, values: &[f32]) -> Self {
+        Self {
+            dtype: StorageDType::F32,
+            shape,
+            data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        }
+    }
+
+    /// An i64 tensor of `shape` holding `values` (e.g. BatchNorm's `num_batches_tracked`,
+    /// shape `[]`).
+    pub fn from_i64(shape: Vec<usize>, values: &[i64]) -> Self {
+        Self {
+            dtype: StorageDType::I64,
+            shape,
+            data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        }
+    }
+
+    /// The values of an i64 tensor; `None` for other types.
+    pub fn to_i64(&self) -> Option<Vec<i64>> {
+        (self.dtype == StorageDType::I64).then(|| {
+            self.data
+                .chunks_exact(8)
+                .map(|c| {
+                    let mut a = [0u8; 8];
+                    a.copy_from_slice(c);
+                    i64::from_le_bytes(a)
+                })
+                .collect()
+        })
+    }
+}
+
 /// Tensors by name, e.g. `main.0.weight`.
 pub type StateDict = BTreeMap<String, RawTensor>;
 
@@ -342,6 +377,14 @@ fn is_contiguous(shape: &[usize], stride: &[usize]) -> bool {
 /// JSON, each dtype, and that every tensor's `data_offsets` lie inside the file and match its
 /// shape — a header pointing past the end is an error here, not an out-of-bounds slice later.
 pub fn load_safetensors(path: &Path) -> Result<StateDict, WeightsError> {
+    load_safetensors_with_metadata(path).map(|(tensors, _)| tensors)
+}
+
+/// [`load_safetensors`], also returning the header's `__metadata__` (string values; others
+/// are skipped).
+pub fn load_safetensors_with_metadata(
+    path: &Path,
+) -> Result<(StateDict, BTreeMap<String, String>), WeightsError> {
     let bytes = std::fs::read(path).map_err(|source| WeightsError::Io {
         path: path.to_path_buf(),
         source,
@@ -370,8 +413,16 @@ pub fn load_safetensors(path: &Path) -> Result<StateDict, WeightsError> {
             .map_err(|e| bad(format!("the header is not a JSON object: {e}")))?;
     let data = &bytes[data_start..];
     let mut out = StateDict::new();
+    let mut metadata = BTreeMap::new();
     for (name, info) in &header {
         if name == "__metadata__" {
+            if let Some(m) = info.as_object() {
+                for (k, v) in m {
+                    if let Some(v) = v.as_str() {
+                        metadata.insert(k.clone(), v.to_owned());
+                    }
+                }
+            }
             continue;
         }
         let dtype = match info.get("dtype").and_then(|d| d.as_str()) {
@@ -430,18 +481,35 @@ pub fn load_safetensors(path: &Path) -> Result<StateDict, WeightsError> {
             },
         );
     }
-    Ok(out)
+    Ok((out, metadata))
 }
 
 /// Serializes f32 tensors as a safetensors file (used to convert checkpoints and by tests).
 pub fn to_safetensors(tensors: &BTreeMap<String, (Vec<usize>, Vec<f32>)>) -> Vec<u8> {
+    let raw: StateDict = tensors
+        .iter()
+        .map(|(name, (shape, values))| (name.clone(), RawTensor::from_f32(shape.clone(), values)))
+        .collect();
+    safetensors_bytes(&raw, &BTreeMap::new())
+}
+
+/// Serializes tensors of any type as a safetensors file, with `metadata` as the header's
+/// `__metadata__` (omitted when empty).
+pub fn safetensors_bytes(tensors: &StateDict, metadata: &BTreeMap<String, String>) -> Vec<u8> {
     let mut header = serde_json::Map::new();
+    if !metadata.is_empty() {
+        header.insert("__metadata__".into(), serde_json::json!(metadata));
+    }
     let mut offset = 0usize;
-    for (name, (shape, values)) in tensors {
-        let len = values.len() * 4;
+    for (name, t) in tensors {
+        let len = t.data.len();
         header.insert(
             name.clone(),
-            serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + len]}),
+            serde_json::json!({
+                "dtype": safetensors_dtype(t.dtype),
+                "shape": t.shape,
+                "data_offsets": [offset, offset + len],
+            }),
         );
         offset += len;
     }
@@ -453,12 +521,26 @@ pub fn to_safetensors(tensors: &BTreeMap<String, (Vec<usize>, Vec<f32>)>) -> Vec
     let mut out = Vec::with_capacity(8 + h.len() + offset);
     out.extend_from_slice(&(h.len() as u64).to_le_bytes());
     out.extend_from_slice(&h);
-    for (_, values) in tensors.values() {
-        for v in values {
-            out.extend_from_slice(&v.to_le_bytes());
-        }
+    for t in tensors.values() {
+        out.extend_from_slice(&t.data);
     }
     out
+}
+
+/// The safetensors name of a type.
+fn safetensors_dtype(d: StorageDType) -> &'static str {
+    match d {
+        StorageDType::F32 => "F32",
+        StorageDType::F64 => "F64",
+        StorageDType::F16 => "F16",
+        StorageDType::BF16 => "BF16",
+        StorageDType::I64 => "I64",
+        StorageDType::I32 => "I32",
+        StorageDType::I16 => "I16",
+        StorageDType::I8 => "I8",
+        StorageDType::U8 => "U8",
+        StorageDType::Bool => "BOOL",
+    }
 }
 
 #[cfg(test)]

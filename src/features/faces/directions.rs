@@ -8,7 +8,7 @@
 //! in chunks of 256, regenerating each chunk per pass (one small GEMM): subspace iteration
 //! with 16 vectors for the top 8, then a Rayleigh–Ritz step for exact eigenpairs within that
 //! subspace. Everything is seeded, so the same model file always gives the same directions;
-//! they are cached on disk per model file (about 2 s of work on two cores).
+//! they are cached on disk per model file's contents (about 2 s of work on two cores).
 
 use std::path::{Path, PathBuf};
 
@@ -339,8 +339,10 @@ pub fn jacobi_eigen(a: &[f64], n: usize) -> (Vec<f64>, Vec<f64>) {
     ((0..n).map(|i| a[i * n + i]).collect(), v)
 }
 
-/// Directions cached on disk, one JSON file per model file, keyed by the file's canonical
-/// path, size and modification time (a re-downloaded or edited file gets new directions).
+/// Directions cached on disk, one JSON file per model, keyed by the file's size and a hash of
+/// its contents: directions depend on the weights alone, so a file retrained or replaced at
+/// the same path (a generator re-exported by Train has the same size, and a copy may keep its
+/// modification time) gets new directions, and the same weights anywhere share them.
 #[derive(Clone, Debug)]
 pub struct DirectionsCache {
     dir: PathBuf,
@@ -349,16 +351,38 @@ pub struct DirectionsCache {
 #[derive(Serialize, Deserialize)]
 struct CacheFile {
     version: u32,
+    /// Where the model was when the cache was written (for people reading the file).
     model_path: String,
     model_size: u64,
-    model_mtime_ns: u128,
+    /// [`content_hash`] of the model file (absent in caches from before it: recomputed).
+    #[serde(default)]
+    model_hash: u64,
     directions: Directions,
 }
 
 struct ModelKey {
     path: String,
     size: u64,
-    mtime_ns: u128,
+    hash: u64,
+}
+
+/// A 64-bit hash of a file's bytes (FNV-1a over 8-byte words, then the tail bytes): stable
+/// across Rust versions and platforms, and fast enough for a 14 MB model (a few
+/// milliseconds). Not cryptographic: it tells versions of a model apart, nothing more.
+fn content_hash(bytes: &[u8]) -> u64 {
+    const PRIME: u64 = 0x0100_0000_01b3;
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut words = bytes.chunks_exact(8);
+    for w in &mut words {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(w);
+        h = (h ^ u64::from_le_bytes(a)).wrapping_mul(PRIME);
+        h ^= h >> 29;
+    }
+    for &b in words.remainder() {
+        h = (h ^ b as u64).wrapping_mul(PRIME);
+    }
+    h
 }
 
 impl DirectionsCache {
@@ -378,17 +402,11 @@ impl DirectionsCache {
             source,
         };
         let canonical = std::fs::canonicalize(model).map_err(io)?;
-        let meta = std::fs::metadata(&canonical).map_err(io)?;
-        let mtime_ns = meta
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
+        let bytes = std::fs::read(&canonical).map_err(io)?;
         Ok(ModelKey {
             path: canonical.to_string_lossy().into_owned(),
-            size: meta.len(),
-            mtime_ns,
+            size: bytes.len() as u64,
+            hash: content_hash(&bytes),
         })
     }
 
@@ -401,7 +419,7 @@ impl DirectionsCache {
     fn file_for_key(&self, k: &ModelKey) -> PathBuf {
         // FNV-1a: stable across Rust versions, unlike DefaultHasher.
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        let key = format!("{}\0{}\0{}", k.path, k.size, k.mtime_ns);
+        let key = format!("{}\0{:016x}", k.size, k.hash);
         for b in key.bytes() {
             h ^= b as u64;
             h = h.wrapping_mul(0x0100_0000_01b3);
@@ -422,9 +440,8 @@ impl DirectionsCache {
             }
         };
         let valid = f.version == ALGORITHM_VERSION
-            && f.model_path == k.path
             && f.model_size == k.size
-            && f.model_mtime_ns == k.mtime_ns
+            && f.model_hash == k.hash
             && !f.directions.vectors.is_empty()
             && f.directions.vectors.len() == f.directions.explained.len()
             && f.directions
@@ -442,7 +459,7 @@ impl DirectionsCache {
             version: ALGORITHM_VERSION,
             model_path: k.path,
             model_size: k.size,
-            model_mtime_ns: k.mtime_ns,
+            model_hash: k.hash,
             directions: directions.clone(),
         };
         let bytes = serde_json::to_vec_pretty(&file).map_err(|e| FacesError::Io {
@@ -589,9 +606,27 @@ mod tests {
             samples: 3,
         };
         cache.save(&model, &d).unwrap();
-        assert_eq!(cache.load(&model), Some(d));
+        assert_eq!(cache.load(&model), Some(d.clone()));
         // A different file (size changes) does not reuse the cache.
         std::fs::write(&model, b"other weights").unwrap();
         assert!(cache.load(&model).is_none());
+        // Nor does one of the same size with other contents and the same modification time
+        // (a generator retrained and re-exported at the same path).
+        let mtime = std::fs::metadata(&model).unwrap().modified().unwrap();
+        cache.save(&model, &d).unwrap();
+        assert_eq!(cache.load(&model), Some(d.clone()));
+        std::fs::write(&model, b"other weighty").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&model)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        assert!(cache.load(&model).is_none());
+        // The same weights at another path share the cache.
+        let copy = dir.path().join("copy.safetensors");
+        std::fs::copy(&model, &copy).unwrap();
+        cache.save(&model, &d).unwrap();
+        assert_eq!(cache.load(&copy), Some(d));
     }
 }

@@ -1,11 +1,9 @@
 //! Points in the generator's latent space: seeds, truncation, spherical interpolation and
 //! looping walks. Pure functions, so the panel, the CLI and the worker agree exactly.
 
-use rand::{RngCore, SeedableRng};
-use rand_chacha::ChaCha8Rng;
-
 use super::FacesError;
 use crate::models::dcgan::LATENT_DIM;
+use crate::models::gan::rng::{Rng, fill_normal};
 
 /// The latent for `seed`: 100 independent standard normal values.
 ///
@@ -15,21 +13,8 @@ use crate::models::dcgan::LATENT_DIM;
 /// `(1 − u₁, u₂)` into `r·cos θ, r·sin θ` with `r = √(−2 ln(1 − u₁))`, `θ = 2π u₂`, computed
 /// in f64 and rounded to f32. The same seed gives the same face on every machine and run.
 pub fn latent_for_seed(seed: u64) -> Vec<f32> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut out = Vec::with_capacity(LATENT_DIM);
-    let uniform =
-        |rng: &mut ChaCha8Rng| (rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64);
-    while out.len() < LATENT_DIM {
-        // 1 − u₁ lies in (0, 1], so the logarithm is finite.
-        let u1 = 1.0 - uniform(&mut rng);
-        let u2 = uniform(&mut rng);
-        let r = (-2.0 * u1.ln()).sqrt();
-        let theta = std::f64::consts::TAU * u2;
-        out.push((r * theta.cos()) as f32);
-        if out.len() < LATENT_DIM {
-            out.push((r * theta.sin()) as f32);
-        }
-    }
+    let mut out = vec![0f32; LATENT_DIM];
+    fill_normal(&mut Rng::from_seed(seed), &mut out);
     out
 }
 

@@ -68,6 +68,20 @@ pub fn decode_with_limits(
     name: &Path,
     limits: ImageLimits,
 ) -> Result<LoadedImage, StyleError> {
+    decode_on_background(bytes, name, limits, WHITE)
+}
+
+/// White, where transparency is flattened unless a caller chooses another background.
+pub const WHITE: [u8; 3] = [255, 255, 255];
+
+/// [`decode_with_limits`] with transparency composited onto `background` (the Train panel's
+/// pictures: the user picks the colour).
+pub fn decode_on_background(
+    bytes: &[u8],
+    name: &Path,
+    limits: ImageLimits,
+    background: [u8; 3],
+) -> Result<LoadedImage, StyleError> {
     let path = name.to_path_buf();
     if bytes.is_empty() {
         return Err(StyleError::EmptyFile { path });
@@ -135,7 +149,7 @@ pub fn decode_with_limits(
     let reoriented = orientation != image::metadata::Orientation::NoTransforms;
     img.apply_orientation(orientation);
     Ok(LoadedImage {
-        image: flatten_to_rgb(img),
+        image: flatten_to_rgb(img, background),
         reoriented,
     })
 }
@@ -149,8 +163,9 @@ fn has_jpeg_end(bytes: &[u8]) -> bool {
     bytes[last_sos..].windows(2).any(|w| w == [0xFF, 0xD9])
 }
 
-/// 8-bit RGB; transparent pixels are composited onto white (what a viewer shows).
-fn flatten_to_rgb(img: DynamicImage) -> RgbImage {
+/// 8-bit RGB; transparent pixels are composited onto `background` (white: what a viewer
+/// shows).
+fn flatten_to_rgb(img: DynamicImage, background: [u8; 3]) -> RgbImage {
     if !img.color().has_alpha() {
         return img.to_rgb8();
     }
@@ -160,7 +175,7 @@ fn flatten_to_rgb(img: DynamicImage) -> RgbImage {
     for (o, p) in out.pixels_mut().zip(rgba.pixels()) {
         let a = p[3] as u32;
         for i in 0..3 {
-            o[i] = ((p[i] as u32 * a + 255 * (255 - a) + 127) / 255) as u8;
+            o[i] = ((p[i] as u32 * a + background[i] as u32 * (255 - a) + 127) / 255) as u8;
         }
     }
     out

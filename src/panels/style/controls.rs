@@ -324,4 +324,15 @@ impl StylePanel {
             }
         });
     }
+
+    /// In a kiosk: the kiosk's pictures to pick as the content (the only way a visitor
+    /// chooses a picture there). Nothing outside a kiosk.
+    pub(super) fn sample_picker(&mut self, ui: &mut egui::Ui, cx: &mut PanelContext<'_>) {
+        if !cx.kiosk || cx.samples.is_empty() {
+            return;
+        }
+        if let Some(path) = self.samples.picker(ui, cx.samples) {
+            self.set_content_path(path);
+        }
+    }
 }

@@ -6,8 +6,6 @@ use std::sync::mpsc::Receiver;
 
 use egui::RichText;
 
-use super::state::{StylePanel, thumb_options};
-use crate::panels::PanelContext;
 use crate::theme::{self, space};
 
 /// Side of a sample's thumbnail.
@@ -26,7 +24,7 @@ pub(super) struct Samples {
 
 impl Samples {
     /// Starts making thumbnails for `pictures` unless they are made or being made.
-    fn ensure(&mut self, pictures: &[PathBuf], ctx: &egui::Context) {
+    pub(super) fn ensure(&mut self, pictures: &[PathBuf], ctx: &egui::Context) {
         if self.made_for == pictures {
             return;
         }
@@ -70,28 +68,26 @@ impl Samples {
                 .into_iter()
                 .enumerate()
                 .map(|(i, (p, img))| {
-                    let tex = ctx.load_texture(format!("kiosk-sample-{i}"), img, thumb_options());
+                    let tex = ctx.load_texture(
+                        format!("kiosk-sample-{i}"),
+                        img,
+                        egui::TextureOptions::LINEAR,
+                    );
                     (p, tex)
                 })
                 .collect();
         }
     }
-}
 
-impl StylePanel {
-    /// In a kiosk: a row of the kiosk's pictures to pick as the content (the only way a
-    /// visitor chooses a picture there). Nothing outside a kiosk.
-    pub(super) fn sample_picker(&mut self, ui: &mut egui::Ui, cx: &mut PanelContext<'_>) {
-        if !cx.kiosk || cx.samples.is_empty() {
-            return;
-        }
-        self.samples.ensure(cx.samples, ui.ctx());
-        self.samples.poll(ui.ctx());
+    /// Draws the pictures as buttons under "Pick a picture"; returns the one clicked.
+    pub(super) fn picker(&mut self, ui: &mut egui::Ui, pictures: &[PathBuf]) -> Option<PathBuf> {
+        self.ensure(pictures, ui.ctx());
+        self.poll(ui.ctx());
         ui.label(RichText::new("Pick a picture").color(theme::TEXT_WEAK));
         let mut picked = None;
         ui.horizontal_wrapped(|ui| {
             ui.spacing_mut().item_spacing = egui::vec2(space::S, space::S);
-            for (path, tex) in &self.samples.thumbs {
+            for (path, tex) in &self.thumbs {
                 let name = path
                     .file_stem()
                     .map(|s| s.to_string_lossy().into_owned())
@@ -109,8 +105,6 @@ impl StylePanel {
                 }
             }
         });
-        if let Some(path) = picked {
-            self.set_content_path(path);
-        }
+        picked
     }
 }

@@ -1,5 +1,5 @@
-//! The long-job lane's control: how a job that runs for minutes (training) shares the machine
-//! with the interactive jobs on the worker.
+//! How a job that runs for minutes (training) shares the machine: the control the engine's
+//! long-job lane (or the CLI, alone) gives it.
 //!
 //! A long job runs on its own named thread, inside a rayon pool of its own sized by its core
 //! budget, and calls [`LongJobControl::checkpoint`] between units of work of a few tens of
@@ -26,7 +26,7 @@ pub struct LongJobControl {
 
 #[derive(Debug)]
 struct Inner {
-    /// Shared with the job's [`super::JobHandle`]: cancelling the handle stops the job.
+    /// Shared with the job's engine handle: cancelling the handle stops the job.
     stop: Arc<AtomicBool>,
     paused: AtomicBool,
     /// Interactive jobs queued or running on the worker; the long job waits while it is not 0.
