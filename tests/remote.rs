@@ -586,6 +586,7 @@ fn chat_stop_sequences_and_images() {
         assert_eq!((out.width(), out.height()), (96, 64));
         let resp = c
             .post(format!("{}/v1/images/style?style=19", server.url))
+            .header("content-type", "image/png")
             .body(b"not an image".to_vec())
             .send()
             .await
@@ -593,6 +594,7 @@ fn chat_stop_sequences_and_images() {
         assert_eq!(resp.status().as_u16(), 400);
         let resp = c
             .post(format!("{}/v1/images/style?style=99", server.url))
+            .header("content-type", "image/png")
             .body(vec![1u8])
             .send()
             .await

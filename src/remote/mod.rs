@@ -2,13 +2,16 @@
 //! vLLM, Ollama, LM Studio, or another `atelier serve`) behind the same job interface as the
 //! local engine.
 //!
-//! - [`client`]: the HTTP requests and their server-sent-event streams;
+//! - [`client`]: the HTTP requests and their server-sent-event streams, every answer read
+//!   within a size limit;
+//! - [`sse`]: the event-stream format, parsed with a size limit;
 //! - [`keystore`]: the API key, in the platform keyring or a private file, never in settings;
 //! - [`runner`]: the named thread whose tokio runtime runs remote jobs (I/O only).
 
 pub mod client;
 pub mod keystore;
 pub mod runner;
+pub mod sse;
 
 use std::time::Duration;
 
