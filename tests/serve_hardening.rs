@@ -31,6 +31,12 @@ struct Server {
 
 impl Server {
     fn start(extra: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start_with_fd_limit(extra, env, None)
+    }
+
+    /// With `open_files`, the server starts under that soft limit on open files (the usual
+    /// default is 1024), whatever this test process raised its own to.
+    fn start_with_fd_limit(extra: &[&str], env: &[(&str, &str)], open_files: Option<u64>) -> Self {
         let data = tempfile::tempdir().expect("temp dir");
         let stderr = std::fs::File::create(data.path().join("stderr.log")).expect("stderr file");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_atelier"));
@@ -42,6 +48,24 @@ impl Server {
             .stderr(stderr);
         for (k, v) in env {
             cmd.env(k, v);
+        }
+        if let Some(soft) = open_files {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: between fork and exec only async-signal-safe calls: getrlimit and
+            // setrlimit on a struct on the stack.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let mut limit = libc::rlimit {
+                        rlim_cur: 0,
+                        rlim_max: 0,
+                    };
+                    if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+                        limit.rlim_cur = soft.min(limit.rlim_max);
+                        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+                    }
+                    Ok(())
+                });
+            }
         }
         let mut child = cmd.spawn().expect("spawn atelier serve");
         let stdout = child.stdout.take().expect("stdout");
@@ -171,10 +195,12 @@ fn stalled_sockets_neither_exhaust_files_nor_lock_out_a_client() {
         soft >= 1300,
         "the open-files limit is {soft}; the test needs 1300"
     );
-    // The default cap (512 connections), a short header timeout.
-    let server = Server::start(
+    // The default cap (512 connections), a short header timeout, and the usual default
+    // limit of 1024 open files: 1,100 sockets held open would exhaust it.
+    let server = Server::start_with_fd_limit(
         &["--header-timeout", "2", "--model", "smollm2"],
         &[("ATELIER_SERVE_TOKEN", TOKEN)],
+        Some(1024),
     );
     let baseline_fds = server.open_fds();
     // Half a request line each, then nothing: the classic slowloris.
@@ -236,7 +262,7 @@ fn stalled_sockets_neither_exhaust_files_nor_lock_out_a_client() {
     let closed_after = attack_started.elapsed();
     drop(stalled);
     eprintln!(
-        "slowloris: {STALLED} stalled sockets; server held at most {held} files (baseline {baseline_fds}, cap 512), \
+        "slowloris: {STALLED} stalled sockets; server (1024 open files allowed) held at most {held} files (baseline {baseline_fds}, cap 512), \
          served {served}/20 authenticated requests during the attack (slowest {:.0} ms), \
          all {closed} stalled sockets closed within {:.1} s (header timeout 2 s), server peak RSS {} MiB",
         slowest.as_secs_f64() * 1e3,
