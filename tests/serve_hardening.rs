@@ -465,6 +465,42 @@ fn a_client_that_stops_reading_loses_its_slot_after_the_write_timeout() {
 }
 
 #[test]
+fn a_body_that_trickles_in_gets_408_and_frees_its_slot() {
+    let _s = serial();
+    let server = Server::start(
+        &["--queue", "1", "--body-timeout", "1", "--model", "smollm2"],
+        &[],
+    );
+    // A body of 100 bytes announced, 10 sent: it holds the only queue slot...
+    let mut slow = TcpStream::connect(server.addr).expect("connect");
+    slow.write_all(
+        b"POST /v1/completions HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"prompt\":",
+    )
+    .expect("send");
+    std::thread::sleep(Duration::from_millis(300));
+    let json = r#"{"prompt":"Hi","max_tokens":1}"#;
+    let request = format!(
+        "POST /v1/completions HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{json}",
+        json.len()
+    );
+    assert_eq!(raw_request(server.addr, &request).0, 429);
+    // ...until the body timeout answers 408.
+    let started = Instant::now();
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut answer = [0u8; 512];
+    let n = slow.read(&mut answer).expect("an answer");
+    let answer = String::from_utf8_lossy(&answer[..n]).to_string();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    eprintln!(
+        "slow body: 10 of 100 bytes sent, --body-timeout 1: 408 after {:.1} s more",
+        started.elapsed().as_secs_f64()
+    );
+    let (status, body) = raw_request(server.addr, &request);
+    assert_eq!(status, 200, "{body}");
+}
+
+#[test]
 fn without_a_token_only_local_names_and_json_get_through() {
     let _s = serial();
     let server = Server::start(&["--model", "smollm2"], &[]);
