@@ -57,6 +57,9 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// The body of the answer to a connection refused because every open one is busy.
 const FULL_BODY: &str = r#"{"error":{"message":"the server has too many connections open, all busy; retry shortly","type":"server_error","code":"too_many_connections"}}"#;
+/// How long a newcomer waits at the cap for an evicted connection to close (it closes as
+/// soon as its task runs).
+const EVICTION_WAIT: Duration = Duration::from_secs(1);
 /// File descriptors kept free for everything else (model files, logs, the engine's threads).
 const FD_RESERVE: u64 = 64;
 
@@ -89,7 +92,7 @@ pub async fn serve(
                 continue;
             }
         };
-        let Some(conn) = registry.admit() else {
+        let Some(conn) = registry.admit_waiting().await else {
             // Best effort and never blocking: the socket is closed right after.
             let answer = format!(
                 "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{FULL_BODY}",
@@ -248,6 +251,8 @@ struct Registry {
     max: usize,
     open: Mutex<HashMap<u64, Arc<ConnState>>>,
     next_id: std::sync::atomic::AtomicU64,
+    /// Signalled when a connection's task ends.
+    freed: Notify,
 }
 
 impl Registry {
@@ -256,6 +261,7 @@ impl Registry {
             max: max.max(1),
             open: Mutex::new(HashMap::new()),
             next_id: std::sync::atomic::AtomicU64::new(0),
+            freed: Notify::new(),
         }
     }
 
@@ -263,30 +269,65 @@ impl Registry {
         self.open.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Registers a new connection, closing the one that has waited longest for a request if
-    /// the cap is reached; `None` when every open connection is busy.
-    fn admit(&self) -> Option<Arc<ConnState>> {
+    /// Registers a new connection. At the cap, closes the connection that has waited longest
+    /// for a request and waits (a moment at most) for its socket to be closed, so open
+    /// connections never exceed the cap; `None` when every open connection is busy.
+    async fn admit_waiting(&self) -> Option<Arc<ConnState>> {
+        let deadline = Instant::now() + EVICTION_WAIT;
+        loop {
+            match self.admit() {
+                Admission::Admitted(conn) => return Some(conn),
+                Admission::Full => return None,
+                Admission::Evicting => {
+                    let freed = tokio::time::timeout_at(deadline, self.freed.notified()).await;
+                    if freed.is_err() {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// One attempt of [`Self::admit_waiting`].
+    fn admit(&self) -> Admission {
         let mut open = self.lock();
         if open.len() >= self.max {
-            let oldest = open
-                .iter()
-                .filter_map(|(id, c)| c.waiting_since().map(|t| (t, *id)))
-                .min()
-                .map(|(_, id)| id)?;
-            if let Some(evicted) = open.remove(&oldest) {
-                evicted.evicted.store(true, Ordering::Release);
-                evicted.changed.notify_one();
+            if open.values().any(|c| c.evicted.load(Ordering::Acquire)) {
+                return Admission::Evicting;
             }
+            let Some(oldest) = open
+                .values()
+                .filter_map(|c| c.waiting_since().map(|t| (t, c.id)))
+                .min()
+                .and_then(|(_, id)| open.get(&id))
+            else {
+                return Admission::Full;
+            };
+            oldest.evicted.store(true, Ordering::Release);
+            oldest.changed.notify_one();
+            return Admission::Evicting;
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let conn = Arc::new(ConnState::new(id));
         open.insert(id, conn.clone());
-        Some(conn)
+        Admission::Admitted(conn)
     }
 
+    /// A connection's task ended (its socket is closed).
     fn remove(&self, id: u64) {
         self.lock().remove(&id);
+        self.freed.notify_one();
     }
+}
+
+/// The outcome of one admission attempt.
+enum Admission {
+    /// Registered.
+    Admitted(Arc<ConnState>),
+    /// At the cap; a waiting connection is being closed to make room.
+    Evicting,
+    /// At the cap and every connection is busy.
+    Full,
 }
 
 /// Removes a connection from the registry when its task ends.
@@ -579,19 +620,28 @@ mod tests {
 
     #[test]
     fn at_the_cap_the_longest_waiting_connection_makes_room() {
+        let admitted = |a: Admission| match a {
+            Admission::Admitted(c) => c,
+            _ => panic!("not admitted"),
+        };
         let registry = Registry::new(2);
-        let first = registry.admit().unwrap();
+        let first = admitted(registry.admit());
         std::thread::sleep(Duration::from_millis(5));
-        let second = registry.admit().unwrap();
-        let third = registry.admit().unwrap();
+        let second = admitted(registry.admit());
+        // At the cap: the longest-waiting one is told to close; nothing is admitted until it
+        // has (and no second one is evicted meanwhile).
+        assert!(matches!(registry.admit(), Admission::Evicting));
         assert!(first.evicted.load(Ordering::Acquire));
+        assert!(matches!(registry.admit(), Admission::Evicting));
         assert!(!second.evicted.load(Ordering::Acquire));
+        registry.remove(first.id);
+        let third = admitted(registry.admit());
         assert_eq!(registry.lock().len(), 2);
         // When every open connection is busy, a newcomer is refused.
         let _b2 = Busy::begin(second.clone());
         let _b3 = Busy::begin(third.clone());
-        assert!(registry.admit().is_none());
+        assert!(matches!(registry.admit(), Admission::Full));
         registry.remove(third.id);
-        assert!(registry.admit().is_some());
+        assert!(matches!(registry.admit(), Admission::Admitted(_)));
     }
 }

@@ -150,7 +150,7 @@ pub fn redact_paths(message: &str, all: bool) -> String {
     let mut out = message.to_string();
     for (folder, label) in FOLDERS.iter() {
         if out.contains(folder.as_str()) {
-            out = out.replace(folder.as_str(), label);
+            out = replace_folder(&out, folder, label);
         }
     }
     if all {
@@ -158,6 +158,28 @@ pub fn redact_paths(message: &str, all: bool) -> String {
     } else {
         out
     }
+}
+
+/// `text` with each occurrence of `folder` that is a whole folder (not `/home2` for `/home`)
+/// replaced by `label`.
+fn replace_folder(text: &str, folder: &str, label: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(folder) {
+        let after = &rest[at + folder.len()..];
+        let mut next = after.chars();
+        let whole = match next.next() {
+            None => true,
+            // A full stop ends a sentence; `/home.old` is another folder.
+            Some('.') => next.next().is_none_or(char::is_whitespace),
+            Some(c) => !(c.is_alphanumeric() || "_-~".contains(c)),
+        };
+        out.push_str(&rest[..at]);
+        out.push_str(if whole { label } else { folder });
+        rest = after;
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Every absolute path (`/a/b/c`, `C:\a\b`) cut to `…/` and its last component.
@@ -244,6 +266,18 @@ mod tests {
             "/v1 models/x.gguf"
         );
         assert_eq!(shorten_absolute_paths(""), "");
+    }
+
+    #[test]
+    fn only_whole_folders_are_replaced() {
+        assert_eq!(
+            replace_folder(
+                "/srv/a/x /srv/ab /srv/a.old /srv/a. /srv/a",
+                "/srv/a",
+                "<m>"
+            ),
+            "<m>/x /srv/ab /srv/a.old <m>. <m>"
+        );
     }
 
     #[test]
