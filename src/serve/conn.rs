@@ -57,6 +57,9 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// The body of the answer to a connection refused because every open one is busy.
 const FULL_BODY: &str = r#"{"error":{"message":"the server has too many connections open, all busy; retry shortly","type":"server_error","code":"too_many_connections"}}"#;
+/// What a client must take, once an answer is blocked, within each write timeout (16 KiB per
+/// 30 s by default: far below any real link, far above a deliberate trickle).
+const MIN_WRITE_PROGRESS: usize = 16 << 10;
 /// How long a newcomer waits at the cap for an evicted connection to close (it closes as
 /// soon as its task runs).
 const EVICTION_WAIT: Duration = Duration::from_secs(1);
@@ -466,13 +469,18 @@ impl Body for TrackedBody {
     }
 }
 
-/// The socket, with a write timeout (a write that stays blocked that long fails with
-/// `TimedOut`) and a note of when bytes arrive.
+/// The socket, with a write timeout and a note of when bytes arrive.
+///
+/// Once a write blocks (the client's window and the kernel buffer are full), the client has
+/// the write timeout to take `min_progress` bytes or everything offered; otherwise the write
+/// fails with `TimedOut`. Trickling a few bytes now and then does not reset the clock, so a
+/// slow reader cannot hold an answer (and its job's queue slot) for hours either.
 struct TimedIo<S> {
     stream: S,
     write_timeout: Duration,
-    /// Armed while a write is blocked; cleared by any progress.
-    stalled: Option<Pin<Box<Sleep>>>,
+    min_progress: usize,
+    /// Armed while writes are blocked, with the bytes taken since.
+    stalled: Option<(Pin<Box<Sleep>>, usize)>,
     conn: Arc<ConnState>,
 }
 
@@ -481,33 +489,79 @@ impl<S> TimedIo<S> {
         Self {
             stream,
             write_timeout,
+            min_progress: MIN_WRITE_PROGRESS,
             stalled: None,
             conn,
         }
     }
 
-    /// Passes a write's result through, or fails a blocked write that has waited too long.
-    fn check_stall<T>(
+    /// Passes a write's result through (`offered` bytes were offered; `()` results count as
+    /// complete), or fails a write that has been blocked too long.
+    fn check_stall<T: Copy + Into<Written>>(
         &mut self,
         cx: &mut Context<'_>,
         poll: Poll<io::Result<T>>,
+        offered: usize,
     ) -> Poll<io::Result<T>> {
-        if poll.is_ready() {
-            self.stalled = None;
-            return poll;
+        match &poll {
+            Poll::Ready(Ok(result)) => {
+                let taken = match (*result).into() {
+                    Written::Bytes(n) => n,
+                    Written::All => offered,
+                };
+                let unblocked = match &mut self.stalled {
+                    None => true,
+                    Some((_, progress)) => {
+                        *progress = progress.saturating_add(taken);
+                        taken >= offered || *progress >= self.min_progress
+                    }
+                };
+                if unblocked {
+                    self.stalled = None;
+                }
+                return poll;
+            }
+            Poll::Ready(Err(_)) => {
+                self.stalled = None;
+                return poll;
+            }
+            Poll::Pending => {}
         }
         let timeout = self.write_timeout;
-        let sleep = self
+        let (sleep, _) = self
             .stalled
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+            .get_or_insert_with(|| (Box::pin(tokio::time::sleep(timeout)), 0));
         if sleep.as_mut().poll(cx).is_ready() {
             self.stalled = None;
             return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::TimedOut,
-                format!("the client read nothing for {:.1} s", timeout.as_secs_f64()),
+                format!(
+                    "the client read (almost) nothing for {:.1} s",
+                    timeout.as_secs_f64()
+                ),
             )));
         }
         Poll::Pending
+    }
+}
+
+/// What a completed write operation took.
+enum Written {
+    /// Some bytes of what was offered.
+    Bytes(usize),
+    /// All of it (flush, shutdown).
+    All,
+}
+
+impl From<usize> for Written {
+    fn from(n: usize) -> Self {
+        Written::Bytes(n)
+    }
+}
+
+impl From<()> for Written {
+    fn from((): ()) -> Self {
+        Written::All
     }
 }
 
@@ -533,7 +587,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for TimedIo<S> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let poll = Pin::new(&mut self.stream).poll_write(cx, buf);
-        self.check_stall(cx, poll)
+        self.check_stall(cx, poll, buf.len())
     }
 
     fn poll_write_vectored(
@@ -542,7 +596,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for TimedIo<S> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let poll = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
-        self.check_stall(cx, poll)
+        let offered = bufs.iter().map(|b| b.len()).fold(0, usize::saturating_add);
+        self.check_stall(cx, poll, offered)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -551,12 +606,12 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for TimedIo<S> {
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let poll = Pin::new(&mut self.stream).poll_flush(cx);
-        self.check_stall(cx, poll)
+        self.check_stall(cx, poll, 0)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let poll = Pin::new(&mut self.stream).poll_shutdown(cx);
-        self.check_stall(cx, poll)
+        self.check_stall(cx, poll, 0)
     }
 }
 
@@ -581,23 +636,37 @@ mod tests {
         let err = io.write_all(&[7u8; 1024]).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
         assert!(started.elapsed() >= LIMITS.write);
-        // A reader that keeps up is never cut off, however long the answer takes.
-        let (near, far2) = tokio::io::duplex(64);
-        let mut io = TimedIo::new(near, LIMITS.write, Arc::new(ConnState::new(1)));
-        let reader = tokio::spawn(async move {
-            let mut far2 = far2;
-            let mut buf = [0u8; 64];
-            let mut total = 0;
-            while total < 4096 {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                total += far2.read(&mut buf).await.unwrap();
-            }
-            total
-        });
-        io.write_all(&[7u8; 4096]).await.unwrap();
-        assert_eq!(reader.await.unwrap(), 4096);
         let mut buf = [0u8; 64];
         assert_eq!(far.read(&mut buf).await.unwrap(), 64);
+        // A reader that keeps up (here 64 bytes per 20 ms, the threshold being 128 bytes per
+        // 100 ms) is never cut off, however long the answer takes; one that trickles 8 bytes
+        // per 20 ms is, although it never stops.
+        let (ok, slow) = tokio::join!(
+            write_to_reader(64, Duration::from_millis(20)),
+            write_to_reader(8, Duration::from_millis(20))
+        );
+        ok.unwrap();
+        assert_eq!(slow.unwrap_err().kind(), io::ErrorKind::TimedOut);
+    }
+
+    /// Writes 4 KiB through a 64-byte pipe to a reader taking `chunk` bytes every `pause`.
+    async fn write_to_reader(chunk: usize, pause: Duration) -> io::Result<()> {
+        let (near, mut far) = tokio::io::duplex(64);
+        let mut io = TimedIo::new(near, LIMITS.write, Arc::new(ConnState::new(1)));
+        io.min_progress = 128;
+        let reader = tokio::spawn(async move {
+            let mut buf = vec![0u8; chunk];
+            loop {
+                tokio::time::sleep(pause).await;
+                if matches!(far.read(&mut buf).await, Ok(0) | Err(_)) {
+                    return;
+                }
+            }
+        });
+        let written = io.write_all(&[7u8; 4096]).await;
+        drop(io);
+        let _ = reader.await;
+        written
     }
 
     #[test]

@@ -83,8 +83,8 @@ pub struct ServeArgs {
     /// Seconds to receive a whole request body (408 after that).
     #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_secs)]
     pub body_timeout: Duration,
-    /// Seconds an answer may stay blocked because the client stopped reading; then the
-    /// connection is closed and its job cancelled.
+    /// Seconds an answer may stay blocked because the client stopped reading (or took less
+    /// than 16 KiB in that time); then the connection is closed and its job cancelled.
     #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_secs)]
     pub write_timeout: Duration,
     /// Kernel send buffer of each connection, in KiB: what a client that stops reading can
