@@ -111,9 +111,7 @@ impl LongJobControl {
                 return Ok(());
             }
             let (lock, cv) = &self.inner.wake;
-            let guard = lock
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let guard = lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             // A lost wake-up only costs one RECHECK: the loop reads the counters again.
             let _ = cv.wait_timeout(guard, RECHECK);
         }
@@ -123,9 +121,7 @@ impl LongJobControl {
     /// interactive job ends).
     pub(crate) fn notify(&self) {
         let (lock, cv) = &self.inner.wake;
-        let _guard = lock
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _guard = lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         cv.notify_all();
     }
 }

@@ -8,9 +8,7 @@
 
 /// A projection an adapter can target, named as in the GGUF tensor names
 /// (`blk.N.<name>.weight`).
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub enum LoraTarget {
     /// Attention query projection (`attn_q`).
     Q,
