@@ -6,8 +6,6 @@
 //!
 //! Every wait has a deadline and says what it waited for; nothing here measures speed.
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -20,7 +18,10 @@ use atelier::models::llm::context::WriteTask;
 use atelier::models::llm::{GenerateParams, GeneratedToken, SamplingParams};
 use atelier::remote::{ApiKey, RemoteEndpoint, RemoteError, Timeouts};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
+
+mod common;
+use common::{Server, fake_server, http, runtime};
 
 /// The model-running tests share two cores: one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -63,91 +64,6 @@ fn instruct_task() -> WriteTask {
     WriteTask::Instruct {
         instruction: "Write one sentence about the sea.".into(),
         document: String::new(),
-    }
-}
-
-/// An `atelier serve` child process on a free loopback port.
-struct Server {
-    child: Child,
-    url: String,
-    data: tempfile::TempDir,
-}
-
-impl Server {
-    fn start(extra: &[&str], env: &[(&str, &str)]) -> Self {
-        Self::try_start(extra, env).unwrap_or_else(|e| panic!("atelier serve did not start: {e}"))
-    }
-
-    fn try_start(extra: &[&str], env: &[(&str, &str)]) -> Result<Self, String> {
-        let data = tempfile::tempdir().expect("temp dir");
-        let stderr = std::fs::File::create(data.path().join("stderr.log")).expect("stderr file");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_atelier"));
-        cmd.arg("serve")
-            .args(extra)
-            .env("ATELIER_DATA", data.path())
-            .env_remove("ATELIER_SERVE_TOKEN")
-            .stdout(Stdio::piped())
-            .stderr(stderr);
-        if !extra.contains(&"--bind") {
-            cmd.args(["--bind", "127.0.0.1:0"]);
-        }
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("spawn atelier serve");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_default();
-        let Some(url) = line
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .map(str::to_string)
-        else {
-            let _ = child.kill();
-            let status = child.wait().ok();
-            let err = std::fs::read_to_string(data.path().join("stderr.log")).unwrap_or_default();
-            return Err(format!("exit {status:?}, stdout {line:?}, stderr: {err}"));
-        };
-        let url = url.replace("0.0.0.0", "127.0.0.1");
-        Ok(Self { child, url, data })
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(self.data.path().join("stderr.log")).unwrap_or_default()
-    }
-
-    /// Everything the server logged: stderr and the rotated log files in its data folder.
-    fn all_logs(&self) -> String {
-        let mut text = self.stderr();
-        if let Ok(dir) = std::fs::read_dir(self.data.path().join("logs")) {
-            for e in dir.flatten() {
-                text.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
-            }
-        }
-        text
-    }
-
-    fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        status
-            .lines()
-            .find(|l| l.starts_with("VmRSS:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -205,18 +121,6 @@ fn texts(tokens: &[GeneratedToken]) -> Vec<String> {
         .map(|t| t.text.clone())
         .filter(|t| !t.is_empty())
         .collect()
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
-
-fn http() -> reqwest::Client {
-    atelier::remote::client::http_client(&Timeouts::default()).expect("http client")
 }
 
 #[test]
@@ -586,6 +490,7 @@ fn chat_stop_sequences_and_images() {
         assert_eq!((out.width(), out.height()), (96, 64));
         let resp = c
             .post(format!("{}/v1/images/style?style=19", server.url))
+            .header("content-type", "image/png")
             .body(b"not an image".to_vec())
             .send()
             .await
@@ -593,6 +498,7 @@ fn chat_stop_sequences_and_images() {
         assert_eq!(resp.status().as_u16(), 400);
         let resp = c
             .post(format!("{}/v1/images/style?style=99", server.url))
+            .header("content-type", "image/png")
             .body(vec![1u8])
             .send()
             .await
@@ -855,32 +761,6 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
-}
-
-/// A fake server: answers every connection with `respond`.
-fn fake_server<F, Fut>(rt: &tokio::runtime::Runtime, respond: F) -> SocketAddr
-where
-    F: Fn(tokio::net::TcpStream) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let respond = Arc::new(respond);
-    rt.spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            let respond = respond.clone();
-            tokio::spawn(async move {
-                // Read the request head (and whatever body came with it).
-                let mut buf = vec![0u8; 65536];
-                let _ =
-                    tokio::time::timeout(Duration::from_millis(500), socket.read(&mut buf)).await;
-                respond(socket).await;
-            });
-        }
-    });
-    addr
 }
 
 fn raw_response(status: &str, content_type: &str, body: &str) -> String {

@@ -5,10 +5,9 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use eventsource_stream::Eventsource;
-use futures_util::StreamExt;
 use serde_json::{Value, json};
 
+use super::sse::SseParser;
 use super::{ApiKey, RemoteEndpoint, RemoteError, Timeouts};
 use crate::models::llm::context::WriteTask;
 use crate::models::llm::{
@@ -20,6 +19,18 @@ pub const REMOTE_TOKEN_ID: u32 = u32::MAX;
 
 /// How often a waiting stream looks at the job's cancel flag.
 const CANCEL_POLL: Duration = Duration::from_millis(10);
+
+/// Largest `/v1/models` answer read (a long list with metadata is a few hundred KiB).
+pub const MAX_MODEL_LIST_BYTES: usize = 8 << 20;
+/// How much of an error answer is read (only its first lines are shown).
+pub const MAX_ERROR_BODY_BYTES: usize = 64 << 10;
+/// Largest streamed event (a chunk with 20 alternatives per token is a few KiB).
+pub const MAX_EVENT_BYTES: usize = 1 << 20;
+/// Text bytes a stream may bring per requested token, beyond a fixed allowance: more is a
+/// server that ignores `max_tokens`.
+const MAX_TEXT_PER_TOKEN: usize = 256;
+/// Events a stream may bring per requested token (role, text, finish and usage chunks).
+const MAX_EVENTS_PER_TOKEN: usize = 8;
 
 /// Where and how a request goes: the HTTP client, the endpoint and its key.
 pub struct Call<'a> {
@@ -51,15 +62,19 @@ pub async fn list_models(call: &Call<'_>) -> Result<Vec<String>, RemoteError> {
         req = req.bearer_auth(k.expose());
     }
     let resp = send(ep, req).await?;
-    let body: Value = tokio::time::timeout(ep.timeouts.idle, resp.json())
-        .await
-        .map_err(|_| timeout(ep, ep.timeouts.idle, "reading the model list"))?
-        .map_err(|e| {
-            malformed(
-                ep,
-                format!("the model list is not JSON ({})", error_chain(&e)),
-            )
-        })?;
+    let (bytes, complete) =
+        read_capped(ep, resp, MAX_MODEL_LIST_BYTES, "reading the model list").await?;
+    if !complete {
+        return Err(malformed(
+            ep,
+            format!(
+                "the model list is larger than {} MiB",
+                MAX_MODEL_LIST_BYTES >> 20
+            ),
+        ));
+    }
+    let body: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| malformed(ep, format!("the model list is not JSON ({e})")))?;
     let data = body
         .get("data")
         .and_then(Value::as_array)
@@ -144,32 +159,63 @@ pub async fn generate(
             r = send(ep, req) => r?,
             () = cancelled(cancel) => break 'run StopReason::Cancelled,
         };
-        let mut events = resp.bytes_stream().eventsource();
+        let mut resp = resp;
+        let mut sse = SseParser::new(MAX_EVENT_BYTES);
+        let max_events = params
+            .max_new_tokens
+            .saturating_mul(MAX_EVENTS_PER_TOKEN)
+            .saturating_add(1024);
+        let max_text = params
+            .max_new_tokens
+            .saturating_mul(MAX_TEXT_PER_TOKEN)
+            .saturating_add(64 << 10);
+        let mut events = 0usize;
         let mut finish = None;
         loop {
-            let next = tokio::select! {
-                n = tokio::time::timeout(ep.timeouts.idle, events.next()) => n,
-                () = cancelled(cancel) => break 'run StopReason::Cancelled,
-            };
-            let event = match next {
-                Err(_) => return Err(timeout(ep, ep.timeouts.idle, "waiting for the next token")),
-                Ok(None) => match finish {
+            let Some(event) = sse.next_event() else {
+                let next = tokio::select! {
+                    n = tokio::time::timeout(ep.timeouts.idle, resp.chunk()) => n,
+                    () = cancelled(cancel) => break 'run StopReason::Cancelled,
+                };
+                match next {
+                    Err(_) => {
+                        return Err(timeout(ep, ep.timeouts.idle, "waiting for the next token"));
+                    }
                     // Some servers close the stream without the final "[DONE]".
-                    Some(f) => break 'run f,
-                    None => {
+                    Ok(Ok(None)) => match finish {
+                        Some(f) => break 'run f,
+                        None => {
+                            return Err(malformed(
+                                ep,
+                                "the stream ended before the server said the generation was done"
+                                    .into(),
+                            ));
+                        }
+                    },
+                    Ok(Err(e)) => {
                         return Err(malformed(
                             ep,
-                            "the stream ended before the server said the generation was done"
-                                .into(),
+                            format!("the event stream broke: {}", error_chain(&e)),
                         ));
                     }
-                },
-                Ok(Some(Err(e))) => {
-                    return Err(malformed(ep, format!("the event stream broke: {e}")));
+                    Ok(Ok(Some(bytes))) => {
+                        sse.feed(&bytes).map_err(|e| malformed(ep, e.to_string()))?;
+                        continue;
+                    }
                 }
-                Ok(Some(Ok(event))) => event,
             };
-            let data = event.data.trim();
+            events += 1;
+            if events > max_events || text.len() > max_text {
+                return Err(malformed(
+                    ep,
+                    format!(
+                        "the stream goes on past the {} tokens asked for ({events} events, {} bytes of text)",
+                        params.max_new_tokens,
+                        text.len()
+                    ),
+                ));
+            }
+            let data = event.trim();
             if data.is_empty() {
                 continue;
             }
@@ -363,10 +409,10 @@ async fn send(
     if status.is_success() {
         return Ok(resp);
     }
-    let body = tokio::time::timeout(ep.timeouts.idle, resp.text())
+    // The start of the body is enough for the message, whatever the server sends.
+    let body = read_capped(ep, resp, MAX_ERROR_BODY_BYTES, "reading the error")
         .await
-        .ok()
-        .and_then(Result::ok)
+        .map(|(bytes, _)| String::from_utf8_lossy(&bytes).into_owned())
         .unwrap_or_default();
     let message = serde_json::from_str::<Value>(&body)
         .ok()
@@ -392,6 +438,32 @@ async fn send(
             message,
         },
     })
+}
+
+/// At most `limit` bytes of a response body, each piece within the idle timeout, and whether
+/// that was all of it. Nothing beyond `limit` is read (the connection is dropped).
+async fn read_capped(
+    ep: &RemoteEndpoint,
+    mut resp: reqwest::Response,
+    limit: usize,
+    what: &'static str,
+) -> Result<(Vec<u8>, bool), RemoteError> {
+    let mut bytes = Vec::new();
+    loop {
+        let chunk = tokio::time::timeout(ep.timeouts.idle, resp.chunk())
+            .await
+            .map_err(|_| timeout(ep, ep.timeouts.idle, what))?
+            .map_err(|e| malformed(ep, format!("{what}: {}", error_chain(&e))))?;
+        let Some(chunk) = chunk else {
+            return Ok((bytes, true));
+        };
+        let room = limit.saturating_sub(bytes.len());
+        if chunk.len() > room {
+            bytes.extend_from_slice(&chunk[..room]);
+            return Ok((bytes, false));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
 }
 
 /// The message of an error body: OpenAI's `{"error": {"message"}}`, `{"error": "…"}`,

@@ -2,13 +2,16 @@
 //! vLLM, Ollama, LM Studio, or another `atelier serve`) behind the same job interface as the
 //! local engine.
 //!
-//! - [`client`]: the HTTP requests and their server-sent-event streams;
+//! - [`client`]: the HTTP requests and their server-sent-event streams, every answer read
+//!   within a size limit;
+//! - [`sse`]: the event-stream format, parsed with a size limit;
 //! - [`keystore`]: the API key, in the platform keyring or a private file, never in settings.
 //!
 //! The engine runs remote jobs on its remote lane (`engine::remote_lane`).
 
 pub mod client;
 pub mod keystore;
+pub mod sse;
 
 use std::time::Duration;
 

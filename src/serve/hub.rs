@@ -1,6 +1,7 @@
 //! The server's side of the engine: one [`Engine`] shared by every connection, its events
-//! routed to the request that submitted each job, and a bounded queue. A request whose
-//! client goes away drops its [`JobStream`], which cancels the job.
+//! routed to the request that submitted each job, and a bounded queue whose [`Slot`]s a
+//! request takes before it reads its body. A request whose client goes away drops its
+//! [`JobStream`], which cancels the job.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -37,41 +38,66 @@ impl Hub {
         Ok(hub)
     }
 
-    /// Submits a job if the queue has room: `submit` is given the engine and returns the
-    /// job's handle. 429 when full.
-    pub fn submit(
-        self: &Arc<Self>,
-        submit: impl FnOnce(&Engine) -> JobHandle,
-    ) -> Result<JobStream, ApiError> {
+    /// Takes a queue slot (429 when the queue is full). A request takes it before reading
+    /// its body, so bodies are read and decoded for at most `queue` requests at once.
+    pub fn reserve(self: &Arc<Self>) -> Result<Slot, ApiError> {
         let permit = self
             .slots
             .clone()
             .try_acquire_owned()
             .map_err(|_| ApiError::busy(self.queue))?;
+        Ok(Slot {
+            hub: self.clone(),
+            permit,
+        })
+    }
+
+    /// Takes a slot and submits a job in it: `submit` is given the engine and returns the
+    /// job's handle. 429 when full.
+    pub fn submit(
+        self: &Arc<Self>,
+        submit: impl FnOnce(&Engine) -> JobHandle,
+    ) -> Result<JobStream, ApiError> {
+        self.reserve()?.submit(submit)
+    }
+
+    /// Jobs accepted and not yet ended.
+    pub fn in_flight(&self) -> usize {
+        self.queue - self.slots.available_permits()
+    }
+}
+
+/// A queue slot held by a request that has not submitted its job yet; dropping it frees
+/// the slot.
+pub struct Slot {
+    hub: Arc<Hub>,
+    permit: OwnedSemaphorePermit,
+}
+
+impl Slot {
+    /// Submits the job that will hold this slot until it ends: `submit` is given the engine
+    /// and returns the job's handle.
+    pub fn submit(self, submit: impl FnOnce(&Engine) -> JobHandle) -> Result<JobStream, ApiError> {
         let (tx, rx) = unbounded_channel();
         // The routing lock is held across the submission so the job's first event cannot
         // arrive before its route exists.
         let mut routes = self
+            .hub
             .routes
             .lock()
             .map_err(|_| ApiError::from(crate::engine::EngineError::WorkerGone))?;
-        let job = submit(&self.engine);
+        let job = submit(&self.hub.engine);
         routes.insert(job.id(), tx);
         drop(routes);
         Ok(JobStream {
             rx,
             guard: JobGuard {
                 job,
-                hub: self.clone(),
+                hub: self.hub,
                 ended: false,
-                _permit: permit,
+                _permit: self.permit,
             },
         })
-    }
-
-    /// Jobs accepted and not yet ended.
-    pub fn in_flight(&self) -> usize {
-        self.queue - self.slots.available_permits()
     }
 }
 

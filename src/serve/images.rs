@@ -21,7 +21,7 @@ use crate::features::style::StyleEvent;
 use crate::features::style::{ImageSource, StyleChoice, StylePass, StyleRequest};
 use crate::models::stylenet::StyleMix;
 use crate::models::stylenet::colour::Finish;
-use crate::models::stylenet::image::{ImageLimits, decode_with_limits};
+use crate::models::stylenet::image::{ImageLimits, decode_with_limits, fit_within};
 
 /// Largest face grid side.
 const MAX_GRID: i64 = 8;
@@ -51,7 +51,11 @@ pub async fn faces(
     State(state): State<AppState>,
     body: axum::body::Body,
 ) -> Result<Response, ApiError> {
-    let body = super::read_body(body, state.limits.max_body_bytes).await?;
+    let model = crate::features::faces::default_model();
+    if !model.is_file() {
+        return Err(missing_model(&model, "faces"));
+    }
+    let (slot, body) = super::admit(&state, body, state.limits.max_body_bytes).await?;
     let b: FacesBody = if body.is_empty() {
         FacesBody::default()
     } else {
@@ -104,17 +108,13 @@ pub async fn faces(
                 .collect()
         }
     };
-    let model = crate::features::faces::default_model();
-    if !model.is_file() {
-        return Err(missing_model(&model, "faces"));
-    }
     let n = faces.len();
     let request = RenderRequest {
         model,
         faces,
         size: size as u32,
     };
-    let mut job = state.hub.submit(|engine| engine.faces_render(request))?;
+    let mut job = slot.submit(|engine| engine.faces_render(request))?;
     let mut images: Vec<Option<FaceImage>> = vec![None; n];
     wait(&mut job, |event| {
         if let Event::Faces {
@@ -164,7 +164,6 @@ pub async fn style(
     body: axum::body::Body,
 ) -> Result<Response, ApiError> {
     let Query(q) = query.map_err(|r| ApiError::bad_request(r.body_text()))?;
-    let body = super::read_body(body, state.limits.max_image_bytes).await?;
     let mix = match (q.style, &q.mix) {
         (Some(_), Some(_)) => return Err(ApiError::bad_request("give 'style' or 'mix', not both")),
         (Some(i), None) => StyleMix::single(i),
@@ -189,12 +188,27 @@ pub async fn style(
             "'max_size' must be between 16 and {max_side} (got {max_size})"
         )));
     }
+    let multistyle = crate::paths::default_model(crate::models::stylenet::MULTISTYLE_FILE);
+    if !multistyle.is_file() {
+        return Err(missing_model(&multistyle, "style"));
+    }
+    // The slot first: without it nothing of the upload is kept, let alone decoded.
+    let (slot, body) = super::admit(&state, body, state.limits.max_image_bytes).await?;
     if body.is_empty() {
         return Err(ApiError::bad_request(
             "send the image as the request body (Content-Type: image/png or image/jpeg)",
         ));
     }
     let max_pixels = state.limits.max_image_pixels;
+    // One decode at a time (up to 1 GiB each); the header's size is checked before any pixel
+    // is decoded, and the picture is shrunk to the output size at once, so a queued job
+    // holds at most max_size² pixels rather than the upload's 40 megapixels.
+    let decoding = state
+        .decoding
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|e| internal(&e.to_string()))?;
     let content = tokio::task::spawn_blocking(move || {
         decode_with_limits(
             &body,
@@ -204,12 +218,14 @@ pub async fn style(
                 max_pixels,
             },
         )
+        .map(|loaded| fit_within(&loaded.image, max_size).unwrap_or(loaded.image))
     })
     .await
     .map_err(|e| internal(&e.to_string()))?
     .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    drop(decoding);
     let mut request = StyleRequest::new(
-        ImageSource::Pixels(Arc::new(content.image)),
+        ImageSource::Pixels(Arc::new(content)),
         StyleChoice::Preset(mix),
     );
     request.max_size = Some(max_size);
@@ -217,13 +233,7 @@ pub async fn style(
         strength,
         preserve_colour: q.preserve_color.unwrap_or(false),
     };
-    let multistyle = crate::paths::default_model(crate::models::stylenet::MULTISTYLE_FILE);
-    if !multistyle.is_file() {
-        return Err(missing_model(&multistyle, "style"));
-    }
-    let mut job = state
-        .hub
-        .submit(|engine| engine.style(request, StylePass::Full))?;
+    let mut job = slot.submit(|engine| engine.style(request, StylePass::Full))?;
     let mut output = None;
     wait(&mut job, |event| {
         if let Event::Style {
@@ -282,9 +292,10 @@ fn missing_model(path: &Path, which: &str) -> ApiError {
     ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
         "server_error",
+        // The file name only: the server's folders are none of the client's business.
         format!(
             "the model {} is missing on the server: run {} {which} there",
-            path.display(),
+            path.file_name().unwrap_or_default().to_string_lossy(),
             crate::paths::FETCH_COMMAND
         ),
     )

@@ -1,6 +1,10 @@
 //! `atelier serve`: the local engine over the OpenAI-compatible HTTP API, so other Atelier
 //! studios (a fleet of kiosks) and any OpenAI client can use this machine's models.
 //!
+//! - [`conn`]: connections: the accept loop, the connection cap, header, idle and write
+//!   timeouts;
+//! - [`guard`]: which requests reach a handler: Host and Origin (no DNS rebinding), the
+//!   bearer token, the Content-Type a page on another site cannot send;
 //! - [`hub`]: one engine shared by all connections, a bounded job queue (429 when full), and
 //!   cancellation when a client disconnects;
 //! - [`openai`]: `/v1/models`, `/v1/completions`, `/v1/chat/completions` (SSE or whole);
@@ -8,9 +12,13 @@
 //! - [`error`]: OpenAI-style JSON errors; [`stop`]: stop sequences over streamed text.
 //!
 //! It binds to loopback unless told otherwise, and a non-loopback address requires a bearer
-//! token. tokio and axum do the I/O; inference stays on the engine's own worker thread.
+//! token. A request takes its queue slot before its body is read, so memory is bounded by
+//! `--queue` times the per-request limits however many clients connect. tokio and hyper do
+//! the I/O; inference stays on the engine's own worker thread.
 
+pub mod conn;
 pub mod error;
+pub mod guard;
 pub mod hub;
 pub mod images;
 pub mod openai;
@@ -19,16 +27,15 @@ pub mod stop;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{StatusCode, header};
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::StatusCode;
+use axum::middleware;
 use axum::routing::{get, post};
 use clap::Args;
-use subtle::ConstantTimeEq;
 
 use error::ApiError;
 use hub::Hub;
@@ -62,6 +69,47 @@ pub struct ServeArgs {
     /// Largest image upload (`/v1/images/style`), in MiB.
     #[arg(long, default_value_t = 32)]
     pub max_image_mib: usize,
+    /// Most connections open at once. At the cap, the connection that has waited longest for
+    /// a request is closed to make room; if all are busy, the new one gets 503.
+    #[arg(long, default_value_t = 512)]
+    pub max_connections: usize,
+    /// Seconds a connection has to send a request head (from connecting, or from the first
+    /// byte of a later request on a kept-alive connection).
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_secs)]
+    pub header_timeout: Duration,
+    /// Seconds a kept-alive connection may wait for its next request.
+    #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_secs)]
+    pub idle_timeout: Duration,
+    /// Seconds to receive a whole request body (408 after that).
+    #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_secs)]
+    pub body_timeout: Duration,
+    /// Seconds an answer may stay blocked because the client stopped reading (or took less
+    /// than 16 KiB in that time); then the connection is closed and its job cancelled.
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_secs)]
+    pub write_timeout: Duration,
+    /// Kernel send buffer of each connection, in KiB: what a client that stops reading can
+    /// make the server hold before the write timeout starts counting (0: the system's
+    /// automatic sizing, up to several MiB per connection).
+    #[arg(long, default_value_t = 512)]
+    pub send_buffer_kib: usize,
+    /// Another host name clients may use to reach a server without a token (repeatable), e.g.
+    /// a local reverse proxy's. localhost and loopback addresses are always accepted.
+    #[arg(long = "allow-host", value_name = "NAME")]
+    pub allow_hosts: Vec<String>,
+}
+
+/// A duration in seconds (fractions allowed), more than 0 and at most a day.
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of seconds"))?;
+    if !(secs.is_finite() && secs > 0.0 && secs <= 86_400.0) {
+        return Err(format!(
+            "{s} s is out of range: give more than 0 and at most 86400"
+        ));
+    }
+    Ok(Duration::from_secs_f64(secs))
 }
 
 /// What requests may ask for.
@@ -79,6 +127,8 @@ pub struct Limits {
     pub max_image_pixels: u64,
     /// Longest side of a style result.
     pub max_output_side: u32,
+    /// Longest wait for a whole request body.
+    pub body_timeout: Duration,
 }
 
 /// A model the server offers.
@@ -99,6 +149,11 @@ pub struct AppState {
     models: Arc<Vec<ServedModel>>,
     limits: Limits,
     token: Option<Arc<str>>,
+    /// Host names accepted besides localhost and loopback addresses (lowercase).
+    allowed_hosts: Arc<Vec<String>>,
+    /// One uploaded image decoded at a time: decoding needs up to 1 GiB, and the engine runs
+    /// one job at a time anyway.
+    decoding: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -142,6 +197,10 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     if args.queue == 0 {
         bail!("--queue must be at least 1");
     }
+    if args.max_connections == 0 {
+        bail!("--max-connections must be at least 1");
+    }
+    let max_connections = conn::fit_connections_to_fd_limit(args.max_connections);
     let models = served_models(&args.models)?;
     let engine = crate::headless::engine()?;
     let hub = Hub::start(engine, args.queue).context("cannot start the event thread")?;
@@ -151,12 +210,28 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         limits: Limits {
             max_tokens: args.max_tokens.max(1),
             max_prompt_chars: args.max_prompt_chars.max(1),
-            max_body_bytes: args.max_body_kib.max(1) * 1024,
-            max_image_bytes: args.max_image_mib.max(1) * 1024 * 1024,
+            max_body_bytes: args.max_body_kib.max(1).saturating_mul(1024),
+            max_image_bytes: args.max_image_mib.max(1).saturating_mul(1024 * 1024),
             max_image_pixels: 40_000_000,
             max_output_side: 4096,
+            body_timeout: args.body_timeout,
         },
         token,
+        allowed_hosts: Arc::new(
+            args.allow_hosts
+                .iter()
+                .map(|h| h.trim().to_ascii_lowercase())
+                .filter(|h| !h.is_empty())
+                .collect(),
+        ),
+        decoding: Arc::new(tokio::sync::Semaphore::new(1)),
+    };
+    let connections = conn::ConnLimits {
+        max_connections,
+        header: args.header_timeout,
+        idle: args.idle_timeout,
+        write: args.write_timeout,
+        send_buffer: args.send_buffer_kib.saturating_mul(1024),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -176,7 +251,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
             names.join(", ")
         );
         tracing::info!(
-            "serving on http://{addr}, token {}, queue {}",
+            "serving on http://{addr}, token {}, queue {}, at most {max_connections} connections",
             if state.token.is_some() {
                 "required"
             } else {
@@ -185,25 +260,45 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
             args.queue
         );
         let app = router(state);
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-                eprintln!("shutting down");
-            })
-            .await
-            .context("the server stopped")
+        conn::serve(listener, app, connections, async {
+            let _ = tokio::signal::ctrl_c().await;
+            eprintln!("shutting down");
+        })
+        .await;
+        anyhow::Ok(())
     })
 }
 
 /// How much of an over-limit body is read (and dropped) so the client, still sending, can
-/// read the 413 instead of a reset connection.
+/// read the 413 (or 429) instead of a reset connection.
 const DRAIN_LIMIT: usize = 16 << 20;
 
-/// Reads a request body of at most `limit` bytes. A larger one is refused with 413; up to
-/// `DRAIN_LIMIT` more of it is read and discarded first, so the answer reaches the client.
+/// Takes a queue slot, then reads the request body (at most `limit` bytes, within the body
+/// timeout). Nothing of the body is held before the slot is: with the queue full, the body
+/// is read and dropped (so the client sees the 429) without being kept.
+pub async fn admit(
+    state: &AppState,
+    body: axum::body::Body,
+    limit: usize,
+) -> Result<(hub::Slot, axum::body::Bytes), ApiError> {
+    let slot = match state.hub.reserve() {
+        Ok(slot) => slot,
+        Err(busy) => {
+            discard_body(body, limit, state.limits.body_timeout).await;
+            return Err(busy);
+        }
+    };
+    let bytes = read_body(body, limit, state.limits.body_timeout).await?;
+    Ok((slot, bytes))
+}
+
+/// Reads a request body of at most `limit` bytes within `timeout` (408 after it). A larger
+/// one is refused with 413; up to `DRAIN_LIMIT` more of it is read and discarded first, so
+/// the answer reaches the client.
 pub async fn read_body(
     body: axum::body::Body,
     limit: usize,
+    timeout: Duration,
 ) -> Result<axum::body::Bytes, ApiError> {
     use futures_util::StreamExt;
     let too_large = |size: String| {
@@ -213,25 +308,54 @@ pub async fn read_body(
             format!("the request body is {size}; this endpoint accepts at most {limit} bytes"),
         )
     };
-    let mut stream = body.into_data_stream();
-    let mut data = Vec::new();
-    let mut total = 0usize;
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk
-            .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
-        total += chunk.len();
-        if total > limit {
-            if total > limit + DRAIN_LIMIT {
-                return Err(too_large(format!("over {total} bytes")));
+    let read = async {
+        let mut stream = body.into_data_stream();
+        let mut data = Vec::new();
+        let mut total = 0usize;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk
+                .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
+            total = total.saturating_add(chunk.len());
+            if total > limit {
+                if total > limit.saturating_add(DRAIN_LIMIT) {
+                    return Err(too_large(format!("over {total} bytes")));
+                }
+                continue;
             }
-            continue;
+            data.extend_from_slice(&chunk);
         }
-        data.extend_from_slice(&chunk);
-    }
-    if total > limit {
-        return Err(too_large(format!("{total} bytes")));
-    }
-    Ok(data.into())
+        if total > limit {
+            return Err(too_large(format!("{total} bytes")));
+        }
+        Ok(data.into())
+    };
+    tokio::time::timeout(timeout, read).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "invalid_request_error",
+            format!(
+                "the request body did not arrive within {} s",
+                timeout.as_secs_f64()
+            ),
+        )
+    })?
+}
+
+/// Reads and drops a body (at most `limit` plus `DRAIN_LIMIT` bytes, within `timeout`), one
+/// chunk at a time.
+async fn discard_body(body: axum::body::Body, limit: usize, timeout: Duration) {
+    use futures_util::StreamExt;
+    let drain = async {
+        let mut stream = body.into_data_stream();
+        let mut total = 0usize;
+        while let Some(Ok(chunk)) = stream.next().await {
+            total = total.saturating_add(chunk.len());
+            if total > limit.saturating_add(DRAIN_LIMIT) {
+                return;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(timeout, drain).await;
 }
 
 /// Refuses a non-loopback address without a token: anyone on the network could use the
@@ -282,50 +406,27 @@ fn served_models(names: &[String]) -> anyhow::Result<Vec<ServedModel>> {
     Ok(out)
 }
 
-/// The routes, limits and authentication.
+/// The routes, limits and the request guards ([`guard`]).
 pub fn router(state: AppState) -> Router {
+    let json = || middleware::from_fn(guard::require_json);
     Router::new()
         .route("/v1/models", get(openai::models))
-        .route("/v1/completions", post(openai::completions))
-        .route("/v1/chat/completions", post(openai::chat_completions))
-        .route("/v1/images/faces", post(images::faces))
-        .route("/v1/images/style", post(images::style))
+        .route("/v1/completions", post(openai::completions).layer(json()))
+        .route(
+            "/v1/chat/completions",
+            post(openai::chat_completions).layer(json()),
+        )
+        .route("/v1/images/faces", post(images::faces).layer(json()))
+        .route(
+            "/v1/images/style",
+            post(images::style).layer(middleware::from_fn(guard::require_image)),
+        )
         // Handlers read bodies with `read_body`, which applies each endpoint's own limit.
         .layer(DefaultBodyLimit::disable())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .layer(middleware::from_fn_with_state(state.clone(), guard::check))
         .with_state(state)
-}
-
-/// Checks the bearer token (in constant time) when the server has one, and logs each request
-/// (method, path, status, time: never a header).
-async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let started = std::time::Instant::now();
-    let (method, path) = (req.method().clone(), req.uri().path().to_string());
-    let resp = check_token(&state, req, next).await;
-    tracing::info!(
-        "{method} {path} {} {:.0} ms",
-        resp.status().as_u16(),
-        started.elapsed().as_secs_f64() * 1e3
-    );
-    resp
-}
-
-async fn check_token(state: &AppState, req: Request, next: Next) -> Response {
-    if let Some(token) = &state.token {
-        let sent = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .unwrap_or_default();
-        if !bool::from(sent.as_bytes().ct_eq(token.as_bytes())) {
-            return ApiError::unauthorized().into_response();
-        }
-    }
-    next.run(req).await
 }
 
 async fn not_found(req: Request) -> ApiError {

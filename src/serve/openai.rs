@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::ApiError;
-use super::hub::JobStream;
+use super::hub::{JobStream, Slot};
 use super::stop::StopScanner;
 use crate::engine::{Event, WriteRequest};
 use crate::models::llm::context::WriteTask;
@@ -43,8 +43,8 @@ pub async fn completions(
     State(state): State<AppState>,
     body: axum::body::Body,
 ) -> Result<Response, ApiError> {
-    let body = super::read_body(body, state.limits.max_body_bytes).await?;
-    respond(state, body, Api::Completions).await
+    let (slot, body) = super::admit(&state, body, state.limits.max_body_bytes).await?;
+    respond(state, slot, body, Api::Completions).await
 }
 
 /// `POST /v1/chat/completions`
@@ -52,8 +52,8 @@ pub async fn chat_completions(
     State(state): State<AppState>,
     body: axum::body::Body,
 ) -> Result<Response, ApiError> {
-    let body = super::read_body(body, state.limits.max_body_bytes).await?;
-    respond(state, body, Api::Chat).await
+    let (slot, body) = super::admit(&state, body, state.limits.max_body_bytes).await?;
+    respond(state, slot, body, Api::Chat).await
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -117,7 +117,7 @@ struct Parsed {
     logprobs: Option<usize>,
 }
 
-async fn respond(state: AppState, body: Bytes, api: Api) -> Result<Response, ApiError> {
+async fn respond(state: AppState, slot: Slot, body: Bytes, api: Api) -> Result<Response, ApiError> {
     let parsed = parse(&state, &body, api)?;
     let request = WriteRequest {
         model: parsed.model.clone(),
@@ -127,7 +127,7 @@ async fn respond(state: AppState, body: Bytes, api: Api) -> Result<Response, Api
         forced: Vec::new(),
         remote: None,
     };
-    let mut job = state.hub.submit(|engine| engine.write(request))?;
+    let mut job = slot.submit(|engine| engine.write(request))?;
     // Wait until the prompt is accepted, so a prompt that does not fit is a 400 rather than an
     // error in the middle of a stream.
     let mut early = Vec::new();

@@ -3,6 +3,10 @@
 //! file includes it with `mod common;` and uses the parts it needs.
 #![allow(dead_code)]
 
+mod net;
+
+pub use net::*;
+
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
