@@ -457,7 +457,9 @@ impl ModelWeights {
         let head_dim = md("attention.key_length")?.to_u32()? as usize;
         let value_length = md("attention.value_length")?.to_u32()? as usize;
         let eps = md("attention.layer_norm_rms_epsilon")?.to_f32()?;
-        let window = md("attention.sliding_window")?.to_u32()? as usize;
+        // A window as long as the longest sequence hides nothing; clamping it bounds the
+        // sliding layers' cache (two windows long) whatever the header says.
+        let window = (md("attention.sliding_window")?.to_u32()? as usize).min(MAX_SEQ_LEN);
         if n_head == 0 || n_kv_head == 0 || !n_head.is_multiple_of(n_kv_head) {
             candle_core::bail!("gemma3: {n_head} heads cannot share {n_kv_head} KV heads")
         }
