@@ -67,6 +67,18 @@ fn one_line_error(run: &Run, what: &str) -> String {
     err.to_string()
 }
 
+/// A folder for crafted files: temporary, or kept under `$ATELIER_CRAFTED_DIR` when set (to
+/// replay the files against another build, such as the one before a fix).
+fn workdir() -> tempfile::TempDir {
+    let Some(root) = std::env::var_os("ATELIER_CRAFTED_DIR") else {
+        return tempfile::tempdir().unwrap();
+    };
+    std::fs::create_dir_all(&root).unwrap();
+    let mut dir = tempfile::tempdir_in(root).unwrap();
+    dir.disable_cleanup(true);
+    dir
+}
+
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, bytes).expect("write crafted file");
@@ -105,7 +117,7 @@ fn write_model(model: &Path, data: &Path) -> Run {
 fn the_tiny_models_themselves_load_and_write() {
     // The crafted files below differ from these in one value: without this, a refusal could
     // come from the seed itself.
-    let dir = tempfile::tempdir().unwrap();
+    let dir = workdir();
     for arch in [Architecture::Llama, Architecture::Gemma3] {
         let bytes = atelier::fuzzing::tiny_gguf(arch, |_| {}).unwrap();
         let model = write(dir.path(), &format!("{}.gguf", arch.gguf_name()), &bytes);
@@ -117,7 +129,7 @@ fn the_tiny_models_themselves_load_and_write() {
 
 #[test]
 fn hostile_gguf_counts_are_one_line_errors() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = workdir();
     let huge = Value::U32(u32::MAX);
     let cases = [
         (
@@ -223,7 +235,9 @@ fn hostile_gguf_counts_are_one_line_errors() {
             &format!("m{i}.gguf"),
             &gguf_with(arch, key, value),
         );
+        let started = Instant::now();
         let err = one_line_error(&write_model(&model, dir.path()), key);
+        eprintln!("{key}: {:.2} s: {err}", started.elapsed().as_secs_f64());
         assert!(err.contains(needle), "{key}: {err}");
         assert!(err.contains(s(&model)), "{key}: names the file: {err}");
     }
@@ -272,7 +286,7 @@ fn one_tensor_gguf(dims: &[u64], data: usize) -> Vec<u8> {
 #[test]
 fn wrapping_tensor_sizes_are_corrupt() {
     // 128 x (2^62 + 16) Q4_1 values take 1,280 bytes in wrapping arithmetic.
-    let dir = tempfile::tempdir().unwrap();
+    let dir = workdir();
     let model = write(
         dir.path(),
         "wrap.gguf",
@@ -393,7 +407,7 @@ fn faces(model: &Path, data: &Path) -> Run {
 
 #[test]
 fn hostile_checkpoints_are_one_line_errors() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = workdir();
     let one_float = 1.0f32.to_le_bytes();
     let mut cases: Vec<(&str, Vec<u8>, &str)> = Vec::new();
     // Stride 0 repeats one element 2^32 times: 16 GB from a 4-byte storage.
@@ -478,7 +492,9 @@ fn hostile_checkpoints_are_one_line_errors() {
     ));
     for (name, bytes, needle) in cases {
         let model = write(dir.path(), &format!("{name}.tar"), &bytes);
+        let started = Instant::now();
         let err = one_line_error(&faces(&model, dir.path()), name);
+        eprintln!("{name}: {:.2} s: {err}", started.elapsed().as_secs_f64());
         assert!(err.contains(needle), "{name}: {err}");
     }
 }

@@ -82,12 +82,13 @@ pub enum WeightsError {
         reason: String,
     },
     /// The checkpoint's pickle was refused (forbidden global, damaged stream).
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Pickle {
         /// The file.
         path: PathBuf,
-        /// What the unpickler refused.
-        source: PickleError,
+        /// What the unpickler refused (in the message, not a separate cause, so that a
+        /// printed error chain says it once).
+        error: PickleError,
     },
     /// A zip checkpoint whose structure or storages are damaged.
     #[error("{} is damaged: {reason}", path.display())]
@@ -217,9 +218,9 @@ fn load_torch_zip(
         }
     }
     let pickle_bytes = read_entry(&mut zip, &pkl, MAX_PICKLE_BYTES, file_len).map_err(damaged)?;
-    let root = pickle::unpickle(&pickle_bytes).map_err(|source| WeightsError::Pickle {
+    let root = pickle::unpickle(&pickle_bytes).map_err(|error| WeightsError::Pickle {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     let dict = match key.and_then(|k| root.get(k)) {
         Some(d) => d,
@@ -453,6 +454,10 @@ pub fn load_safetensors(path: &Path) -> Result<StateDict, WeightsError> {
         serde_json::from_slice(&bytes[8..data_start])
             .map_err(|e| bad(format!("the header is not a JSON object: {e}")))?;
     let data = &bytes[data_start..];
+    // Overlapping entries would copy the data section once per tensor.
+    let mut budget = (bytes.len() as u64)
+        .saturating_mul(COPY_FACTOR)
+        .saturating_add(COPY_SLACK);
     let mut out = StateDict::new();
     for (name, info) in &header {
         if name == "__metadata__" {
@@ -505,6 +510,7 @@ pub fn load_safetensors(path: &Path) -> Result<StateDict, WeightsError> {
                 end - begin
             )));
         }
+        spend(&mut budget, want as u64, name).map_err(bad)?;
         out.insert(
             name.clone(),
             RawTensor {
@@ -554,6 +560,23 @@ mod tests {
         assert!(is_contiguous(&[2, 3], &[3, 1]));
         assert!(!is_contiguous(&[2, 3], &[1, 2]));
         assert!(is_contiguous(&[1, 3], &[99, 1]));
+    }
+
+    #[test]
+    fn overlapping_safetensors_entries_cannot_multiply_the_file() {
+        // 200 entries over the same 10 KB: 2 MB of copies from a 13 KB file.
+        let entries: Vec<String> = (0..200)
+            .map(|i| format!(r#""t{i}":{{"dtype":"F32","shape":[2560],"data_offsets":[0,10240]}}"#))
+            .collect();
+        let header = format!("{{{}}}", entries.join(","));
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.resize(bytes.len() + 10240, 0);
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.safetensors");
+        std::fs::write(&p, &bytes).unwrap();
+        let err = load(&p, None).unwrap_err().to_string();
+        assert!(err.contains("times the file's size"), "{err}");
     }
 
     #[test]
