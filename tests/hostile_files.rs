@@ -255,6 +255,50 @@ fn hostile_gguf_counts_are_one_line_errors() {
     assert!(err.contains("tokenizer.ggml.tokens"), "{err}");
 }
 
+#[test]
+fn hostile_chat_templates_are_one_line_errors() {
+    let dir = workdir();
+    for (i, template) in [
+        "{% for i in range(100000) %}{% for j in range(100000) %}{{ i }}{% endfor %}{% endfor %}",
+        "{{ 'x' * 100000000 }}",
+        "{% set s = 'x' * 10000000 %}{% for i in range(100) %}{{ s }}{% endfor %}",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let model = write(
+            dir.path(),
+            &format!("template{i}.gguf"),
+            &gguf_with(
+                Architecture::Llama,
+                "tokenizer.chat_template",
+                Value::String(template.into()),
+            ),
+        );
+        let started = Instant::now();
+        let run = atelier(
+            &[
+                "write",
+                "--mode",
+                "instruct",
+                "--model",
+                s(&model),
+                "--prompt",
+                "Hi",
+                "--max-tokens",
+                "2",
+            ],
+            dir.path(),
+        );
+        let err = one_line_error(&run, template);
+        eprintln!(
+            "template {i}: {:.2} s: {err}",
+            started.elapsed().as_secs_f64()
+        );
+        assert!(err.contains("chat template"), "{template}: {err}");
+    }
+}
+
 /// A GGUF of one Q4_1 tensor whose GGUF dimensions are `dims`, followed by `data` bytes.
 fn one_tensor_gguf(dims: &[u64], data: usize) -> Vec<u8> {
     let mut b = Vec::new();

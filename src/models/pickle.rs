@@ -173,10 +173,11 @@ pub enum Value {
     Dict(Vec<(Value, Value)>),
     /// One of the allowed globals.
     Global(Global),
-    /// A persistent storage reference (`BINPERSID`).
-    Storage(StorageRef),
+    /// A persistent storage reference (`BINPERSID`). Boxed, like the tensor, to keep every
+    /// value small (32 bytes): a pickle may hold millions.
+    Storage(Box<StorageRef>),
     /// A rebuilt tensor.
-    Tensor(TensorRef),
+    Tensor(Box<TensorRef>),
 }
 
 impl Value {
@@ -555,7 +556,7 @@ impl Machine<'_> {
                 b'Q' => {
                     let pid = self.pop()?;
                     let s = self.persistent(pid)?;
-                    self.push(Value::Storage(s));
+                    self.push(Value::Storage(Box::new(s)));
                 }
                 b'0' => {
                     self.stack
@@ -794,12 +795,12 @@ impl Machine<'_> {
         if shape.len() != stride.len() {
             return Err(self.malformed("size and stride differ in length".into()));
         }
-        Ok(Value::Tensor(TensorRef {
-            storage,
+        Ok(Value::Tensor(Box::new(TensorRef {
+            storage: *storage,
             offset,
             shape,
             stride,
-        }))
+        })))
     }
 
     fn usize_of(&self, v: &Value, what: &str) -> Result<usize, PickleError> {
@@ -977,6 +978,12 @@ mod tests {
         data.push(b'.');
         let err = unpickle(&data).unwrap_err();
         assert!(err.to_string().contains("self-duplicating"), "{err}");
+    }
+
+    #[test]
+    fn values_stay_small() {
+        // Memory per value bounds what MAX_VALUES values can take.
+        assert_eq!(std::mem::size_of::<Value>(), 32);
     }
 
     #[test]

@@ -126,6 +126,15 @@ fn scalar_size(ty: u32) -> Result<Option<u64>, String> {
     }))
 }
 
+/// Adds `n` to the running `total`, which may not pass `max` (the metadata's `what`).
+fn add_within(total: &mut u64, n: u64, max: u64, what: &str) -> Result<(), String> {
+    *total = total
+        .checked_add(n)
+        .filter(|&t| t <= max)
+        .ok_or_else(|| format!("the metadata holds more than {max} {what}"))?;
+    Ok(())
+}
+
 const STRING: u32 = 8;
 const ARRAY: u32 = 9;
 
@@ -189,23 +198,11 @@ impl<R: Read + Seek> Scanner<'_, R> {
     }
 
     fn count_values(&mut self, n: u64) -> Result<(), String> {
-        self.values = self
-            .values
-            .checked_add(n)
-            .filter(|&v| v <= MAX_METADATA_VALUES)
-            .ok_or_else(|| format!("the metadata holds more than {MAX_METADATA_VALUES} values"))?;
-        Ok(())
+        add_within(&mut self.values, n, MAX_METADATA_VALUES, "values")
     }
 
     fn count_text(&mut self, n: u64) -> Result<(), String> {
-        self.text = self
-            .text
-            .checked_add(n)
-            .filter(|&t| t <= MAX_METADATA_TEXT)
-            .ok_or_else(|| {
-                format!("the metadata holds more than {MAX_METADATA_TEXT} bytes of text")
-            })?;
-        Ok(())
+        add_within(&mut self.text, n, MAX_METADATA_TEXT, "bytes of text")
     }
 
     /// Skips a string value.
