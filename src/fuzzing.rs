@@ -69,7 +69,7 @@ pub fn run_model(path: &Path) -> bool {
             .ok()
             .and_then(|b| sum.checked_add(b as u64))
     });
-    if !total.is_some_and(|t| t <= MODEL_BUDGET) {
+    if total.is_none_or(|t| t > MODEL_BUDGET) {
         return false;
     }
     let Ok(mut llm) = Llm::load(path) else {

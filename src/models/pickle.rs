@@ -934,12 +934,8 @@ mod tests {
         assert!(err.to_string().contains("nested more than"), "{err}");
         // Lists and dicts grown by APPEND/SETITEM count too.
         let mut data = b"\x80\x02]".to_vec();
-        for _ in 0..200 {
-            data.extend_from_slice(b"]");
-        }
-        for _ in 0..200 {
-            data.push(b'a');
-        }
+        data.extend(std::iter::repeat_n(b']', 200));
+        data.extend(std::iter::repeat_n(b'a', 200));
         data.push(b'.');
         assert!(unpickle(&data).unwrap_err().to_string().contains("nested"));
         // A hundred levels are fine.
