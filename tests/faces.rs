@@ -339,7 +339,7 @@ fn a_pickle_asking_for_os_system_is_refused_and_nothing_runs() {
     let err = load_err(&ckpt);
     match &err {
         DcganError::Weights(WeightsError::Pickle {
-            source: PickleError::ForbiddenGlobal { module, name },
+            error: PickleError::ForbiddenGlobal { module, name },
             ..
         }) => assert_eq!((module.as_str(), name.as_str()), ("os", "system")),
         other => panic!("expected a refused global, got {other:?}"),

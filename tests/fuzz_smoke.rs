@@ -10,6 +10,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 
 use atelier::fuzzing;
+use atelier::models::llm::Architecture;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -124,6 +125,56 @@ fn gguf_and_tokenizer() {
 }
 
 #[test]
+fn gguf_model_loading_and_generation() {
+    // Whole small models, so mutants reach hyperparameter checks, both implementations'
+    // loaders and a few tokens of generation (see `fuzzing::run_model`).
+    for arch in [Architecture::Llama, Architecture::Gemma3] {
+        let seed = fuzzing::tiny_gguf(arch, |_| {}).expect("tiny model");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("seed.gguf");
+        std::fs::write(&path, &seed).unwrap();
+        assert!(fuzzing::run_model(&path), "{arch:?}: the seed loads");
+        fuzz(
+            &format!("gguf-tiny-{}", arch.gguf_name()),
+            &seed,
+            fuzzing::gguf,
+        );
+    }
+}
+
+/// Writes the tiny model seeds of the cargo-fuzz `gguf` target (committed in
+/// `fuzz/corpus/gguf/`): `cargo test --test fuzz_smoke -- --ignored write_tiny_model_seeds`.
+#[test]
+#[ignore = "writes fuzz seeds into the source tree"]
+fn write_tiny_model_seeds() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/gguf");
+    for arch in [Architecture::Llama, Architecture::Gemma3] {
+        let seed = fuzzing::tiny_gguf(arch, |_| {}).expect("tiny model");
+        std::fs::write(dir.join(format!("tiny-{}.gguf", arch.gguf_name())), seed).unwrap();
+    }
+}
+
+#[test]
+fn chat_templates() {
+    // Real templates (ChatML, Llama 3, Gemma 3) and a hostile one; every mutant must render
+    // or fail within the fuel and output bounds.
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/chat_template");
+    let mut seeds: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("template seeds")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    seeds.sort();
+    for path in seeds {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        fuzz(
+            &format!("template-{name}"),
+            &read(path),
+            fuzzing::chat_template,
+        );
+    }
+}
+
+#[test]
 fn pickle_and_checkpoint() {
     let tar = read(atelier::features::faces::default_model());
     // The pickle inside the zip.
@@ -191,6 +242,7 @@ fn regressions() {
             Some("safetensors") => fuzzing::safetensors,
             Some("onnx") => fuzzing::onnx,
             Some("image") => fuzzing::image,
+            Some("chat_template") => fuzzing::chat_template,
             _ => continue,
         };
         let data = read(path.clone());

@@ -1,4 +1,6 @@
-//! The GGUF reader and the tokenizer builder on its metadata. See `atelier::fuzzing::gguf`.
+//! The GGUF reader, the tokenizer builder on its metadata, and (for files whose tensors fit
+//! `atelier::fuzzing::MODEL_BUDGET`) model loading and a few tokens of generation. See
+//! `atelier::fuzzing::gguf`.
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {

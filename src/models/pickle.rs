@@ -14,6 +14,11 @@
 //! `torch.*Storage` types. Supported opcodes are those `torch.save` writes (protocol 2) plus
 //! the protocol 3–5 framing and short forms; anything else (`INST`, `OBJ`, `EXT*`, ...) is an
 //! error naming the opcode.
+//!
+//! Bounded on hostile input: the values a pickle builds, copies included, are charged to a
+//! budget ([`MAX_VALUES`], text by its length), containers nest at most [`MAX_DEPTH`] deep (so
+//! that dropping, comparing or copying a value cannot overflow the stack), and a dict's
+//! repeated keys are resolved when it is read, not by a scan per insertion.
 
 use std::collections::HashMap;
 
@@ -163,22 +168,25 @@ pub enum Value {
     Tuple(Vec<Value>),
     /// A list.
     List(Vec<Value>),
-    /// A dict or OrderedDict, in insertion order.
+    /// A dict or OrderedDict: its pairs in the order the pickle set them. A key set twice
+    /// appears twice; the last one holds the value (as in Python), see [`Value::get`].
     Dict(Vec<(Value, Value)>),
     /// One of the allowed globals.
     Global(Global),
-    /// A persistent storage reference (`BINPERSID`).
-    Storage(StorageRef),
+    /// A persistent storage reference (`BINPERSID`). Boxed, like the tensor, to keep every
+    /// value small (32 bytes): a pickle may hold millions.
+    Storage(Box<StorageRef>),
     /// A rebuilt tensor.
-    Tensor(TensorRef),
+    Tensor(Box<TensorRef>),
 }
 
 impl Value {
-    /// The value for a string key if this is a dict.
+    /// The value for a string key if this is a dict (the last one set).
     pub fn get(&self, key: &str) -> Option<&Value> {
         match self {
             Value::Dict(items) => items
                 .iter()
+                .rev()
                 .find(|(k, _)| matches!(k, Value::Str(s) if s == key))
                 .map(|(_, v)| v),
             _ => None,
@@ -203,10 +211,11 @@ impl Value {
     }
 }
 
-/// Stack slots: a value or a `MARK`.
+/// Stack slots: a value with its nesting depth (0 for scalars, 1 + the deepest item for
+/// containers), or a `MARK`.
 enum Slot {
     Mark,
-    Val(Value),
+    Val(Value, u32),
 }
 
 /// Runs `data` through the restricted machine and returns the unpickled object.
@@ -217,7 +226,7 @@ pub fn unpickle(data: &[u8]) -> Result<Value, PickleError> {
         op_pos: 0,
         stack: Vec::new(),
         memo: HashMap::new(),
-        copies_left: MAX_COPIED_VALUES,
+        values_left: MAX_VALUES,
     }
     .run()
 }
@@ -228,64 +237,82 @@ struct Machine<'a> {
     /// Offset of the opcode being executed, for error messages.
     op_pos: usize,
     stack: Vec<Slot>,
-    /// Memo entries are copies, not aliases: a container memoized and later mutated is not
-    /// seen mutated through `GET`. `torch.save` only re-reads immutable tuples and globals.
-    memo: HashMap<u32, Value>,
-    /// Values the pickle may still copy (DUP, PUT, GET): copies nest, so a few bytes that
-    /// duplicate a dict into itself would otherwise double memory per opcode (found by
-    /// fuzzing).
-    copies_left: usize,
+    /// Memo entries (with their depth) are copies, not aliases: a container memoized and later
+    /// mutated is not seen mutated through `GET`. `torch.save` only re-reads immutable tuples
+    /// and globals.
+    memo: HashMap<u32, (Value, u32)>,
+    /// What the pickle may still build (see [`MAX_VALUES`]).
+    values_left: usize,
 }
 
-/// Most values (counting every nested one) all of a pickle's copies may create together: a
-/// checkpoint copies a few small tuples and strings per tensor.
-const MAX_COPIED_VALUES: usize = 1 << 20;
+/// Most values a pickle may build: one per opcode, plus every value a copy (DUP, PUT, GET)
+/// duplicates, nested ones included, text counting one per 64 bytes. Copies nest, so a few
+/// bytes that duplicate a dict into itself would otherwise double memory per opcode (found by
+/// fuzzing); a checkpoint needs a few dozen per tensor.
+pub const MAX_VALUES: usize = 1 << 22;
+/// Deepest nesting of containers (a state dict nests three or four deep).
+pub const MAX_DEPTH: u32 = 100;
 
-/// Nested values in `v` (itself included), counting at most `limit + 1`.
-fn count_values(v: &Value, limit: usize) -> usize {
-    let mut n = 1;
+/// What copying `v` costs (see [`MAX_VALUES`]), counting at most `limit + 1`.
+fn cost(v: &Value, limit: usize) -> usize {
     let children: Box<dyn Iterator<Item = &Value>> = match v {
         Value::Tuple(items) | Value::List(items) => Box::new(items.iter()),
         Value::Dict(items) => Box::new(items.iter().flat_map(|(k, v)| [k, v])),
+        Value::Str(s) => return 1 + s.len() / 64,
+        Value::Bytes(b) => return 1 + b.len() / 64,
         _ => return 1,
     };
+    let mut n = 1;
     for c in children {
         if n > limit {
             break;
         }
-        n += count_values(c, limit - n);
+        // Depth is at most MAX_DEPTH, so this recursion is shallow.
+        n += cost(c, limit - n);
     }
     n
 }
 
 impl Machine<'_> {
-    /// The value on top of the stack, copied for DUP or PUT (see [`Self::charge`]).
-    fn copy_top(&mut self, what: &str) -> Result<Value, PickleError> {
+    /// The value on top of the stack and its depth, copied for DUP or PUT (see
+    /// [`Self::charge`]).
+    fn copy_top(&mut self, what: &str) -> Result<(Value, u32), PickleError> {
         let n = match self.stack.last() {
-            Some(Slot::Val(v)) => count_values(v, self.copies_left),
+            Some(Slot::Val(v, _)) => cost(v, self.values_left),
             _ => return Err(self.malformed(format!("{what} with no value"))),
         };
         self.charge(n)?;
         match self.stack.last() {
-            Some(Slot::Val(v)) => Ok(v.clone()),
+            Some(Slot::Val(v, depth)) => Ok((v.clone(), *depth)),
             _ => Err(self.malformed(format!("{what} with no value"))),
         }
     }
 
-    /// Charges a copy of `n` values to [`MAX_COPIED_VALUES`].
+    /// Charges `n` values to [`MAX_VALUES`].
     fn charge(&mut self, n: usize) -> Result<(), PickleError> {
-        if n > self.copies_left {
+        if n > self.values_left {
             return Err(self.malformed(format!(
-                "the pickle copies more than {MAX_COPIED_VALUES} values (a self-duplicating structure)"
+                "the pickle builds more than {MAX_VALUES} values (a self-duplicating structure, \
+                 or far more than a state dict holds)"
             )));
         }
-        self.copies_left -= n;
+        self.values_left -= n;
         Ok(())
+    }
+
+    /// The depth of a container holding items of depth up to `items`.
+    fn nest(&self, items: u32) -> Result<u32, PickleError> {
+        if items >= MAX_DEPTH {
+            return Err(self.malformed(format!("containers nested more than {MAX_DEPTH} deep")));
+        }
+        Ok(items + 1)
     }
 
     fn run(mut self) -> Result<Value, PickleError> {
         loop {
             self.op_pos = self.pos;
+            // Every opcode builds at most one new value.
+            self.charge(1)?;
             let op = self.byte()?;
             match op {
                 0x80 => {
@@ -301,12 +328,13 @@ impl Machine<'_> {
                 }
                 b'.' => return self.pop(), // STOP
                 b'(' => self.stack.push(Slot::Mark),
-                b'}' => self.push(Value::Dict(Vec::new())),
-                b']' => self.push(Value::List(Vec::new())),
-                b')' => self.push(Value::Tuple(Vec::new())),
+                b'}' => self.push_nested(Value::Dict(Vec::new()), 1),
+                b']' => self.push_nested(Value::List(Vec::new()), 1),
+                b')' => self.push_nested(Value::Tuple(Vec::new()), 1),
                 b't' => {
-                    let items = self.pop_mark()?;
-                    self.push(Value::Tuple(items));
+                    let (items, depth) = self.pop_mark()?;
+                    let depth = self.nest(depth)?;
+                    self.push_nested(Value::Tuple(items), depth);
                 }
                 0x85..=0x87 => {
                     let n = (op - 0x84) as usize;
@@ -314,38 +342,44 @@ impl Machine<'_> {
                         return Err(self.malformed("stack underflow in TUPLE1-3".into()));
                     }
                     let mut items = Vec::with_capacity(n);
+                    let mut depth = 0;
                     for _ in 0..n {
-                        items.push(self.pop()?);
+                        let (v, d) = self.pop_depth()?;
+                        items.push(v);
+                        depth = depth.max(d);
                     }
                     items.reverse();
-                    self.push(Value::Tuple(items));
+                    let depth = self.nest(depth)?;
+                    self.push_nested(Value::Tuple(items), depth);
                 }
                 b'l' => {
-                    let items = self.pop_mark()?;
-                    self.push(Value::List(items));
+                    let (items, depth) = self.pop_mark()?;
+                    let depth = self.nest(depth)?;
+                    self.push_nested(Value::List(items), depth);
                 }
                 b'd' => {
-                    let items = self.pop_mark()?;
+                    let (items, depth) = self.pop_mark()?;
+                    let depth = self.nest(depth)?;
                     let pairs = self.pairs(items)?;
-                    self.push(Value::Dict(pairs));
+                    self.push_nested(Value::Dict(pairs), depth);
                 }
                 b'a' => {
-                    let v = self.pop()?;
-                    self.list_extend(vec![v])?;
+                    let (v, depth) = self.pop_depth()?;
+                    self.list_extend(vec![v], depth)?;
                 }
                 b'e' => {
-                    let items = self.pop_mark()?;
-                    self.list_extend(items)?;
+                    let (items, depth) = self.pop_mark()?;
+                    self.list_extend(items, depth)?;
                 }
                 b's' => {
-                    let v = self.pop()?;
-                    let k = self.pop()?;
-                    self.dict_extend(vec![(k, v)])?;
+                    let (v, dv) = self.pop_depth()?;
+                    let (k, dk) = self.pop_depth()?;
+                    self.dict_extend(vec![(k, v)], dv.max(dk))?;
                 }
                 b'u' => {
-                    let items = self.pop_mark()?;
+                    let (items, depth) = self.pop_mark()?;
                     let pairs = self.pairs(items)?;
-                    self.dict_extend(pairs)?;
+                    self.dict_extend(pairs, depth)?;
                 }
                 b'J' => {
                     let b = self.take(4)?;
@@ -511,8 +545,8 @@ impl Machine<'_> {
                     // BUILD: torch sets `_metadata` on the state dict; the state is dropped.
                     let _state = self.pop()?;
                     match self.stack.last() {
-                        Some(Slot::Val(Value::Dict(_))) => {}
-                        Some(Slot::Val(v)) => {
+                        Some(Slot::Val(Value::Dict(_), _)) => {}
+                        Some(Slot::Val(v, _)) => {
                             let kind = v.kind();
                             return Err(self.malformed(format!("BUILD on a {kind}")));
                         }
@@ -522,7 +556,7 @@ impl Machine<'_> {
                 b'Q' => {
                     let pid = self.pop()?;
                     let s = self.persistent(pid)?;
-                    self.push(Value::Storage(s));
+                    self.push(Value::Storage(Box::new(s)));
                 }
                 b'0' => {
                     self.stack
@@ -533,8 +567,8 @@ impl Machine<'_> {
                     self.pop_mark()?;
                 }
                 b'2' => {
-                    let top = self.copy_top("DUP")?;
-                    self.push(top);
+                    let (top, depth) = self.copy_top("DUP")?;
+                    self.push_nested(top, depth);
                 }
                 _ => {
                     return Err(PickleError::UnsupportedOpcode {
@@ -622,29 +656,44 @@ impl Machine<'_> {
         Ok(i64::from_le_bytes(a))
     }
 
+    /// Pushes a value that holds no containers (depth 0).
     fn push(&mut self, v: Value) {
-        self.stack.push(Slot::Val(v));
+        self.stack.push(Slot::Val(v, 0));
+    }
+
+    /// Pushes a value of known nesting depth.
+    fn push_nested(&mut self, v: Value, depth: u32) {
+        self.stack.push(Slot::Val(v, depth));
     }
 
     fn pop(&mut self) -> Result<Value, PickleError> {
+        self.pop_depth().map(|(v, _)| v)
+    }
+
+    fn pop_depth(&mut self) -> Result<(Value, u32), PickleError> {
         match self.stack.pop() {
-            Some(Slot::Val(v)) => Ok(v),
+            Some(Slot::Val(v, depth)) => Ok((v, depth)),
             Some(Slot::Mark) => Err(self.malformed("unexpected MARK".into())),
             None => Err(self.malformed("stack underflow".into())),
         }
     }
 
-    fn pop_mark(&mut self) -> Result<Vec<Value>, PickleError> {
+    /// The values above the topmost MARK, and the deepest one's depth.
+    fn pop_mark(&mut self) -> Result<(Vec<Value>, u32), PickleError> {
         let mut items = Vec::new();
+        let mut depth = 0;
         loop {
             match self.stack.pop() {
-                Some(Slot::Val(v)) => items.push(v),
+                Some(Slot::Val(v, d)) => {
+                    items.push(v);
+                    depth = depth.max(d);
+                }
                 Some(Slot::Mark) => break,
                 None => return Err(self.malformed("no MARK on the stack".into())),
             }
         }
         items.reverse();
-        Ok(items)
+        Ok((items, depth))
     }
 
     fn pairs(&self, items: Vec<Value>) -> Result<Vec<(Value, Value)>, PickleError> {
@@ -659,27 +708,28 @@ impl Machine<'_> {
         Ok(out)
     }
 
-    fn list_extend(&mut self, items: Vec<Value>) -> Result<(), PickleError> {
+    /// APPEND/APPENDS: `items` (nested up to `depth`) onto the list on top of the stack.
+    fn list_extend(&mut self, items: Vec<Value>, depth: u32) -> Result<(), PickleError> {
+        let depth = self.nest(depth)?;
         match self.stack.last_mut() {
-            Some(Slot::Val(Value::List(l))) => {
+            Some(Slot::Val(Value::List(l), d)) => {
                 l.extend(items);
+                *d = (*d).max(depth);
                 Ok(())
             }
             _ => Err(self.malformed("APPEND to something that is not a list".into())),
         }
     }
 
-    fn dict_extend(&mut self, pairs: Vec<(Value, Value)>) -> Result<(), PickleError> {
+    /// SETITEM/SETITEMS: `pairs` (nested up to `depth`) into the dict on top of the stack. A
+    /// repeated key is appended, not looked up (a scan per insertion is quadratic on a hostile
+    /// pickle); readers take the last value, as Python keeps.
+    fn dict_extend(&mut self, pairs: Vec<(Value, Value)>, depth: u32) -> Result<(), PickleError> {
+        let depth = self.nest(depth)?;
         match self.stack.last_mut() {
-            Some(Slot::Val(Value::Dict(d))) => {
-                for (k, v) in pairs {
-                    // Python semantics: a repeated key replaces the value in place.
-                    if let Some(slot) = d.iter_mut().find(|(dk, _)| *dk == k) {
-                        slot.1 = v;
-                    } else {
-                        d.push((k, v));
-                    }
-                }
+            Some(Slot::Val(Value::Dict(d), dd)) => {
+                d.extend(pairs);
+                *dd = (*dd).max(depth);
                 Ok(())
             }
             _ => Err(self.malformed("SETITEM on something that is not a dict".into())),
@@ -694,16 +744,16 @@ impl Machine<'_> {
 
     fn get(&mut self, k: u32) -> Result<(), PickleError> {
         let n = match self.memo.get(&k) {
-            Some(v) => count_values(v, self.copies_left),
+            Some((v, _)) => cost(v, self.values_left),
             None => return Err(self.malformed(format!("memo key {k} was never stored"))),
         };
         self.charge(n)?;
-        let v = self
+        let (v, depth) = self
             .memo
             .get(&k)
             .cloned()
             .ok_or_else(|| self.malformed(format!("memo key {k} was never stored")))?;
-        self.push(v);
+        self.push_nested(v, depth);
         Ok(())
     }
 
@@ -745,12 +795,12 @@ impl Machine<'_> {
         if shape.len() != stride.len() {
             return Err(self.malformed("size and stride differ in length".into()));
         }
-        Ok(Value::Tensor(TensorRef {
-            storage,
+        Ok(Value::Tensor(Box::new(TensorRef {
+            storage: *storage,
             offset,
             shape,
             stride,
-        }))
+        })))
     }
 
     fn usize_of(&self, v: &Value, what: &str) -> Result<usize, PickleError> {
@@ -871,6 +921,65 @@ mod tests {
         ));
         assert!(unpickle(b"").is_err());
         assert!(unpickle(b"s.").is_err());
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_before_it_can_overflow_the_stack() {
+        // A million TUPLE1s around an empty tuple: dropping or copying that value recursively
+        // would overflow the stack.
+        let mut data = b"\x80\x02)".to_vec();
+        data.extend(std::iter::repeat_n(0x85u8, 1_000_000));
+        data.push(b'.');
+        let err = unpickle(&data).unwrap_err();
+        assert!(err.to_string().contains("nested more than"), "{err}");
+        // Lists and dicts grown by APPEND/SETITEM count too.
+        let mut data = b"\x80\x02]".to_vec();
+        data.extend(std::iter::repeat_n(b']', 200));
+        data.extend(std::iter::repeat_n(b'a', 200));
+        data.push(b'.');
+        assert!(unpickle(&data).unwrap_err().to_string().contains("nested"));
+        // A hundred levels are fine.
+        let mut data = b"\x80\x02)".to_vec();
+        data.extend(std::iter::repeat_n(0x85u8, 99));
+        data.push(b'.');
+        assert!(unpickle(&data).is_ok());
+    }
+
+    #[test]
+    fn repeated_keys_keep_the_last_value_without_a_scan() {
+        // {"a": 1, "a": 2} -> a is 2.
+        let v = unpickle(b"\x80\x02}(X\x01\x00\x00\x00aK\x01X\x01\x00\x00\x00aK\x02u.").unwrap();
+        assert_eq!(v.get("a"), Some(&Value::Int(2)));
+        // A million distinct keys in one SETITEMS: linear, not a scan per key.
+        let mut data = b"\x80\x02}(".to_vec();
+        for i in 0..1_000_000u32 {
+            data.push(b'J');
+            data.extend_from_slice(&i.to_le_bytes());
+            data.push(b'N');
+        }
+        data.extend_from_slice(b"u.");
+        let Value::Dict(items) = unpickle(&data).unwrap() else {
+            panic!("a dict");
+        };
+        assert_eq!(items.len(), 1_000_000);
+    }
+
+    #[test]
+    fn copies_of_long_strings_are_charged_by_length() {
+        // A 1 MB string duplicated 100,000 times would be 100 GB.
+        let mut data = b"\x80\x02X".to_vec();
+        data.extend_from_slice(&(1u32 << 20).to_le_bytes());
+        data.extend(std::iter::repeat_n(b'x', 1 << 20));
+        data.extend(std::iter::repeat_n(b'2', 100_000));
+        data.push(b'.');
+        let err = unpickle(&data).unwrap_err();
+        assert!(err.to_string().contains("self-duplicating"), "{err}");
+    }
+
+    #[test]
+    fn values_stay_small() {
+        // Memory per value bounds what MAX_VALUES values can take.
+        assert_eq!(std::mem::size_of::<Value>(), 32);
     }
 
     #[test]

@@ -117,12 +117,13 @@ pub enum WeightsError {
         reason: String,
     },
     /// The checkpoint's pickle was refused (forbidden global, damaged stream).
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Pickle {
         /// The file.
         path: PathBuf,
-        /// What the unpickler refused.
-        source: PickleError,
+        /// What the unpickler refused (in the message, not a separate cause, so that a
+        /// printed error chain says it once).
+        error: PickleError,
     },
     /// A zip checkpoint whose structure or storages are damaged.
     #[error("{} is damaged: {reason}", path.display())]
@@ -145,6 +146,13 @@ pub enum WeightsError {
 /// Largest pickle accepted: a state dict's pickle is kilobytes; this bounds memory on a
 /// hostile file.
 const MAX_PICKLE_BYTES: u64 = 64 << 20;
+
+/// Bytes a checkpoint may make us read from its storages and copy into tensors, as a multiple
+/// of its file size (plus [`COPY_SLACK`]): a state dict reads each storage once and copies each
+/// tensor once, so a real one stays near 2x. Views that repeat elements (stride 0) or many
+/// tensors over one large storage would otherwise expand a small file without bound.
+const COPY_FACTOR: u64 = 4;
+const COPY_SLACK: u64 = 1 << 20;
 
 /// Reads the tensors of a checkpoint. For a PyTorch zip whose top-level object is a dict
 /// holding `key` (e.g. `netG_state_dict`), that sub-dict is read; otherwise the top-level dict
@@ -206,6 +214,13 @@ fn load_torch_zip(
         path: path.to_path_buf(),
         reason,
     };
+    let file_len = file
+        .metadata()
+        .map_err(|source| WeightsError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?
+        .len();
     let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file))
         .map_err(|e| damaged(format!("not a readable zip archive: {e}")))?;
     let names: Vec<String> = zip
@@ -237,10 +252,10 @@ fn load_torch_zip(
             ));
         }
     }
-    let pickle_bytes = read_entry(&mut zip, &pkl, MAX_PICKLE_BYTES).map_err(damaged)?;
-    let root = pickle::unpickle(&pickle_bytes).map_err(|source| WeightsError::Pickle {
+    let pickle_bytes = read_entry(&mut zip, &pkl, MAX_PICKLE_BYTES, file_len).map_err(damaged)?;
+    let root = pickle::unpickle(&pickle_bytes).map_err(|error| WeightsError::Pickle {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     let dict = match key.and_then(|k| root.get(k)) {
         Some(d) => d,
@@ -252,13 +267,37 @@ fn load_torch_zip(
             reason: "its pickle holds no dict of tensors".into(),
         });
     };
-    let mut out = StateDict::new();
+    // A key set twice keeps its last value, as in Python.
+    let mut views: BTreeMap<&str, &TensorRef> = BTreeMap::new();
     for (k, v) in items {
-        let (Value::Str(name), Value::Tensor(t)) = (k, v) else {
+        if let (Value::Str(name), Value::Tensor(t)) = (k, v) {
+            views.insert(name, t);
+        }
+    }
+    // Storage by storage, so that each is read once and only one is held at a time.
+    let mut order: Vec<(&str, &TensorRef)> = views.into_iter().collect();
+    order.sort_by(|a, b| a.1.storage.key.cmp(&b.1.storage.key));
+    let mut budget = file_len
+        .saturating_mul(COPY_FACTOR)
+        .saturating_add(COPY_SLACK);
+    let mut storage: Option<(&str, Vec<u8>)> = None;
+    let mut out = StateDict::new();
+    for (name, t) in order {
+        if storage
+            .as_ref()
+            .is_none_or(|(key, _)| *key != t.storage.key)
+        {
+            // Free the previous storage before reading the next.
+            drop(storage.take());
+            let bytes =
+                read_storage(&mut zip, &prefix, name, t, file_len, &mut budget).map_err(damaged)?;
+            storage = Some((&t.storage.key, bytes));
+        }
+        let Some((_, bytes)) = &storage else {
             continue;
         };
-        let tensor = materialize(&mut zip, &prefix, name, t).map_err(damaged)?;
-        out.insert(name.clone(), tensor);
+        let tensor = materialize(bytes, name, t, &mut budget).map_err(damaged)?;
+        out.insert(name.to_string(), tensor);
     }
     if out.is_empty() {
         return Err(WeightsError::NotACheckpoint {
@@ -272,21 +311,31 @@ fn load_torch_zip(
     Ok(out)
 }
 
+/// Reads a whole zip entry of at most `limit` bytes. Its declared size is only trusted after
+/// checking it against `limit` and the archive's length (`file_len`): torch.save stores entries
+/// uncompressed, so an entry longer than its archive is a lie.
 fn read_entry<R: Read + std::io::Seek>(
     zip: &mut zip::ZipArchive<R>,
     name: &str,
     limit: u64,
+    file_len: u64,
 ) -> Result<Vec<u8>, String> {
     let entry = zip
         .by_name(name)
         .map_err(|e| format!("cannot open {name} in the archive: {e}"))?;
-    if entry.size() > limit {
+    let size = entry.size();
+    if size > limit {
         return Err(format!(
-            "{name} is {} bytes, over the {limit}-byte limit",
-            entry.size()
+            "{name} is {size} bytes, over the {limit}-byte limit"
         ));
     }
-    let mut buf = Vec::with_capacity(entry.size() as usize);
+    if size > file_len || entry.compressed_size() > file_len {
+        return Err(format!(
+            "{name} claims {size} bytes but the whole archive is {file_len} bytes"
+        ));
+    }
+    // Bounded by the archive's length just above.
+    let mut buf = Vec::with_capacity(size as usize);
     entry
         .take(limit)
         .read_to_end(&mut buf)
@@ -294,13 +343,26 @@ fn read_entry<R: Read + std::io::Seek>(
     Ok(buf)
 }
 
-/// Copies a (possibly strided) tensor view out of its storage entry, checking every bound.
-fn materialize<R: Read + std::io::Seek>(
+/// Takes `bytes` from the copy budget (see [`COPY_FACTOR`]).
+fn spend(budget: &mut u64, bytes: u64, name: &str) -> Result<(), String> {
+    *budget = budget.checked_sub(bytes).ok_or_else(|| {
+        format!(
+            "tensor {name}: the checkpoint's tensors would take more than {COPY_FACTOR} times \
+             the file's size (views that repeat elements, or storages read many times)"
+        )
+    })?;
+    Ok(())
+}
+
+/// Reads the storage entry `t` views, checking its declared size first.
+fn read_storage<R: Read + std::io::Seek>(
     zip: &mut zip::ZipArchive<R>,
     prefix: &str,
     name: &str,
     t: &TensorRef,
-) -> Result<RawTensor, String> {
+    file_len: u64,
+    budget: &mut u64,
+) -> Result<Vec<u8>, String> {
     let es = t.storage.dtype.size();
     let entry = format!("{prefix}data/{}", t.storage.key);
     let storage_bytes = t
@@ -308,19 +370,41 @@ fn materialize<R: Read + std::io::Seek>(
         .numel
         .checked_mul(es)
         .ok_or_else(|| format!("tensor {name}: storage size overflows"))?;
-    let bytes = read_entry(zip, &entry, storage_bytes as u64)?;
+    spend(budget, storage_bytes as u64, name)?;
+    let bytes = read_entry(zip, &entry, storage_bytes as u64, file_len)?;
     if bytes.len() != storage_bytes {
         return Err(format!(
             "tensor {name}: storage {entry} holds {} bytes, the pickle says {storage_bytes}",
             bytes.len()
         ));
     }
+    Ok(bytes)
+}
+
+/// Copies a (possibly strided) tensor view out of its storage's `bytes`, checking every bound
+/// and the copy budget before allocating.
+fn materialize(
+    bytes: &[u8],
+    name: &str,
+    t: &TensorRef,
+    budget: &mut u64,
+) -> Result<RawTensor, String> {
+    let es = t.storage.dtype.size();
     let numel = t
         .shape
         .iter()
         .try_fold(1usize, |a, &d| a.checked_mul(d))
         .ok_or_else(|| format!("tensor {name}: shape {:?} overflows", t.shape))?;
-    let mut data = Vec::with_capacity(numel * es);
+    let out_bytes = numel
+        .checked_mul(es)
+        .ok_or_else(|| format!("tensor {name}: shape {:?} overflows", t.shape))?;
+    if t.shape.len() != t.stride.len() {
+        return Err(format!(
+            "tensor {name}: shape {:?} and strides {:?} differ in length",
+            t.shape, t.stride
+        ));
+    }
+    let mut data = Vec::new();
     if numel > 0 {
         // The last element the view touches must lie inside the storage.
         let mut last = t.offset;
@@ -337,8 +421,9 @@ fn materialize<R: Read + std::io::Seek>(
                 t.shape, t.stride, t.offset, t.storage.numel
             ));
         }
-        let contiguous = is_contiguous(&t.shape, &t.stride);
-        if contiguous {
+        spend(budget, out_bytes as u64, name)?;
+        data.reserve_exact(out_bytes);
+        if is_contiguous(&t.shape, &t.stride) {
             data.extend_from_slice(&bytes[t.offset * es..(t.offset + numel) * es]);
         } else {
             let mut idx = vec![0usize; t.shape.len()];
@@ -412,6 +497,10 @@ pub fn load_safetensors_with_metadata(
         serde_json::from_slice(&bytes[8..data_start])
             .map_err(|e| bad(format!("the header is not a JSON object: {e}")))?;
     let data = &bytes[data_start..];
+    // Overlapping entries would copy the data section once per tensor.
+    let mut budget = (bytes.len() as u64)
+        .saturating_mul(COPY_FACTOR)
+        .saturating_add(COPY_SLACK);
     let mut out = StateDict::new();
     let mut metadata = BTreeMap::new();
     for (name, info) in &header {
@@ -472,6 +561,7 @@ pub fn load_safetensors_with_metadata(
                 end - begin
             )));
         }
+        spend(&mut budget, want as u64, name).map_err(bad)?;
         out.insert(
             name.clone(),
             RawTensor {
@@ -552,6 +642,23 @@ mod tests {
         assert!(is_contiguous(&[2, 3], &[3, 1]));
         assert!(!is_contiguous(&[2, 3], &[1, 2]));
         assert!(is_contiguous(&[1, 3], &[99, 1]));
+    }
+
+    #[test]
+    fn overlapping_safetensors_entries_cannot_multiply_the_file() {
+        // 200 entries over the same 10 KB: 2 MB of copies from a 13 KB file.
+        let entries: Vec<String> = (0..200)
+            .map(|i| format!(r#""t{i}":{{"dtype":"F32","shape":[2560],"data_offsets":[0,10240]}}"#))
+            .collect();
+        let header = format!("{{{}}}", entries.join(","));
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.resize(bytes.len() + 10240, 0);
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.safetensors");
+        std::fs::write(&p, &bytes).unwrap();
+        let err = load(&p, None).unwrap_err().to_string();
+        assert!(err.contains("times the file's size"), "{err}");
     }
 
     #[test]

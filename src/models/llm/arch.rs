@@ -5,11 +5,11 @@
 use std::fs::File;
 use std::path::Path;
 
-use candle_core::quantized::gguf_file::Content;
+use candle_core::quantized::gguf_file::{self, Content};
 use candle_core::{Device, Tensor};
 use candle_transformers::models::{quantized_llama, quantized_qwen2, quantized_qwen3};
 
-use super::{LlmError, gemma3, gguf, native};
+use super::{LlmError, gemma3, gguf, hparams, native};
 
 /// A language-model architecture Atelier can run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -113,11 +113,20 @@ impl CausalLm {
         backend: Backend,
     ) -> Result<Self, LlmError> {
         let arch = detect(path, content)?;
-        let trained_ctx =
-            gguf::metadata_u64(content, &format!("{}.context_length", arch.gguf_name()))
-                .unwrap_or(2048) as usize;
+        hparams::check(path, content, arch)?;
+        let ctx_key = format!("{}.context_length", arch.gguf_name());
+        // At most hparams::MAX_CONTEXT, checked just above.
+        let trained_ctx = gguf::metadata_u64(content, &ctx_key).unwrap_or(2048) as usize;
         // candle's readers take the content by value; the header is small to clone.
-        let ct = clone_content(content);
+        let mut ct = clone_content(content);
+        if matches!(arch, Architecture::Qwen2 | Architecture::Qwen3) {
+            // candle's Qwen models precompute rotary tables for every position of the
+            // declared context: run them at most as long as Gemma 3 (128K) so that a header
+            // cannot make those tables large.
+            let ctx = trained_ctx.min(gemma3::MAX_SEQ_LEN);
+            ct.metadata
+                .insert(ctx_key, gguf_file::Value::U32(ctx as u32));
+        }
         let corrupt = |e: candle_core::Error| LlmError::Corrupt {
             path: path.to_path_buf(),
             detail: e.to_string().lines().next().unwrap_or_default().to_string(),
@@ -175,14 +184,14 @@ impl CausalLm {
                     quantized_qwen2::ModelWeights::from_gguf(clone_content(&ct), file, device)
                         .map(Weights::Qwen2)
                 })?,
-                trained_ctx,
+                trained_ctx.min(gemma3::MAX_SEQ_LEN),
             ),
             Architecture::Qwen3 => (
                 guarded(&mut || {
                     quantized_qwen3::ModelWeights::from_gguf(clone_content(&ct), file, device)
                         .map(Weights::Qwen3)
                 })?,
-                trained_ctx,
+                trained_ctx.min(gemma3::MAX_SEQ_LEN),
             ),
             Architecture::Gemma3 => (
                 guarded(&mut || {

@@ -23,8 +23,8 @@
 //! Faster and leaner (Gemma 3 270M on 2 cores: about 2x the decode speed, 6x the prompt
 //! speed, a fraction of the memory and load time): Q5_0 weights are rewritten exactly as Q8_0,
 //! which candle has SIMD kernels for; embeddings are looked up in the quantized table (no
-//! 670 MB f32 copy) that the tied output projection shares; the KV cache is preallocated and
-//! written in place, and sliding layers keep only their window; grouped-query attention runs
+//! 670 MB f32 copy) that the tied output projection shares; the KV cache grows by doubling
+//! and is written in place, and sliding layers keep only their window; grouped-query attention runs
 //! without copying K/V per head; the attention scale is folded into the q-norm weights; masks
 //! and RoPE tables are built once per call, not once per layer; long prompts go through in
 //! chunks so attention memory stays bounded.
@@ -50,8 +50,9 @@ const GEMMA3_27B_BLOCK_COUNT: usize = 62;
 /// Tokens per chunk when a long prompt goes through the layers (bounds attention memory to
 /// about `4 heads x 512 x context` floats).
 const PREFILL_CHUNK: usize = 512;
-/// Minimum capacity (positions) of a global layer's KV cache; it doubles when full.
-const MIN_GLOBAL_CACHE: usize = 256;
+/// Minimum capacity (positions) of a layer's KV cache; it doubles when full (a sliding layer's
+/// up to two windows).
+const MIN_CACHE: usize = 256;
 
 /// Bytes of one Q5_0 block: f16 scale, 32 high bits, 16 bytes of low nibbles.
 const Q5_0_BLOCK: usize = 22;
@@ -242,9 +243,11 @@ fn append_kv(
         // Grow, or (sliding layers) slide: keep only what is still visible.
         let keep_from = need_from.max(start);
         let keep = start + len - keep_from;
+        // Both grow geometrically with the positions actually run; a sliding layer stops at
+        // two windows (then slides), so a header's window size is never allocated up front.
         let new_cap = match window {
-            Some(w) => (keep + seq_len).max(2 * w),
-            None => (keep + seq_len).max(2 * cap).max(MIN_GLOBAL_CACHE),
+            Some(w) => (keep + seq_len).max((2 * cap).max(MIN_CACHE).min(2 * w)),
+            None => (keep + seq_len).max(2 * cap).max(MIN_CACHE),
         };
         let new_k = Tensor::zeros((b, n_kv, new_cap, head_dim), k.dtype(), k.device())?;
         let new_v = Tensor::zeros((b, n_kv, new_cap, head_dim), v.dtype(), v.device())?;
@@ -457,7 +460,9 @@ impl ModelWeights {
         let head_dim = md("attention.key_length")?.to_u32()? as usize;
         let value_length = md("attention.value_length")?.to_u32()? as usize;
         let eps = md("attention.layer_norm_rms_epsilon")?.to_f32()?;
-        let window = md("attention.sliding_window")?.to_u32()? as usize;
+        // A window as long as the longest sequence hides nothing; clamping it bounds the
+        // sliding layers' cache (two windows long) whatever the header says.
+        let window = (md("attention.sliding_window")?.to_u32()? as usize).min(MAX_SEQ_LEN);
         if n_head == 0 || n_kv_head == 0 || !n_head.is_multiple_of(n_kv_head) {
             candle_core::bail!("gemma3: {n_head} heads cannot share {n_kv_head} KV heads")
         }
@@ -667,6 +672,17 @@ mod tests {
         // Keys dropped from the window cannot be brought back.
         let t = Tensor::new(&[0f32], &dev)?.reshape((1, 1, 1, 1))?;
         assert!(append_kv(&mut cache, &t, &t, 3, Some(w)).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn a_huge_window_is_not_allocated_up_front() -> Result<()> {
+        // A header's sliding window of 128K positions: the cache grows with the tokens run.
+        let t = Tensor::new(&[1f32], &Device::Cpu)?.reshape((1, 1, 1, 1))?;
+        let mut cache = None;
+        append_kv(&mut cache, &t, &t, 0, Some(MAX_SEQ_LEN))?;
+        let cap = cache.as_ref().map(|c| c.k.dim(2)).transpose()?;
+        assert_eq!(cap, Some(MIN_CACHE));
         Ok(())
     }
 

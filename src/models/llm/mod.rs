@@ -9,6 +9,8 @@ pub mod discover;
 pub mod gemma3;
 pub mod generate;
 pub mod gguf;
+pub mod gguf_header;
+pub mod hparams;
 pub mod lora;
 pub mod native;
 pub mod sampling;
@@ -113,7 +115,9 @@ impl Llm {
         let started = std::time::Instant::now();
         let device = candle_core::Device::Cpu;
         let (content, mut file, file_size) = gguf::open(path)?;
-        arch::detect(path, &content)?;
+        let architecture = arch::detect(path, &content)?;
+        // Counts first: the tokenizer and the loaders trust them.
+        hparams::check(path, &content, architecture)?;
         let tokenizer = GgufTokenizer::from_gguf(&content)?;
         let chat_template = ChatTemplate::from_gguf(&content, &tokenizer)?;
         let model = CausalLm::load(path, &content, &mut file, &device)?;

@@ -194,8 +194,8 @@ impl<R: std::io::Read + std::io::Seek> Reader<'_, R> {
             .get(name)
             .ok_or_else(|| NativeError::Missing(name.into()))?;
         let dims = info.shape.dims().to_vec();
-        let block = info.ggml_dtype.block_size().max(1);
-        let size = (info.shape.elem_count() / block) * info.ggml_dtype.type_size();
+        let size = crate::models::llm::gguf::tensor_bytes(info)
+            .map_err(|e| NativeError::Read(format!("tensor '{name}' {e}")))?;
         let start = self.ct.tensor_data_offset.saturating_add(info.offset);
         let io = |e: std::io::Error| NativeError::Read(format!("tensor '{name}': {e}"));
         self.file

@@ -54,6 +54,16 @@ pub enum QuantError {
         /// Input columns.
         cols: usize,
     },
+    /// A shape whose size overflows (a hostile or damaged header).
+    #[error("tensor '{name}': a {rows}x{cols} matrix is too large to hold")]
+    TooLarge {
+        /// Tensor name.
+        name: String,
+        /// Output rows.
+        rows: usize,
+        /// Input columns.
+        cols: usize,
+    },
     /// A format whose fallback (dequantize with candle) failed.
     #[error("tensor '{name}': {detail}")]
     Other {
@@ -443,6 +453,11 @@ impl QMatrix {
         data: &[u8],
         dequantize: impl FnOnce() -> Result<Vec<f32>, String>,
     ) -> Result<Self, QuantError> {
+        let too_large = || QuantError::TooLarge {
+            name: name.into(),
+            rows,
+            cols,
+        };
         let known = layout_of(format);
         let layout = known.map_or(REQUANTIZED, |(l, _, _)| l);
         let float;
@@ -456,14 +471,15 @@ impl QMatrix {
                     });
                 }
                 let rb = cols / per * bytes;
-                if data.len() != rb * rows {
+                let want = rb.checked_mul(rows).ok_or_else(too_large)?;
+                if data.len() != want {
                     return Err(QuantError::Size {
                         name: name.into(),
                         format,
                         rows,
                         cols,
                         got: data.len(),
-                        want: rb * rows,
+                        want,
                     });
                 }
                 float = Vec::new();
@@ -481,7 +497,7 @@ impl QMatrix {
                     name: name.into(),
                     detail,
                 })?;
-                if float.len() != rows * cols {
+                if Some(float.len()) != rows.checked_mul(cols) {
                     return Err(QuantError::Other {
                         name: name.into(),
                         detail: format!("{} values for a {rows}x{cols} matrix", float.len()),
@@ -490,7 +506,7 @@ impl QMatrix {
                 0
             }
         };
-        let mut m = Self::empty(rows, cols, layout);
+        let mut m = Self::empty(rows, cols, layout).ok_or_else(too_large)?;
         // Groups of 16 rows own disjoint, contiguous parts of every buffer: repack them in
         // parallel (the 262,144-row embedding table of Gemma 3 is most of its load time).
         let blocks = m.blocks();
@@ -530,28 +546,29 @@ impl QMatrix {
         Ok(m)
     }
 
-    fn empty(rows: usize, cols: usize, layout: Layout) -> Self {
+    /// Zeroed storage for a `rows x cols` matrix; `None` if its size overflows.
+    fn empty(rows: usize, cols: usize, layout: Layout) -> Option<Self> {
         let groups = rows.div_ceil(GROUP);
         let blocks = cols / layout.block;
-        let mut quants = vec![0u8; groups * blocks * layout.store.group_block_bytes(layout.block)];
+        let metas = groups.checked_mul(blocks)?.checked_mul(GROUP)?;
+        let quant_bytes = groups
+            .checked_mul(blocks)?
+            .checked_mul(layout.store.group_block_bytes(layout.block))?;
+        let mut quants = vec![0u8; quant_bytes];
         if let (Store::Byte, Bias::Offset(o)) = (layout.store, layout.bias) {
             // Padding rows decode to zero weights either way (scale 0); this keeps their
             // integer sums small too.
             quants.fill(o as u8);
         }
-        let min_len = if layout.bias == Bias::Min {
-            groups * blocks * GROUP
-        } else {
-            0
-        };
-        Self {
+        let min_len = if layout.bias == Bias::Min { metas } else { 0 };
+        Some(Self {
             rows,
             cols,
             layout,
             quants,
-            scales: Factors::new(layout.half, groups * blocks * GROUP),
+            scales: Factors::new(layout.half, metas),
             mins: Factors::new(layout.half, min_len),
-        }
+        })
     }
 
     /// Output rows.

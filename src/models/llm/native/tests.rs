@@ -521,3 +521,15 @@ fn gemma3_matches_the_reference_in_every_schedule() {
         every_schedule(Family::Gemma3, Kernel::Avx2);
     }
 }
+
+#[test]
+fn sizes_that_wrap_are_refused() {
+    // 2^62 + 16 rows of 128 Q4_1 values: 1,280 bytes in wrapping arithmetic.
+    let rows = (1usize << 62) + 16;
+    let err = QMatrix::from_gguf("w", GgmlDType::Q4_1, rows, 128, &[0u8; 1280], || {
+        Err("unused".into())
+    })
+    .err()
+    .expect("refused");
+    assert!(err.to_string().contains("too large"), "{err}");
+}
