@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::engine::{Engine, Event, ScorePrompt, ScoreRequest, WriteRequest};
 use crate::models::llm::context::WriteTask;
+use crate::models::llm::lora::AdapterSpec;
 use crate::models::llm::{GenerateParams, GenerationResult, SamplingParams, gguf};
 use crate::paths;
 
@@ -174,6 +175,15 @@ pub struct WriteArgs {
     /// Add each token's log-probability and the top-K alternatives to the JSON.
     #[arg(long, default_value_t = 0)]
     pub logprobs: usize,
+    /// Apply a LoRA adapter (llama.cpp's GGUF LoRA format) at strength SCALE (0-2,
+    /// default 1).
+    #[arg(long, value_name = "ADAPTER.gguf[:SCALE]", value_parser = parse_lora, conflicts_with = "remote")]
+    pub lora: Option<AdapterSpec>,
+}
+
+/// `--lora PATH[:SCALE]`.
+pub fn parse_lora(s: &str) -> Result<AdapterSpec, String> {
+    AdapterSpec::parse(s)
 }
 
 /// `atelier score`
@@ -197,6 +207,9 @@ pub struct ScoreArgs {
     /// Print JSON (the only output format; accepted for symmetry with `write`).
     #[arg(long)]
     pub json: bool,
+    /// Apply a LoRA adapter at strength SCALE (0-2, default 1).
+    #[arg(long, value_name = "ADAPTER.gguf[:SCALE]", value_parser = parse_lora)]
+    pub lora: Option<AdapterSpec>,
 }
 
 /// `atelier tokenize`
@@ -375,6 +388,7 @@ fn write(a: WriteArgs) -> anyhow::Result<()> {
     let engine = Engine::spawn(None, None)?;
     let job = engine.write(WriteRequest {
         model,
+        adapter: a.lora.clone(),
         task,
         params,
         candidates: a.n,
@@ -384,6 +398,7 @@ fn write(a: WriteArgs) -> anyhow::Result<()> {
     let mut results: Vec<GenerationResult> = Vec::new();
     let mut load_seconds = None;
     let mut model_name = String::new();
+    let mut adapter = None;
     let mut trimmed = None;
     let stdout = std::io::stdout();
     loop {
@@ -397,6 +412,10 @@ fn write(a: WriteArgs) -> anyhow::Result<()> {
             Event::ModelLoaded { info, .. } => {
                 load_seconds = Some(info.load_seconds);
                 model_name = info.name.clone();
+                if let Some(applied) = &info.adapter {
+                    eprintln!("{} ({}, rank {})", applied.label(), applied.method, applied.rank);
+                }
+                adapter = info.adapter.clone();
             }
             Event::PromptReady { trimmed: t, .. } => {
                 if let Some(t) = &t {
@@ -463,6 +482,7 @@ fn write(a: WriteArgs) -> anyhow::Result<()> {
             None => serde_json::json!({}),
         };
         out["model"] = model_name.into();
+        out["adapter"] = serde_json::to_value(&adapter).unwrap_or_default();
         out["load_seconds"] = load_seconds.into();
         out["trimmed"] = serde_json::to_value(&trimmed).unwrap_or_default();
         if a.n > 1 {
@@ -492,6 +512,7 @@ fn score(a: ScoreArgs) -> anyhow::Result<()> {
     let engine = Engine::spawn(None, None)?;
     let job = engine.score(ScoreRequest {
         model,
+        adapter: a.lora.clone(),
         prompt,
         continuation,
         top_k: a.logprobs,

@@ -191,6 +191,7 @@ fn request(
 ) -> WriteRequest {
     WriteRequest {
         model: smollm2(),
+        adapter: None,
         task,
         params,
         candidates: 1,

@@ -6,6 +6,7 @@ use super::faces::{FacesEvent, FacesRequest};
 use super::job::{JobHandle, JobId};
 use super::style::{StyleEvent, StyleJob};
 use crate::models::llm::context::{TrimReport, WriteTask};
+use crate::models::llm::lora::AdapterSpec;
 use crate::models::llm::{
     GenerateParams, GeneratedToken, GenerationResult, LlmError, ModelInfo, TokenScore,
 };
@@ -15,6 +16,9 @@ use crate::models::llm::{
 pub struct WriteRequest {
     /// The GGUF model to run (loaded on first use, then kept).
     pub model: PathBuf,
+    /// A LoRA adapter to run the model with (`None`: the base model alone).
+    #[serde(default)]
+    pub adapter: Option<AdapterSpec>,
     /// What to write.
     pub task: WriteTask,
     /// Sampling and limits.
@@ -44,6 +48,8 @@ pub enum ScorePrompt {
 pub struct ScoreRequest {
     /// The GGUF model.
     pub model: PathBuf,
+    /// A LoRA adapter to run the model with (`None`: the base model alone).
+    pub adapter: Option<AdapterSpec>,
     /// What comes before the continuation.
     pub prompt: ScorePrompt,
     /// The tokens to score.

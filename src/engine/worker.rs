@@ -13,6 +13,7 @@ use super::{JobHandle, Outbox};
 use crate::faces::FacesError;
 use crate::gpu::{Backend, Devices, GpuContext};
 use crate::models::llm::context::build_prompt;
+use crate::models::llm::lora::AdapterSpec;
 use crate::models::llm::{GenerateParams, Llm, LlmError, generate};
 use crate::models::style::StyleError;
 
@@ -108,7 +109,13 @@ impl Worker {
         match req {
             Request::Shutdown => Ok(Outcome::Done),
             Request::LoadLlm { job, path } => {
-                self.ensure_llm(&job, &path)?;
+                // Loading the model again keeps the adapter it runs with.
+                let adapter = self
+                    .llm
+                    .as_ref()
+                    .filter(|l| l.info.path == path)
+                    .and_then(|l| l.adapter_spec().cloned());
+                self.ensure_llm(&job, &path, adapter.as_ref())?;
                 Ok(Outcome::Done)
             }
             Request::Write { job, request } => self.write(&job, &request),
@@ -176,8 +183,23 @@ impl Worker {
         Backend::from_index(self.backend.load(Ordering::Relaxed))
     }
 
-    /// Makes `path` the loaded model, loading it if another (or none) is loaded.
-    fn ensure_llm(&mut self, job: &JobHandle, path: &Path) -> Result<&mut Llm, EngineError> {
+    /// Makes `path` with `adapter` the loaded model, loading it if another (or none) is
+    /// loaded, or applying the adapter if only that differs.
+    fn ensure_llm(
+        &mut self,
+        job: &JobHandle,
+        path: &Path,
+        adapter: Option<&AdapterSpec>,
+    ) -> Result<&mut Llm, EngineError> {
+        if let Some(llm) = self.llm.as_mut().filter(|l| l.info.path == path)
+            && llm.adapter_spec() != adapter
+        {
+            llm.set_adapter(adapter)?;
+            self.outbox.send(Event::ModelLoaded {
+                job: job.id(),
+                info: Box::new(llm.info.clone()),
+            });
+        }
         let loaded = self.llm.as_ref().is_some_and(|l| l.info.path == path);
         if !loaded {
             self.llm = None; // free the old weights before reading the new ones
@@ -185,7 +207,7 @@ impl Worker {
                 job: job.id(),
                 path: path.to_path_buf(),
             });
-            let llm = Llm::load(path)?;
+            let llm = Llm::load_with_adapter(path, adapter)?;
             tracing::info!(
                 "loaded {} ({:?}) in {:.2}s",
                 llm.info.name,
@@ -204,7 +226,7 @@ impl Worker {
     fn write(&mut self, job: &JobHandle, req: &WriteRequest) -> Result<Outcome, EngineError> {
         super::validate_write(req)?;
         let outbox = self.outbox.clone();
-        let llm = self.ensure_llm(job, &req.model)?;
+        let llm = self.ensure_llm(job, &req.model, req.adapter.as_ref())?;
         let built = build_prompt(llm, &req.task, req.params.max_new_tokens)?;
         let mut prompt = built.ids;
         prompt.extend_from_slice(&req.forced);
@@ -244,7 +266,7 @@ impl Worker {
     }
 
     fn score(&mut self, job: &JobHandle, req: &ScoreRequest) -> Result<Outcome, EngineError> {
-        let llm = self.ensure_llm(job, &req.model)?;
+        let llm = self.ensure_llm(job, &req.model, req.adapter.as_ref())?;
         let prompt = match &req.prompt {
             ScorePrompt::Ids(ids) => ids.clone(),
             ScorePrompt::Text(text) => {

@@ -843,6 +843,7 @@ impl WritePanel {
         params.logprobs = params.logprobs.max(POPUP_ALTERNATIVES);
         let request = WriteRequest {
             model: cx.model.selected.clone(),
+            adapter: None,
             task,
             params,
             candidates: cx.store.settings.candidates.clamp(1, 4),

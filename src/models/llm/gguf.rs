@@ -38,16 +38,23 @@ pub fn open(path: &Path) -> Result<(Content, File, u64), LlmError> {
             .map_err(|e| corrupt(first_line(&e.to_string())))?
     };
     for (name, info) in &content.tensor_infos {
-        let elems = info.shape.elem_count();
+        // Checked: hostile dimensions must not overflow (a wrapped product would pass).
+        let elems = info
+            .shape
+            .dims()
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d));
         let block = info.ggml_dtype.block_size();
-        if block == 0 || elems % block != 0 {
+        let Some(elems) = elems.filter(|e| block != 0 && e % block == 0) else {
             return Err(corrupt(format!("tensor '{name}' has an impossible shape")));
-        }
-        let bytes = (elems / block) as u64 * info.ggml_dtype.type_size() as u64;
-        let end = content
-            .tensor_data_offset
-            .checked_add(info.offset)
-            .and_then(|s| s.checked_add(bytes));
+        };
+        let bytes = ((elems / block) as u64).checked_mul(info.ggml_dtype.type_size() as u64);
+        let end = bytes.and_then(|bytes| {
+            content
+                .tensor_data_offset
+                .checked_add(info.offset)
+                .and_then(|s| s.checked_add(bytes))
+        });
         match end {
             Some(end) if end <= file_size => {}
             _ => {
