@@ -54,13 +54,17 @@ fn continue_in_style_continues_and_never_echoes_the_document() {
         .join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
     assert!(model.is_file(), "run models/fetch.sh");
     let mut llm = Llm::load(&model).expect("load SmolLM2");
-    let params = GenerateParams {
-        sampling: SamplingParams::greedy(),
-        max_new_tokens: 48,
-        logprobs: 0,
-    };
     let cancel = AtomicBool::new(false);
-    for opening in OPENINGS {
+    // Greedy (deterministic), and the Write panel's default sampling (what a new user gets).
+    let runs = [SamplingParams::greedy(), SamplingParams::default()]
+        .into_iter()
+        .flat_map(|s| OPENINGS.map(|o| (s.clone(), o)));
+    for (sampling, opening) in runs {
+        let params = GenerateParams {
+            sampling,
+            max_new_tokens: 48,
+            logprobs: 0,
+        };
         let task = WriteTask::ContinueInStyle {
             document: opening.to_string(),
         };
