@@ -512,3 +512,137 @@ fn discovery_lists_only_the_adapters_that_fit() {
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].name, "gemma-voice");
 }
+
+// ---- the CLI and the server -----------------------------------------------------------------
+
+fn atelier(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_atelier"))
+        .args(args)
+        .env("ATELIER_DATA", std::env::temp_dir().join("atelier-lora-test"))
+        .output()
+        .expect("run atelier")
+}
+
+#[test]
+fn cli_score_applies_the_adapter_and_refuses_a_mismatched_one() {
+    let smol = base_shapes(&smollm2());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("voice.gguf");
+    lora_gguf::write(&file, &random_adapter(&smol, 8, &LoraTarget::ALL, SMOLLM2_B, 42)).unwrap();
+    let score = |lora: Option<String>| {
+        let mut args = vec![
+            "score",
+            "--model",
+            "smollm2",
+            "--prompt-ids",
+            "[504, 33059, 40061]",
+            "--continuation-ids",
+            "[506, 5271, 553, 1052]",
+        ];
+        let lora = lora.unwrap_or_default();
+        if !lora.is_empty() {
+            args.extend(["--lora", &lora]);
+        }
+        let out = atelier(&args);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["total_logprob"].as_f64().unwrap()
+    };
+    let base = score(None);
+    let full = score(Some(file.display().to_string()));
+    let off = score(Some(format!("{}:0", file.display())));
+    assert!((full - base).abs() > 0.1, "{base} {full}");
+    assert!((off - base).abs() < 1e-4, "strength 0 is the base model: {base} {off}");
+
+    let gemma_file = dir.path().join("gemma.gguf");
+    let gemma = base_shapes(&gemma3());
+    lora_gguf::write(&gemma_file, &random_adapter(&gemma, 2, &[LoraTarget::Q], 0.01, 1)).unwrap();
+    let out = atelier(&[
+        "write",
+        "--prompt",
+        "Once",
+        "--max-tokens",
+        "2",
+        "--lora",
+        &gemma_file.display().to_string(),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error")).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(lines[0].contains("'gemma3'"), "{err}");
+    let out = atelier(&["write", "--prompt", "Once", "--lora", "x.gguf:7"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("0..=2"));
+}
+
+/// One HTTP/1.1 request on a fresh connection: (status, body).
+fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let status = raw
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn serve_offers_model_plus_adapter() {
+    use std::io::BufRead;
+    let smol = base_shapes(&smollm2());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("voice.gguf");
+    lora_gguf::write(&file, &random_adapter(&smol, 8, &LoraTarget::ALL, SMOLLM2_B, 42)).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_atelier"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--model", "smollm2", "--lora"])
+        .arg(&file)
+        .env("ATELIER_DATA", dir.path())
+        .env_remove("ATELIER_SERVE_TOKEN")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn atelier serve");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _guard = Kill(child);
+    let addr = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("http://"))
+        .expect("address")
+        .to_string();
+    let (status, body) = http(&addr, "GET", "/v1/models", "");
+    assert_eq!(status, 200);
+    assert!(body.contains("\"SmolLM2-135M-Instruct.Q4_1+voice\""), "{body}");
+    let complete = |model: &str| {
+        let req = format!(
+            r#"{{"model": "{model}", "prompt": "The lighthouse keeper", "max_tokens": 6, "temperature": 0, "logprobs": 1}}"#
+        );
+        let (status, body) = http(&addr, "POST", "/v1/completions", &req);
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v["choices"][0]["logprobs"]["token_logprobs"].clone()
+    };
+    let base = complete("smollm2");
+    let adapted = complete("smollm2+voice");
+    assert_ne!(base, adapted, "the adapter changes the model's predictions");
+    assert_eq!(complete("smollm2"), base, "the base model is restored");
+}

@@ -107,7 +107,7 @@ pub fn for_model(model: &Path) -> Result<Vec<AdapterEntry>, crate::models::llm::
 
 /// Whether the file's first bytes are a GGUF header that mentions `adapter.type` (models do
 /// not; their headers are large, adapters' small).
-fn looks_like_adapter(path: &Path) -> bool {
+pub fn looks_like_adapter(path: &Path) -> bool {
     let Ok(file) = std::fs::File::open(path) else {
         return false;
     };
