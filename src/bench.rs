@@ -274,7 +274,10 @@ fn bench_model(path: &std::path::Path, args: &WriteBenchArgs) -> anyhow::Result<
 
 /// The adapter to measure `path` with: `--lora`, or a random one of `--lora-rank` written to
 /// `--lora-dir` (or a temporary folder that lives as long as the process).
-fn bench_adapter(path: &std::path::Path, args: &WriteBenchArgs) -> anyhow::Result<Option<AdapterSpec>> {
+fn bench_adapter(
+    path: &std::path::Path,
+    args: &WriteBenchArgs,
+) -> anyhow::Result<Option<AdapterSpec>> {
     if let Some(spec) = &args.lora {
         return Ok(Some(spec.clone()));
     }
@@ -282,12 +285,16 @@ fn bench_adapter(path: &std::path::Path, args: &WriteBenchArgs) -> anyhow::Resul
         return Ok(None);
     };
     if rank == 0 || rank > crate::models::llm::lora::MAX_RANK {
-        bail!("--lora-rank must be from 1 to {}", crate::models::llm::lora::MAX_RANK);
+        bail!(
+            "--lora-rank must be from 1 to {}",
+            crate::models::llm::lora::MAX_RANK
+        );
     }
     let dir = match &args.lora_dir {
         Some(d) => d.clone(),
         None => {
-            static TEMP: std::sync::OnceLock<Option<tempfile::TempDir>> = std::sync::OnceLock::new();
+            static TEMP: std::sync::OnceLock<Option<tempfile::TempDir>> =
+                std::sync::OnceLock::new();
             TEMP.get_or_init(|| tempfile::tempdir().ok())
                 .as_ref()
                 .map(|t| t.path().to_path_buf())

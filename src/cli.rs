@@ -413,7 +413,12 @@ fn write(a: WriteArgs) -> anyhow::Result<()> {
                 load_seconds = Some(info.load_seconds);
                 model_name = info.name.clone();
                 if let Some(applied) = &info.adapter {
-                    eprintln!("{} ({}, rank {})", applied.label(), applied.method, applied.rank);
+                    eprintln!(
+                        "{} ({}, rank {})",
+                        applied.label(),
+                        applied.method,
+                        applied.rank
+                    );
                 }
                 adapter = info.adapter.clone();
             }

@@ -7,6 +7,9 @@
 //! `ATELIER_PEER_PYTHON`, which scripts/test.sh installs), because the point is that llama.cpp
 //! loads the file Atelier just wrote.
 
+mod common;
+use common::peer_python;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::AtomicBool;
@@ -62,23 +65,6 @@ fn gemma3() -> PathBuf {
 fn base_shapes(model: &Path) -> BaseShapes {
     let (content, _, _) = gguf::open(model).expect("open model");
     BaseShapes::from_content(&content)
-}
-
-fn peer_python() -> PathBuf {
-    let p = std::env::var_os("ATELIER_PEER_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let home = std::env::var_os("HOME")
-                .map(PathBuf::from)
-                .unwrap_or_default();
-            home.join(".cache/atelier-bench/venv/bin/python")
-        });
-    assert!(
-        p.is_file(),
-        "llama-cpp-python is not installed at {}: run scripts/peer-venv.sh (scripts/test.sh does)",
-        p.display()
-    );
-    p
 }
 
 /// llama.cpp's log-probabilities of `ids[1..]`, teacher-forced, with the adapter if given.
@@ -174,10 +160,18 @@ fn round_trip(model: &Path, b_scale: f32) {
     let (base_mean, base_max) = deltas(&ours_base, &theirs_base);
     let (effect, _) = deltas(&theirs, &theirs_base);
     let ours_change: Vec<f64> = ours.iter().zip(&ours_base).map(|(a, b)| a - b).collect();
-    let their_change: Vec<f64> = theirs.iter().zip(&theirs_base).map(|(a, b)| a - b).collect();
+    let their_change: Vec<f64> = theirs
+        .iter()
+        .zip(&theirs_base)
+        .map(|(a, b)| a - b)
+        .collect();
     let r = correlation(&ours_change, &their_change);
     let worst = (0..ours.len())
-        .max_by(|&i, &j| (ours[i] - theirs[i]).abs().total_cmp(&(ours[j] - theirs[j]).abs()))
+        .max_by(|&i, &j| {
+            (ours[i] - theirs[i])
+                .abs()
+                .total_cmp(&(ours[j] - theirs[j]).abs())
+        })
         .unwrap_or(0);
     println!(
         "  base model alone vs llama.cpp: mean {base_mean:.4} max {base_max:.4}; worst position \
@@ -267,7 +261,7 @@ fn smollm2_merged_on_candle_matches_llamacpp() {
     let mut last = logits;
     for (i, &id) in ids[1..].iter().enumerate() {
         ours.push(log_softmax_at(&last, id));
-        if i + 2 <= ids.len() - 1 {
+        if i + 2 < ids.len() {
             last = lm.forward(&[id], i + 1).unwrap();
         }
     }
@@ -442,7 +436,10 @@ fn hostile_sizes_are_refused_before_allocating() {
     // Ranks that disagree.
     std::fs::write(&file, hostile_file([4, 2], [3, 4], 64)).unwrap();
     let msg = err_text(lora_gguf::read(&file));
-    assert!(msg.contains("'blk.0.attn_q.weight.lora_b'") && msg.contains("rank"), "{msg}");
+    assert!(
+        msg.contains("'blk.0.attn_q.weight.lora_b'") && msg.contains("rank"),
+        "{msg}"
+    );
     // A huge tensor count in a small file.
     let mut bytes = hostile_file([4, 2], [2, 4], 64);
     bytes[8..16].copy_from_slice(&u64::MAX.to_le_bytes());
@@ -467,7 +464,10 @@ fn non_finite_values_and_missing_halves_are_refused() {
     bytes[b_start..b_start + 4].copy_from_slice(&f32::NAN.to_le_bytes());
     std::fs::write(&file, &bytes).unwrap();
     let msg = err_text(lora_gguf::read(&file));
-    assert!(msg.contains("'blk.0.attn_k.weight.lora_b'") && msg.contains("NaN"), "{msg}");
+    assert!(
+        msg.contains("'blk.0.attn_k.weight.lora_b'") && msg.contains("NaN"),
+        "{msg}"
+    );
 
     // lora_b renamed to another layer's: layer 0's pair lacks its lora_b.
     let pos = bytes
@@ -507,7 +507,10 @@ fn discovery_lists_only_the_adapters_that_fit() {
     let found = discover::compatible(&[dir.path().to_path_buf()], &smol);
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0].name, "smol-voice");
-    assert_eq!((found[0].rank, found[0].targets.clone()), (4, vec!["q".to_string(), "v".to_string()]));
+    assert_eq!(
+        (found[0].rank, found[0].targets.clone()),
+        (4, vec!["q".to_string(), "v".to_string()])
+    );
     let found = discover::compatible(&[dir.path().to_path_buf()], &gemma);
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].name, "gemma-voice");
@@ -518,7 +521,10 @@ fn discovery_lists_only_the_adapters_that_fit() {
 fn atelier(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_atelier"))
         .args(args)
-        .env("ATELIER_DATA", std::env::temp_dir().join("atelier-lora-test"))
+        .env(
+            "ATELIER_DATA",
+            std::env::temp_dir().join("atelier-lora-test"),
+        )
         .output()
         .expect("run atelier")
 }
@@ -528,7 +534,11 @@ fn cli_score_applies_the_adapter_and_refuses_a_mismatched_one() {
     let smol = base_shapes(&smollm2());
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("voice.gguf");
-    lora_gguf::write(&file, &random_adapter(&smol, 8, &LoraTarget::ALL, SMOLLM2_B, 42)).unwrap();
+    lora_gguf::write(
+        &file,
+        &random_adapter(&smol, 8, &LoraTarget::ALL, SMOLLM2_B, 42),
+    )
+    .unwrap();
     let score = |lora: Option<String>| {
         let mut args = vec![
             "score",
@@ -544,7 +554,11 @@ fn cli_score_applies_the_adapter_and_refuses_a_mismatched_one() {
             args.extend(["--lora", &lora]);
         }
         let out = atelier(&args);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         v["total_logprob"].as_f64().unwrap()
     };
@@ -552,11 +566,18 @@ fn cli_score_applies_the_adapter_and_refuses_a_mismatched_one() {
     let full = score(Some(file.display().to_string()));
     let off = score(Some(format!("{}:0", file.display())));
     assert!((full - base).abs() > 0.1, "{base} {full}");
-    assert!((off - base).abs() < 1e-4, "strength 0 is the base model: {base} {off}");
+    assert!(
+        (off - base).abs() < 1e-4,
+        "strength 0 is the base model: {base} {off}"
+    );
 
     let gemma_file = dir.path().join("gemma.gguf");
     let gemma = base_shapes(&gemma3());
-    lora_gguf::write(&gemma_file, &random_adapter(&gemma, 2, &[LoraTarget::Q], 0.01, 1)).unwrap();
+    lora_gguf::write(
+        &gemma_file,
+        &random_adapter(&gemma, 2, &[LoraTarget::Q], 0.01, 1),
+    )
+    .unwrap();
     let out = atelier(&[
         "write",
         "--prompt",
@@ -592,7 +613,10 @@ fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     (status, body)
 }
 
@@ -602,9 +626,20 @@ fn serve_offers_model_plus_adapter() {
     let smol = base_shapes(&smollm2());
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("voice.gguf");
-    lora_gguf::write(&file, &random_adapter(&smol, 8, &LoraTarget::ALL, SMOLLM2_B, 42)).unwrap();
+    lora_gguf::write(
+        &file,
+        &random_adapter(&smol, 8, &LoraTarget::ALL, SMOLLM2_B, 42),
+    )
+    .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_atelier"))
-        .args(["serve", "--bind", "127.0.0.1:0", "--model", "smollm2", "--lora"])
+        .args([
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--model",
+            "smollm2",
+            "--lora",
+        ])
         .arg(&file)
         .env("ATELIER_DATA", dir.path())
         .env_remove("ATELIER_SERVE_TOKEN")
@@ -631,7 +666,10 @@ fn serve_offers_model_plus_adapter() {
         .to_string();
     let (status, body) = http(&addr, "GET", "/v1/models", "");
     assert_eq!(status, 200);
-    assert!(body.contains("\"SmolLM2-135M-Instruct.Q4_1+voice\""), "{body}");
+    assert!(
+        body.contains("\"SmolLM2-135M-Instruct.Q4_1+voice\""),
+        "{body}"
+    );
     let complete = |model: &str| {
         let req = format!(
             r#"{{"model": "{model}", "prompt": "The lighthouse keeper", "max_tokens": 6, "temperature": 0, "logprobs": 1}}"#

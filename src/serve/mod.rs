@@ -324,7 +324,10 @@ fn with_adapters(
         if !out.iter().any(|m| m.adapter.as_ref() == Some(spec))
             && let Some(e) = first_error
         {
-            bail!("--lora {}: fits none of the served models: {e}", spec.path.display());
+            bail!(
+                "--lora {}: fits none of the served models: {e}",
+                spec.path.display()
+            );
         }
     }
     Ok(out)

@@ -115,7 +115,9 @@ impl WriteTask {
                     instruction.trim()
                 };
                 (
-                    format!("Rewrite the passage above. {how} Reply with the rewritten passage only."),
+                    format!(
+                        "Rewrite the passage above. {how} Reply with the rewritten passage only."
+                    ),
                     selection.clone(),
                 )
             }

@@ -194,7 +194,8 @@ impl Llm {
             s.check_scale()
                 .map_err(|e| LlmError::Adapter(lora::LoraError::Invalid(e)))?;
         }
-        let same_file = matches!((self.adapter_spec(), spec), (Some(a), Some(b)) if a.path == b.path);
+        let same_file =
+            matches!((self.adapter_spec(), spec), (Some(a), Some(b)) if a.path == b.path);
         let next = match spec {
             None => None,
             Some(s) if same_file => self.adapter.as_ref().map(|(_, a)| (s.clone(), a.clone())),
@@ -203,9 +204,10 @@ impl Llm {
         let started = std::time::Instant::now();
         let in_place = match (&next, same_file) {
             (Some((s, _)), true) => self.model.set_adapter_strength(s.scale),
-            (next, _) => self
-                .model
-                .set_adapter(next.as_ref().map(|(_, a)| a.as_ref()), next.as_ref().map_or(1.0, |(s, _)| s.scale))?,
+            (next, _) => self.model.set_adapter(
+                next.as_ref().map(|(_, a)| a.as_ref()),
+                next.as_ref().map_or(1.0, |(s, _)| s.scale),
+            )?,
         };
         if !in_place {
             let path = self.info.path.clone();

@@ -36,12 +36,10 @@ impl BaseShapes {
             }
         }
         let from_tensors = projections.keys().map(|(l, _)| l + 1).max().unwrap_or(0);
-        let layers = crate::models::llm::gguf::metadata_u64(
-            content,
-            &format!("{architecture}.block_count"),
-        )
-        .and_then(|n| usize::try_from(n).ok())
-        .unwrap_or(from_tensors);
+        let layers =
+            crate::models::llm::gguf::metadata_u64(content, &format!("{architecture}.block_count"))
+                .and_then(|n| usize::try_from(n).ok())
+                .unwrap_or(from_tensors);
         Self {
             architecture,
             layers,
@@ -102,9 +100,12 @@ impl BaseShapes {
         };
         if (n_out, n_in) != (want_out, want_in) {
             let part = if n_in != want_in { "lora_a" } else { "lora_b" };
-            return Err(half(part, format!(
-                "adapts a {n_out}x{n_in} projection, but the base model's {base_name} is {want_out}x{want_in} (outputs x inputs); the adapter is for another model"
-            )));
+            return Err(half(
+                part,
+                format!(
+                    "adapts a {n_out}x{n_in} projection, but the base model's {base_name} is {want_out}x{want_in} (outputs x inputs); the adapter is for another model"
+                ),
+            ));
         }
         Ok(())
     }

@@ -262,7 +262,9 @@ fn pair_up(
         let Some(key) = parse_base_name(base_name) else {
             return Err(err(
                 name,
-                format!("adapts '{base_name}'; Atelier applies adapters to the attention and MLP projections (blk.N.attn_q/attn_k/attn_v/attn_output/ffn_gate/ffn_up/ffn_down.weight) only"),
+                format!(
+                    "adapts '{base_name}'; Atelier applies adapters to the attention and MLP projections (blk.N.attn_q/attn_k/attn_v/attn_output/ffn_gate/ffn_up/ffn_down.weight) only"
+                ),
             ));
         };
         halves.entry(key).or_default()[half] = Some(name);
@@ -285,7 +287,9 @@ fn pair_up(
         if rank != rank_b {
             return Err(err(
                 b,
-                format!("has rank {rank_b} but its lora_a has rank {rank} (the ggml dims of lora_a are [n_in, rank], of lora_b [rank, n_out])"),
+                format!(
+                    "has rank {rank_b} but its lora_a has rank {rank} (the ggml dims of lora_a are [n_in, rank], of lora_b [rank, n_out])"
+                ),
             ));
         }
         if rank == 0 || rank > MAX_RANK {
@@ -301,7 +305,10 @@ fn pair_up(
             ) {
                 return Err(err(
                     name,
-                    format!("is stored as {:?}; adapters are read in F32, F16, BF16 or Q8_0 (convert_lora_to_gguf.py --outtype)", info.ggml_dtype),
+                    format!(
+                        "is stored as {:?}; adapters are read in F32, F16, BF16 or Q8_0 (convert_lora_to_gguf.py --outtype)",
+                        info.ggml_dtype
+                    ),
                 ));
             }
             let start = content

@@ -5,10 +5,27 @@
 //! adapter trained here on the GGUF weights needs no permutation of q/k rows for llama.cpp;
 //! one from PEFT (Hugging Face layout) does. The effective weight of a target projection is
 //! `W + scale · (alpha / rank) · B·A`, as in llama.cpp (`scale` is the user's strength).
+//!
+//! Parts: [`gguf`] (llama.cpp's file format), [`base`] (checking an adapter against a model),
+//! [`discover`] (the adapters that fit a model), [`merge`] (applying one on candle),
+//! [`random`] (test and benchmark adapters); the native decoder's side path is
+//! [`crate::models::llm::native::lora`].
+
+pub mod base;
+pub mod discover;
+pub mod gguf;
+pub mod merge;
+pub mod random;
+
+use std::path::PathBuf;
+
+pub use base::BaseShapes;
 
 /// A projection an adapter can target, named as in the GGUF tensor names
 /// (`blk.N.<name>.weight`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum LoraTarget {
     /// Attention query projection (`attn_q`).
     Q,
@@ -95,16 +112,6 @@ pub struct LoraAdapter {
     pub pairs: Vec<LoraPair>,
 }
 
-pub mod base;
-pub mod discover;
-pub mod gguf;
-pub mod merge;
-pub mod random;
-
-pub use base::BaseShapes;
-
-use std::path::PathBuf;
-
 /// The largest rank an adapter may have: far above any useful LoRA (4-64), low enough that a
 /// hostile header cannot make the reader allocate gigabytes.
 pub const MAX_RANK: usize = 4096;
@@ -179,10 +186,16 @@ impl LoraPair {
     pub fn validate(&self) -> Result<(), String> {
         let name = self.base_name();
         if self.rank == 0 || self.rank > MAX_RANK {
-            return Err(format!("{name}: rank {} is outside 1..={MAX_RANK}", self.rank));
+            return Err(format!(
+                "{name}: rank {} is outside 1..={MAX_RANK}",
+                self.rank
+            ));
         }
         if self.n_in == 0 || self.n_out == 0 {
-            return Err(format!("{name}: empty projection {}x{}", self.n_out, self.n_in));
+            return Err(format!(
+                "{name}: empty projection {}x{}",
+                self.n_out, self.n_in
+            ));
         }
         if Some(self.a.len()) != self.rank.checked_mul(self.n_in) {
             return Err(format!(
@@ -232,7 +245,10 @@ impl LoraAdapter {
         for p in &self.pairs {
             p.validate().map_err(LoraError::Invalid)?;
             if !seen.insert((p.layer, p.target)) {
-                return Err(LoraError::Invalid(format!("{} is adapted twice", p.base_name())));
+                return Err(LoraError::Invalid(format!(
+                    "{} is adapted twice",
+                    p.base_name()
+                )));
             }
         }
         Ok(())

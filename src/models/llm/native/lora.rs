@@ -156,14 +156,7 @@ impl LayerLora {
     }
 
     /// Applies `target`'s side path (if any) to `y`.
-    pub fn apply(
-        &self,
-        target: LoraTarget,
-        x: &[f32],
-        m: usize,
-        strength: f32,
-        y: &mut [f32],
-    ) {
+    pub fn apply(&self, target: LoraTarget, x: &[f32], m: usize, strength: f32, y: &mut [f32]) {
         if let Some(p) = self.get(target) {
             p.apply(x, m, strength, y);
         }
@@ -224,7 +217,9 @@ mod tests {
             for i in 0..n_out {
                 let mut want = 0f32;
                 for j in 0..rank {
-                    let u: f32 = (0..n_in).map(|k| pair.a[j * n_in + k] * x[t * n_in + k]).sum();
+                    let u: f32 = (0..n_in)
+                        .map(|k| pair.a[j * n_in + k] * x[t * n_in + k])
+                        .sum();
                     want += pair.b[i * rank + j] * u;
                 }
                 let delta = y[t * n_out + i] - 1.0;
