@@ -84,6 +84,39 @@ impl Q8Rows {
     fn bytes(&self) -> usize {
         self.q.len() + self.d.len() * 4
     }
+
+    /// The rows as f32.
+    fn to_f32(&self) -> Vec<f32> {
+        let blocks = self.blocks();
+        let mut out = Vec::with_capacity(self.q.len());
+        for (row, scales) in self.q.chunks(self.cols).zip(self.d.chunks(blocks)) {
+            for (q, &d) in row.chunks(BLOCK).zip(scales) {
+                out.extend(q.iter().map(|&v| d * v as f32));
+            }
+        }
+        out
+    }
+}
+
+/// `dot(a, x)` in f32 with lane-wise partial sums (so the loop vectorizes).
+fn dot_f32(a: &[f32], x: &[f32]) -> f32 {
+    let mut lanes = [0f32; 16];
+    for (ac, xc) in a.chunks(16).zip(x.chunks(16)) {
+        for ((l, &av), &xv) in lanes.iter_mut().zip(ac).zip(xc) {
+            *l = av.mul_add(xv, *l);
+        }
+    }
+    lanes.iter().sum()
+}
+
+/// Runs `f` on a zeroed buffer of `n` floats (on the stack for the usual ranks).
+fn with_scratch<R>(n: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    let mut small = [0f32; 64];
+    if n <= small.len() {
+        f(&mut small[..n])
+    } else {
+        f(&mut vec![0f32; n])
+    }
 }
 
 /// One adapted projection: `y += strength · B (A x)` with `alpha / r` folded into B.
@@ -114,27 +147,41 @@ impl LowRank {
     }
 
     /// `y += strength · B (A x)` for `m` rows of `x` (`m × n_in`) and `y` (`m × n_out`).
+    /// Decoding (one row) reads the 8-bit A and B directly: it is bound by memory traffic.
+    /// Prompts (many rows) expand A and Bᵀ to f32 once and run the rows in parallel on the
+    /// current pool: they are bound by arithmetic.
     pub fn apply(&self, x: &[f32], m: usize, strength: f32, y: &mut [f32]) {
-        let mut u = [0f32; 64];
-        let mut big = Vec::new();
-        let u: &mut [f32] = if self.rank <= u.len() {
-            &mut u[..self.rank]
-        } else {
-            big.resize(self.rank, 0.0);
-            &mut big
-        };
-        for (xr, yr) in x
-            .chunks_exact(self.n_in)
-            .zip(y.chunks_exact_mut(self.n_out))
-            .take(m)
-        {
-            for (j, uj) in u.iter_mut().enumerate() {
-                *uj = self.a.dot(j, xr);
-            }
-            for (j, &uj) in u.iter().enumerate() {
-                self.bt.axpy(j, strength * uj, yr);
-            }
+        if m == 1 {
+            with_scratch(self.rank, |u| {
+                for (j, uj) in u.iter_mut().enumerate() {
+                    *uj = self.a.dot(j, x);
+                }
+                for (j, &uj) in u.iter().enumerate() {
+                    self.bt.axpy(j, strength * uj, y);
+                }
+            });
+            return;
         }
+        let (a, bt) = (self.a.to_f32(), self.bt.to_f32());
+        let (n_in, n_out) = (self.n_in, self.n_out);
+        use rayon::prelude::*;
+        x.par_chunks_exact(n_in)
+            .zip(y.par_chunks_exact_mut(n_out))
+            .take(m)
+            .with_min_len(4)
+            .for_each(|(xr, yr)| {
+                with_scratch(self.rank, |u| {
+                    for (uj, ar) in u.iter_mut().zip(a.chunks_exact(n_in)) {
+                        *uj = dot_f32(ar, xr);
+                    }
+                    for (&uj, br) in u.iter().zip(bt.chunks_exact(n_out)) {
+                        let c = strength * uj;
+                        for (yv, &b) in yr.iter_mut().zip(br) {
+                            *yv = b.mul_add(c, *yv);
+                        }
+                    }
+                })
+            });
     }
 
     /// Bytes read per token.
@@ -211,6 +258,14 @@ mod tests {
         let lr = LowRank::new(&pair, 2.0);
         let mut y = vec![1.0f32; m * n_out];
         lr.apply(&x, m, 0.5, &mut y);
+        // One row at a time (the decode path) gives the same, up to f32 rounding.
+        let mut y1 = vec![1.0f32; m * n_out];
+        for (xr, yr) in x.chunks(n_in).zip(y1.chunks_mut(n_out)) {
+            lr.apply(xr, 1, 0.5, yr);
+        }
+        for (a, b) in y.iter().zip(&y1) {
+            assert!((a - b).abs() < 1e-5, "{a} {b}");
+        }
         let mut max_err = 0f32;
         let mut max_val = 0f32;
         for t in 0..m {
