@@ -684,3 +684,36 @@ fn serve_offers_model_plus_adapter() {
     assert_ne!(base, adapted, "the adapter changes the model's predictions");
     assert_eq!(complete("smollm2"), base, "the base model is restored");
 }
+
+#[test]
+fn a_retrained_adapter_saved_over_the_file_is_read_again() {
+    let model = smollm2();
+    let base = base_shapes(&model);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("voice.gguf");
+    lora_gguf::write(
+        &file,
+        &random_adapter(&base, 4, &LoraTarget::ALL, SMOLLM2_B, 1),
+    )
+    .unwrap();
+    let spec = AdapterSpec {
+        path: file.clone(),
+        scale: 1.0,
+    };
+    let mut llm = Llm::load_with_adapter(&model, Some(&spec)).unwrap();
+    let ids = text_ids(&llm.tokenizer)[..12].to_vec();
+    let first = atelier_logprobs(&mut llm, &ids);
+    llm.set_adapter(Some(&spec)).unwrap();
+    assert_eq!(atelier_logprobs(&mut llm, &ids), first, "nothing changed");
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    lora_gguf::write(
+        &file,
+        &random_adapter(&base, 4, &LoraTarget::ALL, SMOLLM2_B, 2),
+    )
+    .unwrap();
+    llm.set_adapter(Some(&spec)).unwrap();
+    let second = atelier_logprobs(&mut llm, &ids);
+    assert_ne!(second, first, "the new file is applied");
+    let mut fresh = Llm::load_with_adapter(&model, Some(&spec)).unwrap();
+    assert_eq!(atelier_logprobs(&mut fresh, &ids), second);
+}

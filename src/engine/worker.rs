@@ -191,14 +191,15 @@ impl Worker {
         path: &Path,
         adapter: Option<&AdapterSpec>,
     ) -> Result<&mut Llm, EngineError> {
-        if let Some(llm) = self.llm.as_mut().filter(|l| l.info.path == path)
-            && llm.adapter_spec() != adapter
-        {
+        if let Some(llm) = self.llm.as_mut().filter(|l| l.info.path == path) {
+            let before = llm.info.adapter.clone();
             llm.set_adapter(adapter)?;
-            self.outbox.send(Event::ModelLoaded {
-                job: job.id(),
-                info: Box::new(llm.info.clone()),
-            });
+            if llm.info.adapter != before {
+                self.outbox.send(Event::ModelLoaded {
+                    job: job.id(),
+                    info: Box::new(llm.info.clone()),
+                });
+            }
         }
         let loaded = self.llm.as_ref().is_some_and(|l| l.info.path == path);
         if !loaded {

@@ -114,7 +114,7 @@ pub struct Llm {
     /// What adapters are checked against.
     base: lora::BaseShapes,
     /// The applied adapter (kept to re-apply at another strength).
-    adapter: Option<(lora::AdapterSpec, std::sync::Arc<lora::LoraAdapter>)>,
+    adapter: Option<Applied>,
 }
 
 impl Llm {
@@ -146,7 +146,7 @@ impl Llm {
             &mut file,
             &device,
             Backend::Auto,
-            loaded.as_ref().map(|(s, a)| (a.as_ref(), s.scale)),
+            loaded.as_ref().map(|a| (a.adapter.as_ref(), a.spec.scale)),
         )?;
         let name = gguf::metadata_string(&content, "general.name").unwrap_or_else(|| {
             path.file_stem()
@@ -165,7 +165,7 @@ impl Llm {
             load_seconds: started.elapsed().as_secs_f64(),
             adapter: loaded
                 .as_ref()
-                .map(|(s, a)| lora::AppliedAdapter::new(s, a, adapter_method(&model))),
+                .map(|a| lora::AppliedAdapter::new(&a.spec, &a.adapter, adapter_method(&model))),
         };
         Ok(Self {
             model,
@@ -179,34 +179,41 @@ impl Llm {
 
     /// The adapter applied now, if any.
     pub fn adapter_spec(&self) -> Option<&lora::AdapterSpec> {
-        self.adapter.as_ref().map(|(s, _)| s)
+        self.adapter.as_ref().map(|a| &a.spec)
     }
 
     /// Applies `spec` (another adapter, the same at another strength, or none), replacing the
-    /// current one. A strength change is instant on the native decoder; a new adapter is read
-    /// and checked against this model first, so a bad one leaves the model as it was. Where
-    /// the weights hold a merged adapter (candle), the model reloads.
+    /// current one; nothing happens when it is applied already and its file has not changed
+    /// since (a retrained adapter saved over the same file is read again). A strength change
+    /// is instant on the native decoder; a new adapter is read and checked against this model
+    /// first, so a bad one leaves the model as it was. Where the weights hold a merged adapter
+    /// (candle), the model reloads.
     pub fn set_adapter(&mut self, spec: Option<&lora::AdapterSpec>) -> Result<(), LlmError> {
-        if self.adapter_spec() == spec {
+        let unchanged_file = |a: &Applied, s: &lora::AdapterSpec| {
+            a.spec.path == s.path && a.stamp.is_some() && a.stamp == file_stamp(&s.path)
+        };
+        let same_file = matches!((&self.adapter, spec), (Some(a), Some(s)) if unchanged_file(a, s));
+        if self.adapter_spec() == spec && (spec.is_none() || same_file) {
             return Ok(());
         }
-        if let Some(s) = spec {
-            s.check_scale()
-                .map_err(|e| LlmError::Adapter(lora::LoraError::Invalid(e)))?;
-        }
-        let same_file =
-            matches!((self.adapter_spec(), spec), (Some(a), Some(b)) if a.path == b.path);
-        let next = match spec {
-            None => None,
-            Some(s) if same_file => self.adapter.as_ref().map(|(_, a)| (s.clone(), a.clone())),
-            Some(s) => Some(read_adapter(s, &self.base)?),
+        let next = match (spec, &self.adapter) {
+            (None, _) => None,
+            (Some(s), Some(a)) if same_file => {
+                s.check_scale()
+                    .map_err(|e| LlmError::Adapter(lora::LoraError::Invalid(e)))?;
+                Some(Applied {
+                    spec: s.clone(),
+                    ..a.clone()
+                })
+            }
+            (Some(s), _) => Some(read_adapter(s, &self.base)?),
         };
         let started = std::time::Instant::now();
-        let in_place = match (&next, same_file) {
-            (Some((s, _)), true) => self.model.set_adapter_strength(s.scale),
-            (next, _) => self.model.set_adapter(
-                next.as_ref().map(|(_, a)| a.as_ref()),
-                next.as_ref().map_or(1.0, |(s, _)| s.scale),
+        let in_place = match &next {
+            Some(a) if same_file => self.model.set_adapter_strength(a.spec.scale),
+            next => self.model.set_adapter(
+                next.as_ref().map(|a| a.adapter.as_ref()),
+                next.as_ref().map_or(1.0, |a| a.spec.scale),
             )?,
         };
         if !in_place {
@@ -218,16 +225,30 @@ impl Llm {
                 &mut file,
                 &candle_core::Device::Cpu,
                 Backend::Auto,
-                next.as_ref().map(|(s, a)| (a.as_ref(), s.scale)),
+                next.as_ref().map(|a| (a.adapter.as_ref(), a.spec.scale)),
             )?;
             self.info.load_seconds = started.elapsed().as_secs_f64();
         }
         self.info.adapter = next
             .as_ref()
-            .map(|(s, a)| lora::AppliedAdapter::new(s, a, adapter_method(&self.model)));
+            .map(|a| lora::AppliedAdapter::new(&a.spec, &a.adapter, adapter_method(&self.model)));
         self.adapter = next;
         Ok(())
     }
+}
+
+/// An adapter as applied: what was asked for, what was read, and the file's size and time
+/// when it was read.
+#[derive(Clone)]
+struct Applied {
+    spec: lora::AdapterSpec,
+    adapter: std::sync::Arc<lora::LoraAdapter>,
+    stamp: Option<(u64, std::time::SystemTime)>,
+}
+
+fn file_stamp(path: &Path) -> Option<(u64, std::time::SystemTime)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.len(), m.modified().ok()?))
 }
 
 /// How adapters are applied on this model's implementation.
@@ -240,12 +261,14 @@ fn adapter_method(model: &CausalLm) -> &'static str {
 }
 
 /// Reads the adapter of `spec`, checked against `base`.
-fn read_adapter(
-    spec: &lora::AdapterSpec,
-    base: &lora::BaseShapes,
-) -> Result<(lora::AdapterSpec, std::sync::Arc<lora::LoraAdapter>), LlmError> {
+fn read_adapter(spec: &lora::AdapterSpec, base: &lora::BaseShapes) -> Result<Applied, LlmError> {
     spec.check_scale()
         .map_err(|e| LlmError::Adapter(lora::LoraError::Invalid(e)))?;
+    let stamp = file_stamp(&spec.path);
     let adapter = lora::gguf::read_for(&spec.path, base)?;
-    Ok((spec.clone(), std::sync::Arc::new(adapter)))
+    Ok(Applied {
+        spec: spec.clone(),
+        adapter: std::sync::Arc::new(adapter),
+        stamp,
+    })
 }

@@ -36,9 +36,9 @@ const GGML_F32: u32 = 0;
 /// Writes `adapter` to `path` in llama.cpp's GGUF LoRA format (F32 tensors), atomically.
 pub fn write(path: &Path, adapter: &LoraAdapter) -> Result<(), LoraError> {
     let bytes = to_bytes(adapter)?;
-    crate::fsutil::atomic_write(path, &bytes).map_err(|source| LoraError::Io {
+    crate::fsutil::atomic_write(path, &bytes).map_err(|error| LoraError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     })
 }
 
@@ -165,7 +165,10 @@ pub fn read_header(path: &Path, base: Option<&BaseShapes>) -> Result<AdapterHead
 
 fn open(path: &Path, base: Option<&BaseShapes>) -> Result<(AdapterHeader, File), LoraError> {
     let (content, file, _) = model_gguf::open(path).map_err(|e| match e {
-        LlmError::Io { path, source } => LoraError::Io { path, source },
+        LlmError::Io { path, source } => LoraError::Io {
+            path,
+            error: source,
+        },
         LlmError::NotGguf { path } => LoraError::NotGguf { path },
         LlmError::Corrupt { path, detail } => LoraError::Corrupt { path, detail },
         other => LoraError::Corrupt {

@@ -121,13 +121,12 @@ pub const MAX_RANK: usize = 4096;
 #[derive(Debug, thiserror::Error)]
 pub enum LoraError {
     /// The file could not be read or written.
-    #[error("adapter {}: {source}", path.display())]
+    #[error("adapter {}: {error}", path.display())]
     Io {
         /// The adapter file.
         path: PathBuf,
-        /// What the system said.
-        #[source]
-        source: std::io::Error,
+        /// What the system said (in the message, not chained: shown once).
+        error: std::io::Error,
     },
     /// The file is not a GGUF file.
     #[error("{} is not a GGUF adapter (it does not start with the GGUF magic bytes); adapters are llama.cpp GGUF LoRA files", path.display())]
