@@ -30,12 +30,64 @@ const ALIGNMENT: usize = 32;
 // GGUF metadata value types (gguf.h).
 const TYPE_FLOAT32: u32 = 6;
 const TYPE_STRING: u32 = 8;
-// ggml tensor types.
-const GGML_F32: u32 = 0;
+/// How tensors are stored in a written adapter: the choices of llama.cpp's converter
+/// (`--outtype`). Atelier writes F32 (exact); the others make smaller files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Storage {
+    /// 32-bit floats.
+    F32,
+    /// 16-bit floats.
+    F16,
+    /// bfloat16.
+    Bf16,
+    /// 8-bit blocks of 32 with an f16 scale; tensors whose rows are not a multiple of 32
+    /// long are stored as F16 (as the converter does).
+    Q8_0,
+}
+
+impl Storage {
+    /// The ggml type id and bytes of `values` stored this way (rows of `row` values).
+    fn encode(self, values: &[f32], row: usize) -> (u32, Vec<u8>) {
+        match self {
+            Self::F32 => (0, values.iter().flat_map(|v| v.to_le_bytes()).collect()),
+            Self::F16 => (
+                1,
+                values
+                    .iter()
+                    .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+                    .collect(),
+            ),
+            Self::Bf16 => (
+                30,
+                values
+                    .iter()
+                    .flat_map(|&v| half::bf16::from_f32(v).to_le_bytes())
+                    .collect(),
+            ),
+            Self::Q8_0 if row.is_multiple_of(32) => {
+                let mut out = Vec::with_capacity(values.len() / 32 * 34);
+                for blk in values.chunks_exact(32) {
+                    let amax = blk.iter().fold(0f32, |a, &v| a.max(v.abs()));
+                    let d = amax / 127.0;
+                    let id = if d > 0.0 { 1.0 / d } else { 0.0 };
+                    out.extend_from_slice(&half::f16::from_f32(d).to_le_bytes());
+                    out.extend(blk.iter().map(|&v| (v * id).round() as i8 as u8));
+                }
+                (8, out)
+            }
+            Self::Q8_0 => Self::F16.encode(values, row),
+        }
+    }
+}
 
 /// Writes `adapter` to `path` in llama.cpp's GGUF LoRA format (F32 tensors), atomically.
 pub fn write(path: &Path, adapter: &LoraAdapter) -> Result<(), LoraError> {
-    let bytes = to_bytes(adapter)?;
+    write_as(path, adapter, Storage::F32)
+}
+
+/// [`write`] with the tensors stored as `storage`.
+pub fn write_as(path: &Path, adapter: &LoraAdapter, storage: Storage) -> Result<(), LoraError> {
+    let bytes = to_bytes(adapter, storage)?;
     crate::fsutil::atomic_write(path, &bytes).map_err(|error| LoraError::Io {
         path: path.to_path_buf(),
         error,
@@ -43,20 +95,22 @@ pub fn write(path: &Path, adapter: &LoraAdapter) -> Result<(), LoraError> {
 }
 
 /// The file's bytes for `adapter`.
-pub fn to_bytes(adapter: &LoraAdapter) -> Result<Vec<u8>, LoraError> {
+pub fn to_bytes(adapter: &LoraAdapter, storage: Storage) -> Result<Vec<u8>, LoraError> {
     adapter.validate()?;
     let mut pairs: Vec<&LoraPair> = adapter.pairs.iter().collect();
     pairs.sort_by_key(|p| (p.layer, p.target));
-    // (name, ggml dims innermost first, values)
-    let mut tensors: Vec<(String, [usize; 2], &[f32])> = Vec::with_capacity(pairs.len() * 2);
+    // (name, ggml dims innermost first, ggml type, data)
+    let mut tensors: Vec<(String, [usize; 2], u32, Vec<u8>)> = Vec::with_capacity(pairs.len() * 2);
     for p in pairs {
         let base = p.base_name();
-        tensors.push((format!("{base}.lora_a"), [p.n_in, p.rank], &p.a));
-        tensors.push((format!("{base}.lora_b"), [p.rank, p.n_out], &p.b));
+        let (ta, a) = storage.encode(&p.a, p.n_in);
+        tensors.push((format!("{base}.lora_a"), [p.n_in, p.rank], ta, a));
+        let (tb, b) = storage.encode(&p.b, p.rank);
+        tensors.push((format!("{base}.lora_b"), [p.rank, p.n_out], tb, b));
     }
     let data_len: usize = tensors
         .iter()
-        .map(|(_, _, v)| (v.len() * 4).next_multiple_of(ALIGNMENT))
+        .map(|t| t.3.len().next_multiple_of(ALIGNMENT))
         .sum();
     let mut out = Vec::with_capacity(data_len + 4096);
     out.extend_from_slice(b"GGUF");
@@ -70,21 +124,19 @@ pub fn to_bytes(adapter: &LoraAdapter) -> Result<Vec<u8>, LoraError> {
     put_u32(&mut out, TYPE_FLOAT32);
     out.extend_from_slice(&adapter.alpha.to_le_bytes());
     let mut offset = 0usize;
-    for (name, dims, values) in &tensors {
+    for (name, dims, ggml_type, data) in &tensors {
         put_str(&mut out, name);
         put_u32(&mut out, 2);
         for &d in dims {
             put_u64(&mut out, d as u64);
         }
-        put_u32(&mut out, GGML_F32);
+        put_u32(&mut out, *ggml_type);
         put_u64(&mut out, offset as u64);
-        offset += (values.len() * 4).next_multiple_of(ALIGNMENT);
+        offset += data.len().next_multiple_of(ALIGNMENT);
     }
     out.resize(out.len().next_multiple_of(ALIGNMENT), 0);
-    for (_, _, values) in &tensors {
-        for v in values.iter() {
-            out.extend_from_slice(&v.to_le_bytes());
-        }
+    for (_, _, _, data) in &tensors {
+        out.extend_from_slice(data);
         out.resize(out.len().next_multiple_of(ALIGNMENT), 0);
     }
     Ok(out)
@@ -457,6 +509,37 @@ mod tests {
         assert_eq!(&bytes[..4], b"GGUF");
         assert_eq!(u32::from_le_bytes(bytes[4..8].try_into().unwrap()), 3);
         assert_eq!(bytes.len() % ALIGNMENT, 0);
+    }
+
+    #[test]
+    fn every_storage_reads_back_close() {
+        let dir = tempfile::tempdir().unwrap();
+        let adapter = LoraAdapter {
+            architecture: "llama".into(),
+            alpha: 8.0,
+            pairs: vec![
+                pair(0, LoraTarget::Q, 4, 64, 64),
+                pair(0, LoraTarget::V, 32, 64, 32),
+            ],
+        };
+        for (storage, tol) in [
+            (Storage::F32, 0.0),
+            (Storage::F16, 1e-3),
+            (Storage::Bf16, 8e-3),
+            (Storage::Q8_0, 8e-3),
+        ] {
+            let path = dir.path().join(format!("{storage:?}.gguf"));
+            write_as(&path, &adapter, storage).unwrap();
+            let back = read(&path).unwrap();
+            for (p, q) in adapter.pairs.iter().zip(&back.pairs) {
+                let err =
+                    p.a.iter()
+                        .chain(&p.b)
+                        .zip(q.a.iter().chain(&q.b))
+                        .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+                assert!(err <= tol, "{storage:?}: {err}");
+            }
+        }
     }
 
     #[test]
