@@ -73,6 +73,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--n-ctx", type=int, default=0, help="context size (0: prompt + decode, rounded up to 256)")
     ap.add_argument("--flash-attn", action="store_true", help="enable flash attention (off by default, as in llama-cpp-python)")
+    ap.add_argument("--lora", help="a GGUF LoRA adapter to apply (llama.cpp's lora_path), at scale 1")
     args = ap.parse_args()
     if args.decode_tokens < 2 or args.repeats < 1:
         sys.exit("error: --decode-tokens must be >= 2 and --repeats >= 1")
@@ -95,6 +96,7 @@ def main():
         logits_all=False,
         flash_attn=args.flash_attn,
         verbose=False,
+        **({"lora_path": args.lora} if args.lora else {}),
     )
     load_s = time.perf_counter() - t0
     rss_after_load = memory_kib("VmRSS:")
@@ -142,7 +144,8 @@ def main():
     warm = runs[1:] if len(runs) > 1 else runs
     med = lambda key: statistics.median(r[key] for r in warm)  # noqa: E731
     out = {
-        "engine": "llama.cpp",
+        "engine": "llama.cpp+lora" if args.lora else "llama.cpp",
+        "lora_path": args.lora,
         "engine_version": f"llama-cpp-python {llama_cpp.__version__}",
         "model": os.path.basename(args.model),
         "model_path": args.model,

@@ -2,7 +2,7 @@
 # The Write benchmark: Atelier and llama.cpp side by side, in the same run, on the same token ids.
 #
 #   benches/write.sh [--repeats N] [--inner N] [--model PATH]... [--prompt-tokens N] [--decode-tokens N] [--no-build]
-#                    [--wait-quiet SECONDS]
+#                    [--wait-quiet SECONDS] [--lora-rank R]
 #
 # Builds atelier in release, makes sure the llama.cpp peer (llama-cpp-python built with native
 # CPU flags) is installed in a venv outside the repo, then for N repetitions runs, per model,
@@ -15,6 +15,12 @@
 # --wait-quiet S: before each process, wait (at most S seconds) until the other processes on the
 # machine use under 15% of the CPU over a second, since concurrent builds skew every number; the
 # CPU use seen just before each process is recorded as busy_before_pct.
+#
+# --lora-rank R: also measure with a LoRA adapter applied: Atelier writes a random adapter of rank
+# R on all seven projections of every layer (bench-out/lora/<model>.lora-rR.gguf) and times each
+# generation with it right after one without, in the same process; llama.cpp loads the same file
+# (lora_path) in a process of its own. The table adds the speeds with the adapter and the
+# with/without ratios.
 #
 # Environment: ATELIER_BENCH_VENV (default ~/.cache/atelier-bench/venv),
 # LLAMA_CPP_PYTHON_VERSION (default 0.3.36), BENCH_THREADS (llama.cpp threads, default nproc).
@@ -30,6 +36,7 @@ DECODE_TOKENS=128
 MODELS=()
 BUILD=1
 WAIT_QUIET=0
+LORA_RANK=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --repeats) REPEATS=$2; shift 2 ;;
@@ -39,7 +46,8 @@ while [[ $# -gt 0 ]]; do
     --decode-tokens) DECODE_TOKENS=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
     --wait-quiet) WAIT_QUIET=$2; shift 2 ;;  # reuse the binaries already in target/release
-    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+    --lora-rank) LORA_RANK=$2; shift 2 ;;
+    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
     *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -103,9 +111,11 @@ wait_quiet() {
   (( BUSY < 15 )) || echo "   (CPU ${BUSY}% busy with other work)" >&2
 }
 
+LORA_ARGS=()
+if (( LORA_RANK > 0 )); then LORA_ARGS=(--lora-rank "$LORA_RANK" --lora-dir "$OUT/lora"); fi
 run_atelier() { # model rep
   "${ATELIER[@]}" --model "$1" --prompt-tokens "$PROMPT_TOKENS" --decode-tokens "$DECODE_TOKENS" \
-    --repeats "$INNER" --json | jq -c --argjson rep "$2" --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" --argjson busy "$BUSY" \
+    --repeats "$INNER" "${LORA_ARGS[@]}" --json | jq -c --argjson rep "$2" --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" --argjson busy "$BUSY" \
     '.results[] + {rep: $rep, loadavg: $load, busy_before_pct: $busy}' >> "$JSONL"
   local ids="$OUT/prompt-ids-$(basename "$1").json"
   [[ -f "$ids" ]] || tail -n1 "$JSONL" | jq -c '.prompt_ids' > "$ids"
@@ -115,6 +125,14 @@ run_peer() { # model rep
     --decode-tokens "$DECODE_TOKENS" --repeats "$INNER" --threads "$THREADS" \
     | jq -c --argjson rep "$2" --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" --argjson busy "$BUSY" \
       '. + {rep: $rep, loadavg: $load, busy_before_pct: $busy}' >> "$JSONL"
+  if (( LORA_RANK > 0 )); then
+    local stem; stem=$(basename "$1" .gguf)
+    "${PEER[@]}" --model "$1" --prompt-ids "$OUT/prompt-ids-$(basename "$1").json" \
+      --decode-tokens "$DECODE_TOKENS" --repeats "$INNER" --threads "$THREADS" \
+      --lora "$OUT/lora/$stem.lora-r$LORA_RANK.gguf" \
+      | jq -c --argjson rep "$2" --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" --argjson busy "$BUSY" \
+        '. + {rep: $rep, loadavg: $load, busy_before_pct: $busy}' >> "$JSONL"
+  fi
 }
 
 rm -f "$OUT"/prompt-ids-*.json
@@ -171,5 +189,28 @@ for m in models:
         ratio = a / l if l else float("nan")
         print(f"| {label} | {fmt.format(a)} | {fmt.format(l)} | {ratio:.2f} ({better} is better) |")
     print()
+    lora = [r for r in res if r["model"] == m and r["engine"] == "atelier" and r.get("lora")]
+    if lora:
+        def lmed(key):
+            xs = [r["lora"][key] for r in lora if r["lora"].get(key) is not None]
+            return statistics.median(xs) if xs else float("nan")
+        a = lmed("tg_tok_s"); a0 = med(m, "atelier", "tg_tok_s")
+        l = med(m, "llama.cpp+lora", "tg_tok_s"); l0 = med(m, "llama.cpp", "tg_tok_s")
+        applied = lora[0]["lora"].get("applied") or {}
+        print(f"With a rank-{applied.get('rank', '?')} adapter on {', '.join(applied.get('targets', []))} "
+              f"({applied.get('method', '?')}); Atelier's runs with and without it alternate in one process:")
+        print()
+        print("| metric | Atelier | llama.cpp | Atelier / llama.cpp |")
+        print("|---|---:|---:|---:|")
+        rows = [
+            ("load time with adapter (s)", lmed("load_s"), med(m, "llama.cpp+lora", "load_s"), "{:.3f}"),
+            ("prompt with adapter (tok/s)", lmed("pp_tok_s"), med(m, "llama.cpp+lora", "pp_tok_s"), "{:.1f}"),
+            ("decode with adapter (tok/s)", a, l, "{:.1f}"),
+        ]
+        for label, x, y, fmt in rows:
+            print(f"| {label} | {fmt.format(x)} | {fmt.format(y)} | {x / y if y else float('nan'):.2f} |")
+        ratios = [r["lora"]["tg_ratio"] for r in lora if r["lora"].get("tg_ratio")]
+        print(f"| decode with / without adapter | {statistics.median(ratios):.3f} | {l / l0 if l0 else float('nan'):.3f} | |")
+        print()
 PY
 echo "raw results: $JSONL" >&2

@@ -128,6 +128,7 @@ pub fn run(a: &SoakArgs) -> anyhow::Result<()> {
         let t = Instant::now();
         let job = engine.write(WriteRequest {
             model: model.clone(),
+            adapter: None,
             task: WriteTask::Continue {
                 text: prompts[r % prompts.len()].into(),
             },

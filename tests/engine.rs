@@ -20,6 +20,7 @@ fn smollm2() -> PathBuf {
 fn request(model: PathBuf, text: &str, max_new_tokens: usize, seed: u64) -> WriteRequest {
     WriteRequest {
         model,
+        adapter: None,
         task: WriteTask::Continue { text: text.into() },
         params: GenerateParams {
             sampling: SamplingParams {
@@ -310,6 +311,7 @@ fn score_reports_logprobs_and_rejects_bad_ids() {
     let engine = Engine::spawn(None, None).unwrap();
     let job = engine.score(ScoreRequest {
         model: smollm2(),
+        adapter: None,
         prompt: ScorePrompt::Ids(vec![6403, 1980, 253, 655]),
         continuation: vec![28, 260, 2240],
         top_k: 5,
@@ -329,6 +331,7 @@ fn score_reports_logprobs_and_rejects_bad_ids() {
 
     let job = engine.score(ScoreRequest {
         model: smollm2(),
+        adapter: None,
         prompt: ScorePrompt::Ids(vec![1, 2]),
         continuation: vec![9_999_999],
         top_k: 5,

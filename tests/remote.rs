@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
 mod common;
-use common::{Server, fake_server, http, runtime};
+use common::{Server, fake_server, http, peer_python, runtime};
 
 /// The model-running tests share two cores: one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -107,6 +107,7 @@ fn request(
 ) -> WriteRequest {
     WriteRequest {
         model: smollm2(),
+        adapter: None,
         task,
         params,
         candidates: 1,
@@ -160,23 +161,6 @@ fn client_against_atelier_serve_matches_the_local_engine_token_for_token() {
 /// The tolerance the foundation tests established against llama.cpp (tests/llm_numerics.rs):
 /// greedy runs may part only where the two best tokens are closer than this (nats).
 const NEAR_TIE: f32 = 0.25;
-
-fn peer_python() -> PathBuf {
-    let p = std::env::var_os("ATELIER_PEER_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let home = std::env::var_os("HOME")
-                .map(PathBuf::from)
-                .unwrap_or_default();
-            home.join(".cache/atelier-bench/venv/bin/python")
-        });
-    assert!(
-        p.is_file(),
-        "llama.cpp's server is not installed at {}: run scripts/peer-venv.sh (scripts/test.sh does)",
-        p.display()
-    );
-    p
-}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

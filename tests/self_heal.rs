@@ -34,6 +34,7 @@ fn smollm2() -> PathBuf {
 fn request(text: &str) -> WriteRequest {
     WriteRequest {
         model: smollm2(),
+        adapter: None,
         task: WriteTask::Continue { text: text.into() },
         params: GenerateParams {
             sampling: SamplingParams {

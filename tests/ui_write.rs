@@ -292,6 +292,7 @@ fn a_request_behind_another_job_says_it_is_queued() {
         .expect("engine running")
         .write(WriteRequest {
             model: model_path(),
+            adapter: None,
             task: WriteTask::Continue {
                 text: PROMPT.into(),
             },

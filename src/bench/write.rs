@@ -24,6 +24,7 @@ use serde_json::{Value, json};
 use crate::measure::{kib_to_mb, median, memory_kib};
 
 use crate::models::llm::generate::{self, GenerateParams, GenerationResult, StopReason};
+use crate::models::llm::lora::{AdapterSpec, BaseShapes, LoraTarget};
 use crate::models::llm::{Llm, SamplingParams};
 
 /// The passage the benchmark prompt is cut from. Plain narrative English, so both a base model
@@ -53,7 +54,7 @@ nothing more about it that day, or the next, or for many days after that.";
 
 /// What `atelier bench write` measures: the models, the prompt and decode lengths, and how
 /// many generations to time in this process.
-#[derive(Clone, Debug, PartialEq, Eq, clap::Args)]
+#[derive(Clone, Debug, PartialEq, clap::Args)]
 pub struct WriteBenchArgs {
     /// GGUF model to measure (repeat the flag for several; default: the two bundled models).
     /// Peak RSS is per process, so measure one model per process to compare memory.
@@ -72,6 +73,18 @@ pub struct WriteBenchArgs {
     /// Print one JSON object instead of a text summary.
     #[arg(long)]
     pub json: bool,
+    /// Also measure with this LoRA adapter applied (PATH[:SCALE]; it must fit every model),
+    /// each generation with it right after one without, on the same loaded model.
+    #[arg(long, value_name = "ADAPTER.gguf[:SCALE]", value_parser = crate::cli::parse_lora, conflicts_with = "lora_rank")]
+    pub lora: Option<AdapterSpec>,
+    /// Also measure with a random adapter of this rank on all seven projections of every
+    /// layer (written to --lora-dir first, so its load is measured from a file).
+    #[arg(long, value_name = "RANK")]
+    pub lora_rank: Option<usize>,
+    /// Where --lora-rank writes its adapters (`<model>.lora-r<RANK>.gguf`; default: a
+    /// temporary folder). The llama.cpp peer loads the same files.
+    #[arg(long, value_name = "DIR")]
+    pub lora_dir: Option<PathBuf>,
 }
 
 impl Default for WriteBenchArgs {
@@ -82,6 +95,9 @@ impl Default for WriteBenchArgs {
             decode_tokens: 128,
             repeats: 3,
             json: false,
+            lora: None,
+            lora_rank: None,
+            lora_dir: None,
         }
     }
 }
@@ -152,25 +168,52 @@ fn bench_model(path: &std::path::Path, args: &WriteBenchArgs) -> anyhow::Result<
         max_new_tokens: args.decode_tokens,
         logprobs: 0,
     };
+    let adapter = bench_adapter(path, args)?;
+    let adapter_load_s = match &adapter {
+        Some(spec) => {
+            let started = Instant::now();
+            let adapted = Llm::load_with_adapter(path, Some(spec))
+                .with_context(|| format!("cannot load {} with its adapter", path.display()))?;
+            let s = started.elapsed().as_secs_f64();
+            drop(adapted);
+            Some(s)
+        }
+        None => None,
+    };
     let cancel = AtomicBool::new(false);
     let mut runs = Vec::with_capacity(args.repeats);
+    let mut lora_runs = Vec::with_capacity(args.repeats);
     let mut generated_ids: Vec<u32> = Vec::new();
+    let mut lora_ids: Vec<u32> = Vec::new();
     for i in 0..args.repeats {
-        let result = generate::generate(&mut llm, &prompt, &params, &cancel, &mut |_tok| {})
-            .with_context(|| format!("generation failed on {}", path.display()))?;
-        check_complete(&result, args.decode_tokens, path)?;
-        let ids: Vec<u32> = result.tokens.iter().map(|t| t.id).collect();
-        if i == 0 {
-            generated_ids = ids;
-        } else if ids != generated_ids {
-            // Greedy decoding of the same prompt must be reproducible.
-            bail!(
-                "{}: greedy run {} produced different tokens than run 1",
-                path.display(),
-                i + 1
-            );
+        for with_adapter in [false, true] {
+            if with_adapter && adapter.is_none() {
+                continue;
+            }
+            let spec = adapter.as_ref().filter(|_| with_adapter);
+            llm.set_adapter(spec)
+                .with_context(|| format!("cannot apply the adapter to {}", path.display()))?;
+            let result = generate::generate(&mut llm, &prompt, &params, &cancel, &mut |_tok| {})
+                .with_context(|| format!("generation failed on {}", path.display()))?;
+            check_complete(&result, args.decode_tokens, path)?;
+            let ids: Vec<u32> = result.tokens.iter().map(|t| t.id).collect();
+            let (first, runs) = if with_adapter {
+                (&mut lora_ids, &mut lora_runs)
+            } else {
+                (&mut generated_ids, &mut runs)
+            };
+            if i == 0 {
+                *first = ids;
+            } else if ids != *first {
+                // Greedy decoding of the same prompt must be reproducible.
+                bail!(
+                    "{}: greedy run {} produced different tokens than run 1",
+                    path.display(),
+                    i + 1
+                );
+            }
+            runs.push(run_json(&result));
         }
-        runs.push(run_json(&result));
     }
     let peak = memory_kib("VmHWM:");
 
@@ -182,7 +225,28 @@ fn bench_model(path: &std::path::Path, args: &WriteBenchArgs) -> anyhow::Result<
         .file_name()
         .map(|f| f.to_string_lossy().into_owned())
         .unwrap_or_default();
+    let lora = adapter.as_ref().map(|spec| {
+        let lora_warm: &[Value] = if lora_runs.len() > 1 {
+            &lora_runs[1..]
+        } else {
+            &lora_runs
+        };
+        let tg = median(&pick(lora_warm, "tg_tok_s"));
+        json!({
+            "path": spec.path.display().to_string(),
+            "scale": spec.scale,
+            "applied": llm.info.adapter,
+            "load_s": adapter_load_s,
+            "pp_tok_s": median(&pick(lora_warm, "pp_tok_s")),
+            "tg_tok_s": tg,
+            "ttft_ms": median(&pick(lora_warm, "ttft_ms")),
+            "tg_ratio": tg / median(&pick(warm, "tg_tok_s")),
+            "runs": lora_runs,
+            "generated_ids": lora_ids,
+        })
+    });
     Ok(json!({
+        "lora": lora,
         "engine": "atelier",
         "model": file,
         "model_path": path.display().to_string(),
@@ -205,6 +269,55 @@ fn bench_model(path: &std::path::Path, args: &WriteBenchArgs) -> anyhow::Result<
         "runs": runs,
         "prompt_ids": prompt,
         "generated_ids": generated_ids,
+    }))
+}
+
+/// The adapter to measure `path` with: `--lora`, or a random one of `--lora-rank` written to
+/// `--lora-dir` (or a temporary folder that lives as long as the process).
+fn bench_adapter(
+    path: &std::path::Path,
+    args: &WriteBenchArgs,
+) -> anyhow::Result<Option<AdapterSpec>> {
+    if let Some(spec) = &args.lora {
+        return Ok(Some(spec.clone()));
+    }
+    let Some(rank) = args.lora_rank else {
+        return Ok(None);
+    };
+    if rank == 0 || rank > crate::models::llm::lora::MAX_RANK {
+        bail!(
+            "--lora-rank must be from 1 to {}",
+            crate::models::llm::lora::MAX_RANK
+        );
+    }
+    let dir = match &args.lora_dir {
+        Some(d) => d.clone(),
+        None => {
+            static TEMP: std::sync::OnceLock<Option<tempfile::TempDir>> =
+                std::sync::OnceLock::new();
+            TEMP.get_or_init(|| tempfile::tempdir().ok())
+                .as_ref()
+                .map(|t| t.path().to_path_buf())
+                .context("cannot create a temporary folder for the adapter")?
+        }
+    };
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let file = dir.join(format!("{stem}.lora-r{rank}.gguf"));
+    let (content, _, _) = crate::models::llm::gguf::open(path)?;
+    let adapter = crate::models::llm::lora::random::random_adapter(
+        &BaseShapes::from_content(&content),
+        rank,
+        &LoraTarget::ALL,
+        0.02,
+        1,
+    );
+    crate::models::llm::lora::gguf::write(&file, &adapter)?;
+    Ok(Some(AdapterSpec {
+        path: file,
+        scale: 1.0,
     }))
 }
 
@@ -293,6 +406,18 @@ pub fn summary_text(v: &Value) -> String {
             f("tg_tok_s_first"),
             f("peak_rss_mb"),
         ));
+        if r["lora"].is_object() {
+            let l = &r["lora"];
+            let g = |k: &str| l[k].as_f64().unwrap_or(f64::NAN);
+            out.push_str(&format!(
+                "  with adapter {}\n    load         {:8.3} s\n    prompt       {:8.1} tok/s\n    decode       {:8.1} tok/s  ({:.3}x without)\n",
+                l["path"].as_str().unwrap_or("?"),
+                g("load_s"),
+                g("pp_tok_s"),
+                g("tg_tok_s"),
+                g("tg_ratio"),
+            ));
+        }
     }
     out
 }

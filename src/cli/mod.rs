@@ -8,6 +8,8 @@ pub mod style;
 pub mod train_faces;
 pub mod write;
 
+pub use write::parse_lora;
+
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};

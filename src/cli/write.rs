@@ -9,6 +9,7 @@ use clap::{Args, ValueEnum};
 
 use crate::engine::{Engine, Event, ScorePrompt, ScoreRequest, WriteRequest};
 use crate::models::llm::context::WriteTask;
+use crate::models::llm::lora::AdapterSpec;
 use crate::models::llm::{GenerateParams, GenerationResult, SamplingParams, gguf};
 
 /// Prompt mode of `atelier write`.
@@ -75,6 +76,15 @@ pub struct WriteArgs {
     /// Add each token's log-probability and the top-K alternatives to the JSON.
     #[arg(long, default_value_t = 0)]
     pub logprobs: usize,
+    /// Apply a LoRA adapter (llama.cpp's GGUF LoRA format) at strength SCALE (0-2,
+    /// default 1).
+    #[arg(long, value_name = "ADAPTER.gguf[:SCALE]", value_parser = parse_lora, conflicts_with = "remote")]
+    pub lora: Option<AdapterSpec>,
+}
+
+/// `--lora PATH[:SCALE]`.
+pub fn parse_lora(s: &str) -> Result<AdapterSpec, String> {
+    AdapterSpec::parse(s)
 }
 
 /// `atelier score`
@@ -98,6 +108,9 @@ pub struct ScoreArgs {
     /// Print JSON (the only output format; accepted for symmetry with `write`).
     #[arg(long)]
     pub json: bool,
+    /// Apply a LoRA adapter at strength SCALE (0-2, default 1).
+    #[arg(long, value_name = "ADAPTER.gguf[:SCALE]", value_parser = parse_lora)]
+    pub lora: Option<AdapterSpec>,
 }
 
 /// `atelier tokenize`
@@ -164,6 +177,7 @@ pub fn write(a: WriteArgs) -> anyhow::Result<()> {
     let engine = Engine::spawn(None, None)?;
     let job = engine.write(WriteRequest {
         model,
+        adapter: a.lora.clone(),
         task,
         params,
         candidates: a.n,
@@ -173,6 +187,7 @@ pub fn write(a: WriteArgs) -> anyhow::Result<()> {
     let mut results: Vec<GenerationResult> = Vec::new();
     let mut load_seconds = None;
     let mut model_name = String::new();
+    let mut adapter = None;
     let mut trimmed = None;
     let stdout = std::io::stdout();
     engine.wait(job.id(), crate::headless::IDLE, |ev| {
@@ -180,6 +195,15 @@ pub fn write(a: WriteArgs) -> anyhow::Result<()> {
             Event::ModelLoaded { info, .. } => {
                 load_seconds = Some(info.load_seconds);
                 model_name = info.name.clone();
+                if let Some(applied) = &info.adapter {
+                    eprintln!(
+                        "{} ({}, rank {})",
+                        applied.label(),
+                        applied.method,
+                        applied.rank
+                    );
+                }
+                adapter = info.adapter.clone();
             }
             Event::PromptReady { trimmed: t, .. } => {
                 if let Some(t) = &t {
@@ -242,6 +266,7 @@ pub fn write(a: WriteArgs) -> anyhow::Result<()> {
             None => serde_json::json!({}),
         };
         out["model"] = model_name.into();
+        out["adapter"] = serde_json::to_value(&adapter).unwrap_or_default();
         out["load_seconds"] = load_seconds.into();
         out["trimmed"] = serde_json::to_value(&trimmed).unwrap_or_default();
         if a.n > 1 {
@@ -272,6 +297,7 @@ pub fn score(a: ScoreArgs) -> anyhow::Result<()> {
     let engine = Engine::spawn(None, None)?;
     let job = engine.score(ScoreRequest {
         model,
+        adapter: a.lora.clone(),
         prompt,
         continuation,
         top_k: a.logprobs,

@@ -39,6 +39,14 @@ impl<T> LoadedSet<T> {
         self.entries.last_mut().map(|e| &mut e.value)
     }
 
+    /// The model loaded from this version of the file, without touching the order.
+    pub(crate) fn peek(&self, stamp: &FileStamp) -> Option<&T> {
+        self.entries
+            .iter()
+            .find(|e| e.stamp == *stamp)
+            .map(|e| &e.value)
+    }
+
     /// Drops what must go before a model of `cost` bytes from `stamp`'s file is loaded: older
     /// versions of the same file, then the least recently used models until it fits. Called
     /// before loading, so the old weights are freed first.

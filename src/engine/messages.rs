@@ -8,12 +8,16 @@ use crate::features::faces::{FacesEvent, FacesRequest};
 use crate::features::style::{StyleEvent, StyleJob};
 use crate::models::llm::context::{TrimReport, WriteTask};
 use crate::models::llm::{GenerateParams, GeneratedToken, GenerationResult, ModelInfo, TokenScore};
+use crate::models::llm::lora::AdapterSpec;
 
 /// A text generation job.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct WriteRequest {
     /// The GGUF model to run (loaded on first use, then kept).
     pub model: PathBuf,
+    /// A LoRA adapter to run the model with (`None`: the base model alone).
+    #[serde(default)]
+    pub adapter: Option<AdapterSpec>,
     /// What to write.
     pub task: WriteTask,
     /// Sampling and limits.
@@ -43,6 +47,8 @@ pub enum ScorePrompt {
 pub struct ScoreRequest {
     /// The GGUF model.
     pub model: PathBuf,
+    /// A LoRA adapter to run the model with (`None`: the base model alone).
+    pub adapter: Option<AdapterSpec>,
     /// What comes before the continuation.
     pub prompt: ScorePrompt,
     /// The tokens to score.

@@ -54,6 +54,10 @@ pub struct ServeArgs {
     /// bundled models that are installed. The first one answers requests that name none.
     #[arg(long = "model", value_name = "GGUF")]
     pub models: Vec<String>,
+    /// A LoRA adapter to offer (repeatable), at strength SCALE (0-2, default 1): each served
+    /// model it fits is also offered as `<model>+<adapter>`.
+    #[arg(long = "lora", value_name = "ADAPTER.gguf[:SCALE]", value_parser = crate::cli::parse_lora)]
+    pub loras: Vec<crate::models::llm::lora::AdapterSpec>,
     /// Jobs accepted at once, running or waiting; more get HTTP 429.
     #[arg(long, default_value_t = 8)]
     pub queue: usize,
@@ -140,6 +144,8 @@ pub struct ServedModel {
     pub aliases: Vec<String>,
     /// The GGUF file.
     pub path: PathBuf,
+    /// The LoRA adapter it runs with (`<model>+<adapter>` ids).
+    pub adapter: Option<crate::models::llm::lora::AdapterSpec>,
 }
 
 /// What every handler sees.
@@ -201,7 +207,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         bail!("--max-connections must be at least 1");
     }
     let max_connections = conn::fit_connections_to_fd_limit(args.max_connections);
-    let models = served_models(&args.models)?;
+    let models = with_adapters(served_models(&args.models)?, &args.loras)?;
     let engine = crate::headless::engine()?;
     let hub = Hub::start(engine, args.queue).context("cannot start the event thread")?;
     let state = AppState {
@@ -395,13 +401,58 @@ fn served_models(names: &[String]) -> anyhow::Result<Vec<ServedModel>> {
             "smollm2" | "gemma3" => vec![name.clone()],
             _ => Vec::new(),
         };
-        out.push(ServedModel { id, aliases, path });
+        out.push(ServedModel {
+            id,
+            aliases,
+            path,
+            adapter: None,
+        });
     }
     if out.is_empty() {
         bail!(
             "no language model to serve: run {} or pass --model PATH",
             crate::paths::FETCH_COMMAND
         );
+    }
+    Ok(out)
+}
+
+/// Adds `<model>+<adapter>` for every adapter and each model it fits; an adapter that fits
+/// none of them is an error naming why (from the first model's check).
+fn with_adapters(
+    models: Vec<ServedModel>,
+    loras: &[crate::models::llm::lora::AdapterSpec],
+) -> anyhow::Result<Vec<ServedModel>> {
+    use crate::models::llm::lora::{BaseShapes, gguf::read_header};
+    let mut out = models.clone();
+    for spec in loras {
+        let mut first_error = None;
+        for m in &models {
+            let (content, _, _) = crate::models::llm::gguf::open(&m.path)?;
+            match read_header(&spec.path, Some(&BaseShapes::from_content(&content))) {
+                Ok(_) => out.push(ServedModel {
+                    id: format!("{}+{}", m.id, spec.name()),
+                    aliases: m
+                        .aliases
+                        .iter()
+                        .map(|a| format!("{a}+{}", spec.name()))
+                        .collect(),
+                    path: m.path.clone(),
+                    adapter: Some(spec.clone()),
+                }),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if !out.iter().any(|m| m.adapter.as_ref() == Some(spec))
+            && let Some(e) = first_error
+        {
+            bail!(
+                "--lora {}: fits none of the served models: {e}",
+                spec.path.display()
+            );
+        }
     }
     Ok(out)
 }

@@ -107,6 +107,7 @@ struct MessageIn {
 struct Parsed {
     model_id: String,
     model: PathBuf,
+    adapter: Option<crate::models::llm::lora::AdapterSpec>,
     task: WriteTask,
     params: GenerateParams,
     n: usize,
@@ -121,6 +122,7 @@ async fn respond(state: AppState, slot: Slot, body: Bytes, api: Api) -> Result<R
     let parsed = parse(&state, &body, api)?;
     let request = WriteRequest {
         model: parsed.model.clone(),
+        adapter: parsed.adapter.clone(),
         task: parsed.task.clone(),
         params: parsed.params.clone(),
         candidates: parsed.n,
@@ -329,6 +331,7 @@ fn parse(state: &AppState, body: &[u8], api: Api) -> Result<Parsed, ApiError> {
     Ok(Parsed {
         model_id: model.id.clone(),
         model: model.path.clone(),
+        adapter: model.adapter.clone(),
         task,
         params: GenerateParams {
             sampling,

@@ -5,9 +5,10 @@
 
 mod net;
 
+#[allow(unused_imports)]
 pub use net::*;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -175,4 +176,24 @@ pub fn events_of(
         Err(e) => panic!("job {job}: {e}; events so far: {out:?}"),
     });
     out
+}
+
+
+/// The Python of the llama.cpp peer's venv (`ATELIER_PEER_PYTHON`, else the default venv of
+/// scripts/peer-venv.sh); fails the test with what to run when it is missing.
+pub fn peer_python() -> PathBuf {
+    let p = std::env::var_os("ATELIER_PEER_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_default();
+            home.join(".cache/atelier-bench/venv/bin/python")
+        });
+    assert!(
+        p.is_file(),
+        "llama.cpp's peer (llama-cpp-python) is not installed at {}: run scripts/peer-venv.sh (scripts/test.sh does)",
+        p.display()
+    );
+    p
 }

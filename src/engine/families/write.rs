@@ -13,6 +13,7 @@ use crate::engine::messages::{Event, ScorePrompt, ScoreRequest, WriteJob, WriteR
 use crate::engine::outbox::Outbox;
 use crate::fsutil::FileStamp;
 use crate::models::llm::context::build_prompt;
+use crate::models::llm::lora::AdapterSpec;
 use crate::models::llm::{GenerateParams, Llm, LlmError, generate};
 
 /// Most bytes of model files kept loaded at once: both default models (98 + 253 MB) fit, a
@@ -45,7 +46,12 @@ impl JobFamily for WriteFamily {
     fn run(&mut self, request: WriteJob, cx: &mut JobContext<'_>) -> Result<Outcome, EngineError> {
         match request {
             WriteJob::Load(path) => {
-                self.ensure(cx.job, cx.outbox, &path)?;
+                // Loading the model again keeps the adapter it runs with.
+                let adapter = FileStamp::of(&path)
+                    .ok()
+                    .and_then(|stamp| self.models.peek(&stamp))
+                    .and_then(|l| l.adapter_spec().cloned());
+                self.ensure(cx.job, cx.outbox, &path, adapter.as_ref())?;
                 Ok(Outcome::Done)
             }
             WriteJob::Generate(request) => self.write(cx.job, cx.outbox, &request),
@@ -80,12 +86,14 @@ pub(crate) fn validate_write(req: &WriteRequest) -> Result<(), EngineError> {
 }
 
 impl WriteFamily {
-    /// The model in `path` as the file is now, loading it unless it is already loaded.
+    /// The model in `path` as the file is now with `adapter` applied, loading it unless it is
+    /// already loaded (then only the adapter changes, if it differs).
     fn ensure(
         &mut self,
         job: &JobHandle,
         outbox: &Outbox,
         path: &Path,
+        adapter: Option<&AdapterSpec>,
     ) -> Result<&mut Llm, EngineError> {
         let stamp = FileStamp::of(path).map_err(|source| LlmError::Io {
             path: path.to_path_buf(),
@@ -98,7 +106,7 @@ impl WriteFamily {
                 job: job.id(),
                 path: path.to_path_buf(),
             });
-            let llm = Llm::load(path)?;
+            let llm = Llm::load_with_adapter(path, adapter)?;
             tracing::info!(
                 "loaded {} ({:?}) in {:.2}s",
                 llm.info.name,
@@ -113,8 +121,11 @@ impl WriteFamily {
             self.active = Some(stamp.clone());
             return Ok(self.models.insert(stamp, cost, llm));
         }
-        let switched = self.active.as_ref() != Some(&stamp);
+        let mut switched = self.active.as_ref() != Some(&stamp);
         let llm = self.models.get_mut(&stamp).ok_or(EngineError::WorkerGone)?;
+        let before = llm.info.adapter.clone();
+        llm.set_adapter(adapter)?;
+        switched |= llm.info.adapter != before;
         if switched {
             outbox.send(Event::ModelLoaded {
                 job: job.id(),
@@ -132,7 +143,7 @@ impl WriteFamily {
         req: &WriteRequest,
     ) -> Result<Outcome, EngineError> {
         validate_write(req)?;
-        let llm = self.ensure(job, outbox, &req.model)?;
+        let llm = self.ensure(job, outbox, &req.model, req.adapter.as_ref())?;
         let built = build_prompt(llm, &req.task, req.params.max_new_tokens)?;
         let mut prompt = built.ids;
         prompt.extend_from_slice(&req.forced);
@@ -177,7 +188,7 @@ impl WriteFamily {
         outbox: &Outbox,
         req: &ScoreRequest,
     ) -> Result<Outcome, EngineError> {
-        let llm = self.ensure(job, outbox, &req.model)?;
+        let llm = self.ensure(job, outbox, &req.model, req.adapter.as_ref())?;
         let prompt = match &req.prompt {
             ScorePrompt::Ids(ids) => ids.clone(),
             ScorePrompt::Text(text) => {

@@ -3,13 +3,15 @@
 //! Gemma 3 uses the project's own port ([`super::gemma3`]), which fixes candle's.
 
 use std::fs::File;
+use std::io::{Read, Seek};
 use std::path::Path;
 
 use candle_core::quantized::gguf_file::{self, Content};
 use candle_core::{Device, Tensor};
 use candle_transformers::models::{quantized_llama, quantized_qwen2, quantized_qwen3};
 
-use super::{LlmError, gemma3, gguf, hparams, native};
+use super::lora::{LoraAdapter, LoraError};
+use super::{LlmError, gemma3, gguf, hparams, lora, native};
 
 /// A language-model architecture Atelier can run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -112,6 +114,20 @@ impl CausalLm {
         device: &Device,
         backend: Backend,
     ) -> Result<Self, LlmError> {
+        Self::load_adapted(path, content, file, device, backend, None)
+    }
+
+    /// [`CausalLm::load_with`] with an adapter applied at `strength` (already checked against
+    /// this model's shapes): a low-rank side path on the native decoder, merged into the
+    /// weights on candle ([`crate::models::llm::lora::merge`]).
+    pub fn load_adapted<R: Read + Seek>(
+        path: &Path,
+        content: &Content,
+        file: &mut R,
+        device: &Device,
+        backend: Backend,
+        adapter: Option<(&LoraAdapter, f32)>,
+    ) -> Result<Self, LlmError> {
         let arch = detect(path, content)?;
         hparams::check(path, content, arch)?;
         let ctx_key = format!("{}.context_length", arch.gguf_name());
@@ -127,25 +143,18 @@ impl CausalLm {
             ct.metadata
                 .insert(ctx_key, gguf_file::Value::U32(ctx as u32));
         }
-        let corrupt = |e: candle_core::Error| LlmError::Corrupt {
-            path: path.to_path_buf(),
-            detail: e.to_string().lines().next().unwrap_or_default().to_string(),
-        };
-        let guarded = |f: &mut dyn FnMut() -> candle_core::Result<Weights>| {
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
-                .map_err(|_| LlmError::Corrupt {
-                    path: path.to_path_buf(),
-                    detail: "the tensors do not match the architecture's layout".into(),
-                })?
-                .map_err(corrupt)
-        };
         let native_ok = backend == Backend::Auto && native::supported() && device.is_cpu();
         if let Some(family) = native::family_of(arch).filter(|_| native_ok) {
             let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 native::Decoder::load(family, &ct, file)
             }));
             match loaded {
-                Ok(Ok(decoder)) => {
+                Ok(Ok(mut decoder)) => {
+                    if let Some((a, strength)) = adapter {
+                        decoder
+                            .set_adapter(Some(a), strength)
+                            .map_err(|e| LlmError::Adapter(LoraError::Invalid(e.to_string())))?;
+                    }
                     let context_length = match arch {
                         Architecture::Gemma3 => trained_ctx.min(gemma3::MAX_SEQ_LEN),
                         _ => trained_ctx,
@@ -170,43 +179,51 @@ impl CausalLm {
                 ),
             }
         }
-        let (weights, context_length) = match arch {
-            Architecture::Llama => (
-                guarded(&mut || {
-                    quantized_llama::ModelWeights::from_gguf(clone_content(&ct), file, device)
-                        .map(Weights::Llama)
-                })?,
-                // candle's llama precomputes rotary tables for MAX_SEQ_LEN positions.
-                trained_ctx.min(quantized_llama::MAX_SEQ_LEN),
-            ),
-            Architecture::Qwen2 => (
-                guarded(&mut || {
-                    quantized_qwen2::ModelWeights::from_gguf(clone_content(&ct), file, device)
-                        .map(Weights::Qwen2)
-                })?,
-                trained_ctx.min(gemma3::MAX_SEQ_LEN),
-            ),
-            Architecture::Qwen3 => (
-                guarded(&mut || {
-                    quantized_qwen3::ModelWeights::from_gguf(clone_content(&ct), file, device)
-                        .map(Weights::Qwen3)
-                })?,
-                trained_ctx.min(gemma3::MAX_SEQ_LEN),
-            ),
-            Architecture::Gemma3 => (
-                guarded(&mut || {
-                    gemma3::ModelWeights::from_gguf(clone_content(&ct), file, device)
-                        .map(Weights::Gemma3)
-                })?,
-                trained_ctx.min(gemma3::MAX_SEQ_LEN),
-            ),
+        let (weights, context_length) = match adapter {
+            None => load_candle(path, arch, &ct, file, device)?,
+            Some((a, strength)) => {
+                let (merged, mut reader) = lora::merge::merge(&ct, &mut *file, a, strength)
+                    .map_err(|e| LlmError::Adapter(LoraError::Invalid(first_line(&e))))?;
+                load_candle(path, arch, &merged, &mut reader, device)?
+            }
         };
+        let context_length = context_length.min(trained_ctx);
         Ok(Self {
             weights,
             arch,
             context_length,
             device: device.clone(),
         })
+    }
+
+    /// Applies `adapter` at `strength` in place (replacing any other; `None` removes it) where
+    /// the model allows that without a reload: returns false when it does not (candle's
+    /// merged weights), so the caller reloads with [`CausalLm::load_adapted`].
+    pub fn set_adapter(
+        &mut self,
+        adapter: Option<&LoraAdapter>,
+        strength: f32,
+    ) -> Result<bool, LlmError> {
+        match &mut self.weights {
+            Weights::Native(m) => {
+                m.set_adapter(adapter, strength)
+                    .map_err(|e| LlmError::Adapter(LoraError::Invalid(e.to_string())))?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Changes the applied adapter's strength in place: true on the native decoder (instant),
+    /// false where the weights hold the merged adapter (the caller reloads).
+    pub fn set_adapter_strength(&mut self, strength: f32) -> bool {
+        match &mut self.weights {
+            Weights::Native(m) => {
+                m.set_adapter_strength(strength);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Which implementation runs this model.
@@ -274,7 +291,67 @@ impl CausalLm {
     }
 }
 
-fn clone_content(c: &Content) -> Content {
+/// Loads the network on candle from a header and a reader (the file, or an adapter overlay);
+/// returns it with the context length candle's implementation allows.
+fn load_candle<R: Read + Seek>(
+    path: &Path,
+    arch: Architecture,
+    ct: &Content,
+    file: &mut R,
+    device: &Device,
+) -> Result<(Weights, usize), LlmError> {
+    let corrupt = |e: candle_core::Error| LlmError::Corrupt {
+        path: path.to_path_buf(),
+        detail: first_line(&e),
+    };
+    let guarded = |f: &mut dyn FnMut() -> candle_core::Result<Weights>| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+            .map_err(|_| LlmError::Corrupt {
+                path: path.to_path_buf(),
+                detail: "the tensors do not match the architecture's layout".into(),
+            })?
+            .map_err(corrupt)
+    };
+    Ok(match arch {
+        Architecture::Llama => (
+            guarded(&mut || {
+                quantized_llama::ModelWeights::from_gguf(clone_content(ct), file, device)
+                    .map(Weights::Llama)
+            })?,
+            // candle's llama precomputes rotary tables for MAX_SEQ_LEN positions.
+            quantized_llama::MAX_SEQ_LEN,
+        ),
+        Architecture::Qwen2 => (
+            guarded(&mut || {
+                quantized_qwen2::ModelWeights::from_gguf(clone_content(ct), file, device)
+                    .map(Weights::Qwen2)
+            })?,
+            // Capped in the header copy (see load_adapted).
+            gemma3::MAX_SEQ_LEN,
+        ),
+        Architecture::Qwen3 => (
+            guarded(&mut || {
+                quantized_qwen3::ModelWeights::from_gguf(clone_content(ct), file, device)
+                    .map(Weights::Qwen3)
+            })?,
+            gemma3::MAX_SEQ_LEN,
+        ),
+        Architecture::Gemma3 => (
+            guarded(&mut || {
+                gemma3::ModelWeights::from_gguf(clone_content(ct), file, device)
+                    .map(Weights::Gemma3)
+            })?,
+            gemma3::MAX_SEQ_LEN,
+        ),
+    })
+}
+
+fn first_line(e: &candle_core::Error) -> String {
+    e.to_string().lines().next().unwrap_or_default().to_string()
+}
+
+/// A copy of a GGUF header (candle's `Content` is not `Clone`).
+pub(crate) fn clone_content(c: &Content) -> Content {
     use candle_core::quantized::gguf_file::TensorInfo;
     Content {
         magic: c.magic,

@@ -104,11 +104,7 @@ impl WriteTask {
                 instruction,
                 document,
             } => (instruction.trim().to_string(), document.clone()),
-            Self::ContinueInStyle { document } => (
-                "Continue the text above in the same style and voice. Reply with the continuation only."
-                    .into(),
-                document.clone(),
-            ),
+            Self::ContinueInStyle { document } => (CONTINUE_INSTRUCTION.into(), document.clone()),
             Self::Rewrite {
                 selection,
                 instruction,
@@ -119,13 +115,21 @@ impl WriteTask {
                     instruction.trim()
                 };
                 (
-                    format!("Rewrite the passage above. {how} Reply with the rewritten passage only."),
+                    format!(
+                        "Rewrite the passage above. {how} Reply with the rewritten passage only."
+                    ),
                     selection.clone(),
                 )
             }
         }
     }
 }
+
+/// The user's turn of "Continue in this style". Locally the passage then opens the assistant's
+/// reply ([`build_prompt`]), so the model writes what follows it rather than restating it (a
+/// small instruct model given the passage in the user turn echoes it back, then adds a line).
+const CONTINUE_INSTRUCTION: &str =
+    "Continue this text in the same style and voice. Write only what comes next.";
 
 /// What was left out to fit the context.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -184,7 +188,12 @@ pub fn build_prompt(
     }
     let budget = ctx - max_new_tokens.min(ctx / 2);
     let render = |doc: &str| -> Result<Vec<u32>, LlmError> {
-        if task.needs_chat() {
+        if matches!(task, WriteTask::ContinueInStyle { .. }) {
+            // The passage is the start of the model's own reply: it can only go on from it.
+            let mut ids = chat_ids(llm, &fixed, "")?;
+            ids.extend(llm.tokenizer.encode(doc, false)?);
+            Ok(ids)
+        } else if task.needs_chat() {
             chat_ids(llm, &fixed, doc)
         } else {
             let mut ids = bos(llm);

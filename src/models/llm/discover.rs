@@ -128,7 +128,8 @@ pub fn find_models_in(roots: &SearchRoots) -> Vec<DiscoveredModel> {
 }
 
 fn push(out: &mut Vec<DiscoveredModel>, path: &Path, source: ModelSource, name: String) {
-    if !is_gguf(path) {
+    // LoRA adapters are GGUF files too; they are listed for their model, not as models.
+    if !is_gguf(path) || super::lora::discover::looks_like_adapter(path) {
         return;
     }
     let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);

@@ -72,6 +72,9 @@ pub enum LlmError {
     /// Inference failed inside candle.
     #[error("inference failed: {0}")]
     Candle(#[from] candle_core::Error),
+    /// An adapter could not be read or does not fit the model (the model itself is fine).
+    #[error(transparent)]
+    Adapter(#[from] lora::LoraError),
 }
 
 /// What the UI and the CLI show about a loaded model.
@@ -93,11 +96,14 @@ pub struct ModelInfo {
     pub has_chat_template: bool,
     /// File size in bytes.
     pub file_size: u64,
-    /// Seconds it took to load.
+    /// Seconds it took to load (the adapter included).
     pub load_seconds: f64,
+    /// The LoRA adapter applied, if any.
+    pub adapter: Option<lora::AppliedAdapter>,
 }
 
-/// A loaded language model: weights, tokenizer and chat template from one GGUF file.
+/// A loaded language model: weights, tokenizer and chat template from one GGUF file, and
+/// optionally a LoRA adapter.
 pub struct Llm {
     /// The network.
     pub model: CausalLm,
@@ -107,20 +113,45 @@ pub struct Llm {
     pub chat_template: Option<ChatTemplate>,
     /// What the UI shows.
     pub info: ModelInfo,
+    /// What adapters are checked against.
+    base: lora::BaseShapes,
+    /// The applied adapter (kept to re-apply at another strength).
+    adapter: Option<Applied>,
 }
 
 impl Llm {
     /// Loads and validates a GGUF model on the CPU.
     pub fn load(path: &Path) -> Result<Self, LlmError> {
+        Self::load_with_adapter(path, None)
+    }
+
+    /// Loads a model with a LoRA adapter applied (checked against the model first: a
+    /// mismatched adapter fails with [`LlmError::Adapter`] naming the tensor).
+    pub fn load_with_adapter(
+        path: &Path,
+        adapter: Option<&lora::AdapterSpec>,
+    ) -> Result<Self, LlmError> {
         let started = std::time::Instant::now();
         let device = candle_core::Device::Cpu;
         let (content, mut file, file_size) = gguf::open(path)?;
         let architecture = arch::detect(path, &content)?;
-        // Counts first: the tokenizer and the loaders trust them.
+        // Counts first: the tokenizer, the loaders and adapters trust them.
         hparams::check(path, &content, architecture)?;
+        let base = lora::BaseShapes::from_content(&content);
+        let loaded = match adapter {
+            Some(spec) => Some(read_adapter(spec, &base)?),
+            None => None,
+        };
         let tokenizer = GgufTokenizer::from_gguf(&content)?;
         let chat_template = ChatTemplate::from_gguf(&content, &tokenizer)?;
-        let model = CausalLm::load(path, &content, &mut file, &device)?;
+        let model = CausalLm::load_adapted(
+            path,
+            &content,
+            &mut file,
+            &device,
+            Backend::Auto,
+            loaded.as_ref().map(|a| (a.adapter.as_ref(), a.spec.scale)),
+        )?;
         let name = gguf::metadata_string(&content, "general.name").unwrap_or_else(|| {
             path.file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
@@ -136,12 +167,112 @@ impl Llm {
             has_chat_template: chat_template.is_some(),
             file_size,
             load_seconds: started.elapsed().as_secs_f64(),
+            adapter: loaded
+                .as_ref()
+                .map(|a| lora::AppliedAdapter::new(&a.spec, &a.adapter, adapter_method(&model))),
         };
         Ok(Self {
             model,
             tokenizer,
             chat_template,
             info,
+            base,
+            adapter: loaded,
         })
     }
+
+    /// The adapter applied now, if any.
+    pub fn adapter_spec(&self) -> Option<&lora::AdapterSpec> {
+        self.adapter.as_ref().map(|a| &a.spec)
+    }
+
+    /// Applies `spec` (another adapter, the same at another strength, or none), replacing the
+    /// current one; nothing happens when it is applied already and its file has not changed
+    /// since (a retrained adapter saved over the same file is read again). A strength change
+    /// is instant on the native decoder; a new adapter is read and checked against this model
+    /// first, so a bad one leaves the model as it was. Where the weights hold a merged adapter
+    /// (candle), the model reloads.
+    pub fn set_adapter(&mut self, spec: Option<&lora::AdapterSpec>) -> Result<(), LlmError> {
+        let unchanged_file = |a: &Applied, s: &lora::AdapterSpec| {
+            a.spec.path == s.path && a.stamp.is_some() && a.stamp == file_stamp(&s.path)
+        };
+        let same_file = matches!((&self.adapter, spec), (Some(a), Some(s)) if unchanged_file(a, s));
+        if self.adapter_spec() == spec && (spec.is_none() || same_file) {
+            return Ok(());
+        }
+        let next = match (spec, &self.adapter) {
+            (None, _) => None,
+            (Some(s), Some(a)) if same_file => {
+                s.check_scale()
+                    .map_err(|e| LlmError::Adapter(lora::LoraError::Invalid(e)))?;
+                Some(Applied {
+                    spec: s.clone(),
+                    ..a.clone()
+                })
+            }
+            (Some(s), _) => Some(read_adapter(s, &self.base)?),
+        };
+        let started = std::time::Instant::now();
+        let in_place = match &next {
+            Some(a) if same_file => self.model.set_adapter_strength(a.spec.scale),
+            next => self.model.set_adapter(
+                next.as_ref().map(|a| a.adapter.as_ref()),
+                next.as_ref().map_or(1.0, |a| a.spec.scale),
+            )?,
+        };
+        if !in_place {
+            let path = self.info.path.clone();
+            let (content, mut file, _) = gguf::open(&path)?;
+            self.model = CausalLm::load_adapted(
+                &path,
+                &content,
+                &mut file,
+                &candle_core::Device::Cpu,
+                Backend::Auto,
+                next.as_ref().map(|a| (a.adapter.as_ref(), a.spec.scale)),
+            )?;
+            self.info.load_seconds = started.elapsed().as_secs_f64();
+        }
+        self.info.adapter = next
+            .as_ref()
+            .map(|a| lora::AppliedAdapter::new(&a.spec, &a.adapter, adapter_method(&self.model)));
+        self.adapter = next;
+        Ok(())
+    }
+}
+
+/// An adapter as applied: what was asked for, what was read, and the file's size and time
+/// when it was read.
+#[derive(Clone)]
+struct Applied {
+    spec: lora::AdapterSpec,
+    adapter: std::sync::Arc<lora::LoraAdapter>,
+    stamp: Option<(u64, std::time::SystemTime)>,
+}
+
+fn file_stamp(path: &Path) -> Option<(u64, std::time::SystemTime)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.len(), m.modified().ok()?))
+}
+
+/// How adapters are applied on this model's implementation.
+fn adapter_method(model: &CausalLm) -> &'static str {
+    if model.backend_name() == "native" {
+        "side path"
+    } else {
+        "merged"
+    }
+}
+
+/// Reads the adapter of `spec`, checked against `base`.
+fn read_adapter(spec: &lora::AdapterSpec, base: &lora::BaseShapes) -> Result<Applied, LlmError> {
+    spec.check_scale()
+        .map_err(|e| LlmError::Adapter(lora::LoraError::Invalid(e)))?;
+    let stamp = file_stamp(&spec.path);
+    let adapter = lora::gguf::read_for(&spec.path, base)?;
+    Ok(Applied {
+        spec: spec.clone(),
+        adapter: std::sync::Arc::new(adapter),
+        stamp,
+    })
 }

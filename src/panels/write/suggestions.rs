@@ -446,6 +446,7 @@ mod tests {
         let job = JobHandle::new(JobId(7));
         let request = WriteRequest {
             model: "m.gguf".into(),
+            adapter: None,
             task: WriteTask::Continue { text: "x".into() },
             params: GenerateParams::default(),
             candidates: 2,

@@ -17,6 +17,7 @@ mod attention;
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+pub mod lora;
 pub mod ops;
 pub mod quant;
 #[cfg(test)]
@@ -27,7 +28,9 @@ use std::sync::Arc;
 use candle_core::quantized::gguf_file::Content;
 use candle_core::quantized::{GgmlDType, QStorage, QTensor};
 
+use crate::models::llm::lora::{LoraAdapter, LoraTarget};
 use attention::KvCache;
+use lora::LayerLora;
 use quant::{Kernel, QActs, QMatrix};
 
 /// Tokens pushed through the layers at once; longer prompts go in chunks (bounds scratch
@@ -171,6 +174,10 @@ pub struct Decoder {
     scratch: Scratch,
     /// Tokens per pass through the layers ([`CHUNK`]; smaller in tests).
     chunk: usize,
+    /// The applied adapter's side paths, one per layer (empty: none).
+    lora: Vec<LayerLora>,
+    /// The adapter's strength (the user's scale).
+    lora_strength: f32,
 }
 
 /// Reads tensors by name from a GGUF file, one at a time (so loading holds at most one
@@ -430,7 +437,44 @@ impl Decoder {
             pool: Arc::new(pool),
             scratch: Scratch::default(),
             chunk: CHUNK,
+            lora: Vec::new(),
+            lora_strength: 1.0,
         })
+    }
+
+    /// Applies `adapter` as low-rank side paths ([`lora`]) at `strength`, replacing any
+    /// applied before; `None` removes it. The base weights are untouched.
+    pub fn set_adapter(
+        &mut self,
+        adapter: Option<&LoraAdapter>,
+        strength: f32,
+    ) -> Result<(), NativeError> {
+        let Some(adapter) = adapter else {
+            self.lora.clear();
+            return Ok(());
+        };
+        let layers = &self.layers;
+        let built = lora::build(adapter, layers.len(), |l, t| {
+            let w = match t {
+                LoraTarget::Q => &layers[l].wq,
+                LoraTarget::K => &layers[l].wk,
+                LoraTarget::V => &layers[l].wv,
+                LoraTarget::O => &layers[l].wo,
+                LoraTarget::Gate => &layers[l].gate,
+                LoraTarget::Up => &layers[l].up,
+                LoraTarget::Down => &layers[l].down,
+            };
+            (w.rows(), w.cols())
+        })
+        .map_err(NativeError::Unsupported)?;
+        self.lora = built;
+        self.lora_strength = strength;
+        Ok(())
+    }
+
+    /// Changes the applied adapter's strength (instant: a factor of the side paths).
+    pub fn set_adapter_strength(&mut self, strength: f32) {
+        self.lora_strength = strength;
     }
 
     /// The family this decoder runs.
@@ -495,7 +539,9 @@ impl Decoder {
             .collect();
         let s = &mut self.scratch;
         let kernel = self.kernel;
-        for (layer, cache) in self.layers.iter().zip(&mut self.cache) {
+        let strength = self.lora_strength;
+        for (i, (layer, cache)) in self.layers.iter().zip(&mut self.cache).enumerate() {
+            let lora = self.lora.get(i);
             let (hd, nh, nkv) = (cfg.head_dim, cfg.n_head, cfg.n_kv);
             s.h.clear();
             s.h.extend_from_slice(&x);
@@ -511,6 +557,11 @@ impl Decoder {
                     (&layer.wv, &mut s.v),
                 ],
             );
+            if let Some(l) = lora {
+                l.apply(LoraTarget::Q, &s.h, m, strength, &mut s.q);
+                l.apply(LoraTarget::K, &s.h, m, strength, &mut s.k);
+                l.apply(LoraTarget::V, &s.h, m, strength, &mut s.v);
+            }
             if let Some(w) = &layer.q_norm {
                 ops::rms_norm(&mut s.q, hd, w, cfg.eps);
             }
@@ -536,6 +587,9 @@ impl Decoder {
                 &mut s.att,
             );
             project(kernel, &mut s.acts, &s.att, m, &mut [(&layer.wo, &mut s.o)]);
+            if let Some(l) = lora {
+                l.apply(LoraTarget::O, &s.att, m, strength, &mut s.o);
+            }
             if let Some(w) = &layer.post_attn_norm {
                 ops::rms_norm(&mut s.o, d, w, cfg.eps);
             }
@@ -551,6 +605,10 @@ impl Decoder {
                 m,
                 &mut [(&layer.gate, &mut s.gate), (&layer.up, &mut s.up)],
             );
+            if let Some(l) = lora {
+                l.apply(LoraTarget::Gate, &s.h, m, strength, &mut s.gate);
+                l.apply(LoraTarget::Up, &s.h, m, strength, &mut s.up);
+            }
             match cfg.activation {
                 Activation::Silu => ops::silu_mul(&mut s.gate, &s.up),
                 Activation::GeluTanh => ops::gelu_mul(&mut s.gate, &s.up),
@@ -562,6 +620,9 @@ impl Decoder {
                 m,
                 &mut [(&layer.down, &mut s.o)],
             );
+            if let Some(l) = lora {
+                l.apply(LoraTarget::Down, &s.gate, m, strength, &mut s.o);
+            }
             if let Some(w) = &layer.post_ffn_norm {
                 ops::rms_norm(&mut s.o, d, w, cfg.eps);
             }
