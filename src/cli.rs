@@ -97,6 +97,17 @@ pub enum Command {
     /// Benchmarks (same code path as the studio); see BENCHMARKS.md.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Fine-tune a model on your own material; see the README's "Training".
+    #[command(subcommand)]
+    Train(TrainCommand),
+}
+
+/// `atelier train …`
+#[derive(Debug, Subcommand)]
+pub enum TrainCommand {
+    /// Teach a language model the voice of your writing: a LoRA adapter (llama.cpp's GGUF
+    /// format) trained on your texts.
+    Write(crate::train::write::cli::TrainWriteArgs),
 }
 
 /// `atelier bench …`
@@ -307,6 +318,7 @@ pub fn run(cmd: Command, backend: Option<crate::gpu::Backend>) -> anyhow::Result
         Command::Models(a) => models(a),
         Command::Soak(a) => crate::soak::run(&a),
         Command::Serve(a) => crate::serve::run(&a),
+        Command::Train(TrainCommand::Write(a)) => crate::train::write::cli::run(a),
         Command::Bench(BenchCommand::Write(a)) => {
             let report = crate::bench::run_write_bench(&a)?;
             if a.json {

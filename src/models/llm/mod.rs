@@ -13,6 +13,7 @@ pub mod lora;
 pub mod native;
 pub mod sampling;
 pub mod tokenizer;
+pub mod train;
 
 use std::path::{Path, PathBuf};
 
