@@ -3,10 +3,25 @@
 //! - One LoRA step on tiny random Llama and Gemma 3 models equals PyTorch + PEFT's (float64;
 //!   `tests/fixtures/train/`, made by `scripts/fixtures/train_write_step.py`): the loss, the
 //!   logits, every gradient of A and B, and A and B after one and two AdamW steps.
+//! - A short real run (SmolLM2 on Milton) lowers the held-out perplexity; a run stopped midway
+//!   and resumed from its checkpoint ends with exactly the adapter of an uninterrupted run.
+//! - Bad input: no text, an empty file, rank 0, a sparse 2 GB file (read only up to the token
+//!   budget, in bounded memory; all-zero bytes are refused as binary), a NaN loss (the run
+//!   stops with a message and keeps its last good checkpoint).
 
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use atelier::engine::LongJobControl;
 use atelier::models::llm::lora::{LoraAdapter, LoraPair, LoraTarget};
 use atelier::models::llm::train::{AdamW, AdamWConfig, Lora, TrainModel, Workspace};
+use atelier::train::write::{
+    TextSource, TrainWriteConfig, TrainWriteError, TrainWriteEvent, checkpoint, run,
+};
 use serde_json::Value;
+
+/// The tests that load SmolLM2 (540 MB as f32) run one at a time.
+static ONE_MODEL_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/train");
 
@@ -162,4 +177,248 @@ fn one_lora_step_equals_pytorch_peft_on_a_tiny_llama() {
 #[test]
 fn one_lora_step_equals_pytorch_peft_on_a_tiny_gemma3() {
     peft_step("gemma3");
+}
+
+// ---- real runs -------------------------------------------------------------------------
+
+fn smollm2() -> PathBuf {
+    let path = atelier::paths::default_model(atelier::paths::SMOLLM2_FILE);
+    assert!(
+        path.is_file(),
+        "{} is missing; run {}",
+        path.display(),
+        atelier::paths::FETCH_COMMAND
+    );
+    path
+}
+
+fn milton() -> PathBuf {
+    let path = atelier::paths::models_dir().join("texts/milton/paradiseregained.txt");
+    assert!(
+        path.is_file(),
+        "{} is missing; run models/fetch.sh train",
+        path.display()
+    );
+    path
+}
+
+/// A small, quick recipe: 2 chunks of 48 tokens, a few held-out chunks.
+fn quick(runs: &Path, text: &Path) -> TrainWriteConfig {
+    let mut c = TrainWriteConfig::new(smollm2(), vec![TextSource::File { path: text.into() }]);
+    c.runs_dir = runs.to_path_buf();
+    c.context = 48;
+    c.batch = 2;
+    c.steps = Some(8);
+    c.lr = 3e-3;
+    c.eval_every = 8;
+    c.val_chunks = 4;
+    c.sample_every = 0;
+    c.checkpoint_every = 4;
+    c.token_budget = 60_000;
+    c
+}
+
+fn adapter_of(dir: &Path) -> LoraAdapter {
+    checkpoint::load(dir).expect("checkpoint").1
+}
+
+#[test]
+fn a_short_real_run_lowers_perplexity_and_a_resumed_run_ends_where_an_uninterrupted_one_does() {
+    let _one = ONE_MODEL_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let runs = tempfile::tempdir().expect("dir");
+    let text = milton();
+    let control = LongJobControl::standalone(2);
+    let mut config = quick(runs.path(), &text);
+    config.sample_every = 8;
+    config.sample_tokens = 4;
+    config.out = Some(runs.path().join("voice.gguf"));
+    let mut events = Vec::new();
+    let report = run(&config, &control, &mut |e| events.push(e)).expect("run");
+    assert!(!report.stopped);
+    assert_eq!(report.steps, 8);
+    assert!(
+        report.val_perplexity_after < report.val_perplexity_before,
+        "validation perplexity {} -> {}",
+        report.val_perplexity_before,
+        report.val_perplexity_after
+    );
+    assert!(report.adapter.ends_with("voice.gguf") && report.adapter.is_file());
+    let started = events.iter().find_map(|e| match e {
+        TrainWriteEvent::Started {
+            train_tokens,
+            val_tokens,
+            epoch_seconds,
+            ..
+        } => Some((*train_tokens, *val_tokens, *epoch_seconds)),
+        _ => None,
+    });
+    let (train, val, epoch) = started.expect("a Started event");
+    assert!(train > 9 * val / 2 && val > 0, "{train} / {val}");
+    assert!(epoch.is_finite() && epoch > 0.0);
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| matches!(e, TrainWriteEvent::Step { .. }))
+            .count(),
+        8
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, TrainWriteEvent::Sample { step: 8, .. }))
+    );
+    eprintln!(
+        "8 steps: validation perplexity {:.2} -> {:.2}, {:.0} tokens/s (debug build)",
+        report.val_perplexity_before, report.val_perplexity_after, report.tokens_per_second
+    );
+
+    // Stopped after step 3 (the checkpoint then holds step 3), resumed to step 8.
+    let control = LongJobControl::standalone(2);
+    let stopper = control.clone();
+    let config = quick(runs.path(), &text);
+    let stopped = run(&config, &control, &mut |e| {
+        if let TrainWriteEvent::Step { step: 3, .. } = e {
+            stopper.stop();
+        }
+    })
+    .expect("stopped run");
+    assert!(stopped.stopped);
+    assert_eq!(stopped.steps, 3);
+    let mut again = atelier::train::write::resume_config(&stopped.run_dir).expect("run.json");
+    assert_eq!(again.resume.as_deref(), Some(stopped.run_dir.as_path()));
+    again.runs_dir = runs.path().to_path_buf();
+    let resumed = run(&again, &LongJobControl::standalone(2), &mut |_| {}).expect("resumed");
+    assert_eq!((resumed.steps, resumed.stopped), (8, false));
+    assert_eq!(resumed.run_dir, stopped.run_dir);
+    assert_eq!(
+        adapter_of(&resumed.run_dir),
+        adapter_of(&report.run_dir),
+        "a resumed run must end with the uninterrupted run's adapter"
+    );
+}
+
+#[test]
+fn a_nan_loss_stops_the_run_with_a_message_and_keeps_the_last_good_checkpoint() {
+    let _one = ONE_MODEL_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let runs = tempfile::tempdir().expect("dir");
+    let mut config = quick(runs.path(), &milton());
+    // A hostile learning rate: the first update sends A and B to ~1e26-1e30, the next
+    // forward pass overflows.
+    config.lr = 1e30;
+    config.checkpoint_every = 1;
+    config.context = 32;
+    config.batch = 1;
+    let err = run(&config, &LongJobControl::standalone(2), &mut |_| {}).expect_err("diverges");
+    let TrainWriteError::Diverged {
+        step, checkpoint, ..
+    } = &err
+    else {
+        panic!("expected a divergence, got {err}");
+    };
+    let message = err.to_string();
+    assert!(message.contains("learning rate"), "{message}");
+    let kept = checkpoint.as_ref().expect("a checkpoint was kept");
+    let dir = kept.parent().expect("run dir");
+    let (state, adapter, _) = atelier::train::write::checkpoint::load(dir).expect("checkpoint");
+    assert_eq!(state.step + 1, *step);
+    assert!(
+        adapter
+            .pairs
+            .iter()
+            .all(|p| p.a.iter().chain(&p.b).all(|v| v.is_finite()))
+    );
+    let record =
+        std::fs::read_to_string(dir.join(atelier::train::write::RUN_FILE)).expect("run.json");
+    assert!(record.contains("\"diverged\""), "{record}");
+}
+
+#[test]
+fn no_text_an_empty_file_and_rank_zero_are_refused_with_a_message() {
+    let runs = tempfile::tempdir().expect("dir");
+    let control = LongJobControl::standalone(1);
+    let mut config = quick(runs.path(), &milton());
+    config.sources.clear();
+    let err = run(&config, &control, &mut |_| {}).expect_err("no text");
+    assert!(matches!(err, TrainWriteError::NoText), "{err}");
+    let empty = runs.path().join("empty.txt");
+    std::fs::write(&empty, "\n\n  \n").expect("write");
+    let config = quick(runs.path(), &empty);
+    let err = run(&config, &control, &mut |_| {}).expect_err("empty");
+    assert!(matches!(err, TrainWriteError::NoText), "{err}");
+    let mut config = quick(runs.path(), &milton());
+    config.rank = 0;
+    let err = run(&config, &control, &mut |_| {}).expect_err("rank 0");
+    assert!(err.to_string().contains("rank"), "{err}");
+}
+
+#[test]
+fn a_sparse_2gb_file_is_read_only_up_to_the_budget_and_zeros_are_refused() {
+    let _one = ONE_MODEL_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().expect("dir");
+    // All zeros: refused as binary at once.
+    let zeros = dir.path().join("zeros.txt");
+    std::fs::File::create(&zeros)
+        .and_then(|f| f.set_len(2 << 30))
+        .expect("sparse file");
+    let runs = dir.path().join("runs");
+    let err = run(
+        &quick(&runs, &zeros),
+        &LongJobControl::standalone(1),
+        &mut |_| {},
+    )
+    .expect_err("binary");
+    assert!(err.to_string().contains("not a text file"), "{err}");
+
+    // Real text, then 2 GB of holes: the budget ends the reading long before them. The CLI's
+    // peak memory (the f32 model included) stays far below the file's size.
+    let big = dir.path().join("big.txt");
+    let mut text = std::fs::read(milton()).expect("milton");
+    text.truncate(200_000);
+    std::fs::write(&big, &text).expect("write");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&big)
+        .and_then(|f| f.set_len(2 << 30))
+        .expect("grow");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_atelier"))
+        .args(["train", "write", "--model"])
+        .arg(smollm2())
+        .arg("--text")
+        .arg(&big)
+        .args([
+            "--steps",
+            "1",
+            "--context",
+            "32",
+            "--batch",
+            "1",
+            "--val-chunks",
+            "1",
+        ])
+        .args([
+            "--token-budget",
+            "20000",
+            "--threads",
+            "1",
+            "--json",
+            "--runs-dir",
+        ])
+        .arg(&runs)
+        .output()
+        .expect("run atelier");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let report: Value = serde_json::from_slice(&out.stdout).expect("json report");
+    let tokens = report["train_tokens"].as_u64().expect("train")
+        + report["val_tokens"].as_u64().expect("val");
+    assert!((20_000..25_000).contains(&tokens), "{tokens} tokens read");
+    let peak = report["peak_rss_mb"].as_f64().expect("peak");
+    assert!(peak < 1500.0, "peak RSS {peak} MB");
+    assert_eq!(report["steps"], 1);
 }

@@ -194,6 +194,14 @@ pub fn run(args: TrainWriteArgs) -> anyhow::Result<()> {
             .progress_chars("=> "),
     );
     let quiet = args.json;
+    // The bar draws only on a terminal; logs and pipes get the same lines plainly.
+    let say = |line: String| {
+        if bar.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            bar.println(line);
+        }
+    };
     let mut on_event = |e: TrainWriteEvent| match e {
         TrainWriteEvent::Preparing { what } => bar.set_message(what),
         TrainWriteEvent::Started {
@@ -208,10 +216,14 @@ pub fn run(args: TrainWriteArgs) -> anyhow::Result<()> {
         } => {
             bar.set_length(steps_total);
             bar.set_position(start_step);
-            bar.println(format!(
+            say(format!(
                 "run {}: {train_tokens} training and {val_tokens} held-out tokens{}; one epoch takes about {:.0} min here",
                 run_dir.display(),
-                if truncated { " (token budget reached: the rest was not read)" } else { "" },
+                if truncated {
+                    " (token budget reached: the rest was not read)"
+                } else {
+                    ""
+                },
                 epoch_seconds / 60.0
             ));
         }
@@ -229,7 +241,7 @@ pub fn run(args: TrainWriteArgs) -> anyhow::Result<()> {
             perplexity,
             base_perplexity,
             ..
-        } => bar.println(format!(
+        } => say(format!(
             "step {step}: validation perplexity {perplexity:.2} (base model {base_perplexity:.2})"
         )),
         TrainWriteEvent::Sample {
@@ -237,7 +249,7 @@ pub fn run(args: TrainWriteArgs) -> anyhow::Result<()> {
             prompt,
             adapter_text,
             base_text,
-        } if !quiet => bar.println(format!(
+        } if !quiet => say(format!(
             "step {step} sample\n  prompt:  {}\n  adapter: {}\n  base:    {}",
             one_line(&prompt),
             one_line(&adapter_text),
