@@ -1,13 +1,16 @@
-//! f32 matrix products for training, on the `gemm` crate (the kernel candle's CPU matmul
-//! uses; AVX-512 here): strided operands so a transpose costs nothing, accumulation into the
-//! destination, and the rayon pool the training job runs in.
+//! f32 matrix products for training: strided operands so a transpose costs nothing,
+//! accumulation into the destination, and the rayon pool the training job runs in. Large
+//! products run on [`super::sgemm`] (AVX-512), the rest on the `gemm` crate (the kernel
+//! candle's CPU matmul uses).
+
+use super::sgemm;
 
 /// A matrix view: element `(i, j)` is `data[i * rs + j * cs]`.
 #[derive(Clone, Copy)]
 pub struct View<'a> {
-    data: &'a [f32],
-    rs: usize,
-    cs: usize,
+    pub(super) data: &'a [f32],
+    pub(super) rs: usize,
+    pub(super) cs: usize,
 }
 
 impl<'a> View<'a> {
@@ -80,7 +83,12 @@ pub fn matmul(
         "matmul: operands smaller than their shapes"
     );
     let threads = rayon::current_num_threads();
-    let par = if threads > 1 && m * n * k >= 1 << 17 {
+    let parallel = threads > 1 && m * n * k >= 1 << 17;
+    if sgemm::available() && sgemm::suits(m, n, k) {
+        sgemm::sgemm(m, n, k, a, b, dst, dst_rs, scale, accumulate, parallel);
+        return;
+    }
+    let par = if parallel {
         gemm::Parallelism::Rayon(threads)
     } else {
         gemm::Parallelism::None
@@ -164,6 +172,45 @@ mod tests {
         );
         for (g, w) in got.iter().zip(&want) {
             assert!((g - 1.5 * w).abs() < 1e-5);
+        }
+    }
+
+    #[test]
+    fn the_tiled_kernel_matches_a_plain_loop_on_ragged_shapes() {
+        // Edges in every direction: rows past a 12-row tile, columns past 32, depth past 128,
+        // more columns than a 2048-wide block, a strided destination.
+        for (m, n, k) in [
+            (13, 33, 129),
+            (25, 2049 + 31, 135),
+            (12, 32, 8),
+            (100, 70, 300),
+        ] {
+            assert!(sgemm::suits(m, n, k));
+            let a: Vec<f32> = (0..m * k)
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
+                .collect();
+            let b: Vec<f32> = (0..k * n)
+                .map(|i| ((i * 53 % 97) as f32 - 48.0) / 48.0)
+                .collect();
+            // The same B stored n × k, read through a transposed view.
+            let bt: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
+            let want = naive(m, n, k, View::rows(&a, k), View::rows(&b, n));
+            for view in [View::rows(&b, n), View::rows(&bt, k).t()] {
+                let stride = n + 3;
+                let mut got = vec![7f32; m * stride];
+                let av = View::rows(&a, k);
+                matmul(m, n, k, av, view, &mut got, stride, 1.0, false);
+                matmul(m, n, k, av, view, &mut got, stride, 0.5, true);
+                for i in 0..m {
+                    for j in 0..n {
+                        let (g, w) = (got[i * stride + j], 1.5 * want[i * n + j]);
+                        let close = (g - w).abs() < 1e-3 * w.abs().max(1.0);
+                        assert!(close, "{m}x{n}x{k} ({i},{j}): {g} vs {w}");
+                    }
+                    let pad = &got[i * stride + n..(i + 1) * stride];
+                    assert!(pad.iter().all(|&v| v == 7.0), "row {i} padding overwritten");
+                }
+            }
         }
     }
 }

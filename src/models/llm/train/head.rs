@@ -9,8 +9,12 @@ use super::gemm::{View, matmul};
 use super::layer::Dims;
 use super::ops::{cross_entropy, rms_norm_bwd, rms_norm_fwd};
 
-/// Logits held at once, at most (64 MB).
-const LOGIT_BUDGET: usize = 16 << 20;
+/// Logits held at once, at most (128 MB): as many rows per product as fit, since each product
+/// streams the whole output matrix once.
+const LOGIT_BUDGET: usize = 32 << 20;
+/// Padding of a logits row: a vocabulary that is a multiple of 1024 would put every row of a
+/// register tile in the same L1 cache set.
+const ROW_PAD: usize = 16;
 
 /// Reused buffers.
 #[derive(Default)]
@@ -62,7 +66,8 @@ pub(crate) fn loss(
         sc.dh.resize(m * d, 0.0);
     }
     let w = model.output_matrix();
-    let block = (LOGIT_BUDGET / v.max(1)).clamp(8, 128);
+    let stride = v + ROW_PAD;
+    let block = (LOGIT_BUDGET / stride).clamp(8, 512);
     let mut total = 0f64;
     for chunk in targets.chunks(block) {
         let k = chunk.len();
@@ -70,38 +75,20 @@ pub(crate) fn loss(
         for &(r, _) in chunk {
             sc.rows.extend_from_slice(&sc.h[r * d..(r + 1) * d]);
         }
-        sc.logits.resize(k * v, 0.0);
-        matmul(
-            k,
-            v,
-            d,
-            View::rows(&sc.rows, d),
-            View::rows(w, d).t(),
-            &mut sc.logits,
-            v,
-            1.0,
-            false,
-        );
+        sc.logits.resize(k * stride, 0.0);
+        let (rows, w_t) = (View::rows(&sc.rows, d), View::rows(w, d).t());
+        matmul(k, v, d, rows, w_t, &mut sc.logits, stride, 1.0, false);
         let losses: Vec<f64> = sc
             .logits
-            .par_chunks_mut(v)
+            .par_chunks_mut(stride)
             .zip(chunk)
-            .map(|(row, &(_, target))| cross_entropy(row, target, grad_scale))
+            .map(|(row, &(_, target))| cross_entropy(&mut row[..v], target, grad_scale))
             .collect();
         total += losses.iter().sum::<f64>();
         if grad_scale.is_some() {
             sc.dh_rows.resize(k * d, 0.0);
-            matmul(
-                k,
-                d,
-                v,
-                View::rows(&sc.logits, v),
-                View::rows(w, d),
-                &mut sc.dh_rows,
-                d,
-                1.0,
-                false,
-            );
+            let (dl, w) = (View::strided(&sc.logits, stride, 1), View::rows(w, d));
+            matmul(k, d, v, dl, w, &mut sc.dh_rows, d, 1.0, false);
             for (&(r, _), row) in chunk.iter().zip(sc.dh_rows.chunks_exact(d)) {
                 sc.dh[r * d..(r + 1) * d].copy_from_slice(row);
             }

@@ -23,6 +23,7 @@ mod layer;
 pub mod lora;
 mod ops;
 mod pass;
+mod sgemm;
 #[cfg(test)]
 mod tests;
 mod weights;
