@@ -92,8 +92,12 @@ def main():
     before = val_loss(model, plan["val_chunks"], plan["val_len"], plan["batch"])
     model.train()
     times, losses = [], []
+    # Chunks start with BOS where the model wants one (Gemma), as Atelier's do.
+    bos = plan.get("bos")
+    head = torch.tensor([bos] if bos is not None else [], dtype=train.dtype)
+    body = ctx - len(head)
     for offsets in plan["batches"]:
-        x = torch.stack([train[s : s + ctx] for s in offsets])
+        x = torch.stack([torch.cat([head, train[s : s + body]]) for s in offsets])
         t = time.perf_counter()
         out = model(input_ids=x, labels=x)
         out.loss.backward()

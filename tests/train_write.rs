@@ -422,3 +422,78 @@ fn a_sparse_2gb_file_is_read_only_up_to_the_budget_and_zeros_are_refused() {
     assert!(peak < 1500.0, "peak RSS {peak} MB");
     assert_eq!(report["steps"], 1);
 }
+
+// ---- the decoder Write runs ------------------------------------------------------------
+
+/// log-softmax.
+fn log_softmax(v: &[f32]) -> Vec<f64> {
+    let max = v.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
+    let lse = max + v.iter().map(|&x| (x as f64 - max).exp()).sum::<f64>().ln();
+    v.iter().map(|&x| x as f64 - lse).collect()
+}
+
+fn same_function_as_write(file: &str) {
+    let _one = ONE_MODEL_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let path = atelier::paths::default_model(file);
+    let llm = atelier::models::llm::Llm::load(&path).expect("Write's model");
+    let mut write = llm.model;
+    let tok = llm.tokenizer;
+    let mut ids: Vec<u32> = tok.bos_id().filter(|_| tok.add_bos()).into_iter().collect();
+    ids.extend(
+        tok.encode(
+            "Of Mans First Disobedience, and the Fruit Of that Forbidden Tree, whose mortal tast",
+            false,
+        )
+        .expect("encode"),
+    );
+    let train = TrainModel::load(&path).expect("training model");
+    let mut ws = Workspace::default();
+    let mut worst = 0f64;
+    for end in [ids.len() / 2, ids.len()] {
+        let want = log_softmax(&write.forward(&ids[..end], 0).expect("write forward"));
+        let got = log_softmax(
+            &train
+                .next_logits(None, &ids[..end], &mut ws, &go)
+                .expect("train forward"),
+        );
+        let top = |v: &[f64]| {
+            v.iter()
+                .enumerate()
+                .fold((0, f64::MIN), |b, (i, &x)| if x > b.1 { (i, x) } else { b })
+                .0
+        };
+        assert_eq!(
+            top(&got),
+            top(&want),
+            "{file}: top-1 differs after {end} tokens"
+        );
+        // Compare where Write puts real probability mass.
+        let (mut sum, mut n) = (0f64, 0usize);
+        for (g, w) in got.iter().zip(&want) {
+            if *w > -8.0 {
+                sum += (g - w).abs();
+                n += 1;
+            }
+            if *w > -3.0 {
+                worst = worst.max((g - w).abs());
+            }
+        }
+        eprintln!(
+            "{file} after {end}: mean |Δ log p| {:.3} over {n} tokens",
+            sum / n as f64
+        );
+    }
+    eprintln!(
+        "{file}: max |Δ log p| over probable tokens {worst:.3} (backend {})",
+        write.backend_name()
+    );
+    assert!(worst < 0.3, "{file}: {worst}");
+}
+
+#[test]
+fn the_training_decoder_computes_what_write_runs() {
+    same_function_as_write(atelier::paths::SMOLLM2_FILE);
+    same_function_as_write(atelier::paths::GEMMA3_FILE);
+}

@@ -83,6 +83,27 @@ struct Prepared {
     /// Held-out chunks of `val_len` tokens, concatenated.
     val_chunks: Vec<u32>,
     val_len: usize,
+    /// The token every chunk starts with, where the model wants one (Gemma's `<bos>`: Write
+    /// starts every prompt with it, and without it Gemma 3's perplexity is in the thousands).
+    bos: Option<u32>,
+}
+
+impl Prepared {
+    /// Text tokens in a chunk of `len` (one fewer where chunks start with BOS).
+    fn text_len(&self, len: usize) -> usize {
+        len - usize::from(self.bos.is_some())
+    }
+
+    /// Appends the chunk of `len` tokens whose text starts at `start` of `text`.
+    fn push_chunk(&self, text: &[u32], start: usize, len: usize, out: &mut Vec<u32>) {
+        out.extend(self.bos);
+        out.extend_from_slice(&text[start..start + self.text_len(len)]);
+    }
+
+    /// The largest start of a training chunk of `len` tokens.
+    fn max_start(&self, len: usize) -> usize {
+        self.corpus.train.len() - self.text_len(len)
+    }
 }
 
 fn prepare(
@@ -105,7 +126,9 @@ fn prepare(
     if corpus.train.is_empty() && corpus.val.is_empty() {
         return Err(TrainWriteError::NoText);
     }
-    if corpus.train.len() < config.context || corpus.val.len() < MIN_VAL_TOKENS {
+    let bos = tokenizer.bos_id().filter(|_| tokenizer.add_bos());
+    let bos_len = usize::from(bos.is_some());
+    if corpus.train.len() + bos_len < config.context || corpus.val.len() < MIN_VAL_TOKENS {
         return Err(TrainWriteError::TooLittleText {
             train: corpus.train.len(),
             val: corpus.val.len(),
@@ -115,22 +138,30 @@ fn prepare(
     }
     on_event(status("loading the model as 32-bit floats"));
     let model = TrainModel::load(&config.model)?;
-    // Held-out chunks: windows of the context length, evenly spread over the held-out text.
-    let val_len = config.context.min(corpus.val.len());
-    let windows = corpus.val.len() / val_len;
-    let count = config.val_chunks.clamp(1, windows);
-    let mut val_chunks = Vec::with_capacity(count * val_len);
-    for i in 0..count {
-        let w = i * windows / count;
-        val_chunks.extend_from_slice(&corpus.val[w * val_len..(w + 1) * val_len]);
-    }
-    Ok(Prepared {
+    let val_len = config.context.min(corpus.val.len() + bos_len);
+    let mut p = Prepared {
         tokenizer,
         corpus,
         model,
-        val_chunks,
+        val_chunks: Vec::new(),
         val_len,
-    })
+        bos,
+    };
+    // Held-out chunks: windows of the context length, evenly spread over the held-out text.
+    let body = p.text_len(val_len);
+    let windows = p.corpus.val.len() / body;
+    let count = config.val_chunks.clamp(1, windows);
+    let mut val_chunks = Vec::with_capacity(count * val_len);
+    for i in 0..count {
+        p.push_chunk(
+            &p.corpus.val,
+            i * windows / count * body,
+            val_len,
+            &mut val_chunks,
+        );
+    }
+    p.val_chunks = val_chunks;
+    Ok(p)
 }
 
 fn thread_pool(control: &LongJobControl) -> Result<rayon::ThreadPool, TrainWriteError> {
@@ -165,12 +196,13 @@ fn seconds_per_token(
     .map_err(|_| Interrupted::Stopped)?;
     let mut grads = lora.zero_grads();
     let mut ws = Workspace::default();
-    let tokens = &p.corpus.train[..config.context];
+    let mut tokens = Vec::with_capacity(config.context);
+    p.push_chunk(&p.corpus.train, 0, config.context, &mut tokens);
     let started = Instant::now();
     let pause = || control.checkpoint();
     pool.install(|| {
         p.model
-            .loss_and_grads(&lora, tokens, 1, &mut grads, &mut ws, &pause)
+            .loss_and_grads(&lora, &tokens, 1, &mut grads, &mut ws, &pause)
     })?;
     Ok(started.elapsed().as_secs_f64() / config.context as f64)
 }
@@ -621,10 +653,11 @@ impl<'a> Session<'a> {
             // checkpoint says it is.
             let mut rng = self.rng.clone();
             tokens.clear();
-            let max_start = self.p.corpus.train.len() - context;
+            let max_start = self.p.max_start(context);
             for _ in 0..batch {
                 let s = rng.random_range(0..=max_start);
-                tokens.extend_from_slice(&self.p.corpus.train[s..s + context]);
+                self.p
+                    .push_chunk(&self.p.corpus.train, s, context, &mut tokens);
             }
             grads.clear();
             let control = self.control;
@@ -694,7 +727,7 @@ fn write_plan(
     steps: u64,
 ) -> Result<(), TrainWriteError> {
     let mut rng = rng.clone();
-    let max_start = p.corpus.train.len() - config.context;
+    let max_start = p.max_start(config.context);
     let batches: Vec<Vec<usize>> = (0..steps)
         .map(|_| {
             (0..config.batch)
@@ -719,6 +752,7 @@ fn write_plan(
         "train": p.corpus.train,
         "val_chunks": p.val_chunks,
         "val_len": p.val_len,
+        "bos": p.bos,
         "batches": batches,
         "init_a": a,
     });
