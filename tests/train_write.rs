@@ -123,17 +123,13 @@ fn peft_step(name: &str) {
 
     let mut grads = lora.zero_grads();
     let mut worst = [0f64; 5];
-    for step in 0..2 {
+    for (step, &want) in want_loss.iter().take(2).enumerate() {
         grads.clear();
         let loss = model
             .loss_and_grads(&lora, &flat, seqs, &mut grads, &mut ws, &go)
             .expect("pass");
-        let dl = (loss - want_loss[step] as f64).abs();
-        assert!(
-            dl < 1e-4,
-            "{name} step {step}: loss {loss} vs {}",
-            want_loss[step]
-        );
+        let dl = (loss - want as f64).abs();
+        assert!(dl < 1e-4, "{name} step {step}: loss {loss} vs {want}");
         worst[0] = worst[0].max(dl);
         if step == 0 {
             for (i, p) in pairs_json.iter().enumerate() {

@@ -13,7 +13,9 @@ use super::text::{self, Corpus, SourceSummary};
 use super::{TrainWriteConfig, TrainWriteError, TrainWriteEvent, TrainWriteReport, adapter_file};
 use crate::engine::LongJobControl;
 use crate::models::llm::GgufTokenizer;
-use crate::models::llm::train::{AdamW, AdamWConfig, Interrupted, Lora, TrainModel, Workspace};
+use crate::models::llm::train::{
+    AdamW, AdamWConfig, Interrupted, Lora, LoraShapeError, TrainModel, Workspace,
+};
 
 /// The run record's file name in a run folder.
 pub const RUN_FILE: &str = "run.json";
@@ -172,6 +174,12 @@ fn thread_pool(control: &LongJobControl) -> Result<rayon::ThreadPool, TrainWrite
         .map_err(|e| TrainWriteError::Threads(e.to_string()))
 }
 
+/// A new adapter as the settings say, its A drawn from the run's seed.
+fn fresh_lora(p: &Prepared, c: &TrainWriteConfig) -> Result<Lora, LoraShapeError> {
+    let mut rng = ChaCha8Rng::seed_from_u64(c.seed);
+    Lora::new(&p.model, c.rank, c.alpha, &c.targets, &mut rng)
+}
+
 fn steps_per_epoch(config: &TrainWriteConfig, train_tokens: usize) -> u64 {
     (train_tokens as u64)
         .div_ceil((config.batch * config.context) as u64)
@@ -184,16 +192,8 @@ fn seconds_per_token(
     config: &TrainWriteConfig,
     control: &LongJobControl,
     pool: &rayon::ThreadPool,
-) -> Result<f64, Interrupted> {
-    let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
-    let lora = Lora::new(
-        &p.model,
-        config.rank,
-        config.alpha,
-        &config.targets,
-        &mut rng,
-    )
-    .map_err(|_| Interrupted::Stopped)?;
+) -> Result<f64, TrainWriteError> {
+    let lora = fresh_lora(p, config).map_err(|e| TrainWriteError::Setting(e.to_string()))?;
     let mut grads = lora.zero_grads();
     let mut ws = Workspace::default();
     let mut tokens = Vec::with_capacity(config.context);
@@ -203,7 +203,8 @@ fn seconds_per_token(
     pool.install(|| {
         p.model
             .loss_and_grads(&lora, &tokens, 1, &mut grads, &mut ws, &pause)
-    })?;
+    })
+    .map_err(pass_error)?;
     Ok(started.elapsed().as_secs_f64() / config.context as f64)
 }
 
@@ -215,7 +216,7 @@ pub fn survey(
 ) -> Result<Survey, TrainWriteError> {
     let pool = thread_pool(control)?;
     let p = prepare(config, &mut |_| {})?;
-    let per_token = seconds_per_token(&p, config, control, &pool).map_err(pass_error)?;
+    let per_token = seconds_per_token(&p, config, control, &pool)?;
     Ok(Survey {
         train_tokens: p.corpus.train.len(),
         val_tokens: p.corpus.val.len(),
@@ -358,15 +359,8 @@ impl<'a> Session<'a> {
             }
             None => {
                 let dir = new_run_dir(&config.runs_dir, &config.model)?;
-                let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
-                let lora = Lora::new(
-                    &p.model,
-                    config.rank,
-                    config.alpha,
-                    &config.targets,
-                    &mut rng,
-                )
-                .map_err(|e| TrainWriteError::Setting(e.to_string()))?;
+                let lora =
+                    fresh_lora(&p, config).map_err(|e| TrainWriteError::Setting(e.to_string()))?;
                 let adamw = AdamWConfig {
                     lr: config.lr,
                     ..AdamWConfig::default()
@@ -693,7 +687,7 @@ impl<'a> Session<'a> {
                 last_validated = step;
             }
             let every = self.config.sample_every;
-            if (every > 0 && step.is_multiple_of(every)) || (last && every > 0) {
+            if every > 0 && (step.is_multiple_of(every) || last) {
                 self.emit_sample(on_event)?;
             }
             if step.is_multiple_of(self.config.checkpoint_every.max(1)) && !last {

@@ -114,6 +114,7 @@ fn sized(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
 }
 
 /// `y = x·Wᵀ + scale·(x·Aᵀ)·Bᵀ` for `m` rows; keeps `x·Aᵀ` in `lu` for the backward pass.
+#[allow(clippy::too_many_arguments)]
 fn project(
     model: &TrainModel,
     lora: Option<&Lora>,

@@ -74,6 +74,7 @@ impl TrainModel {
 
     /// Runs every layer over `tokens` (`seqs` sequences), keeping each layer's activations
     /// when `keep` (for a backward pass) or only the last's; leaves the output in `ws.x`.
+    #[allow(clippy::too_many_arguments)]
     fn layers_forward(
         &self,
         lora: Option<&Lora>,

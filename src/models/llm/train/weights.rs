@@ -157,7 +157,7 @@ fn matrix<R: std::io::Read + std::io::Seek>(
     }
     let bad = |what: &str| NativeError::Read(format!("tensor '{name}': {what}"));
     let block = dtype.block_size().max(1);
-    if cols % block != 0 {
+    if !cols.is_multiple_of(block) {
         return Err(bad("rows are not whole quantization blocks"));
     }
     let row_bytes = cols / block * dtype.type_size();
