@@ -84,9 +84,26 @@ pub fn matmul(
     );
     let threads = rayon::current_num_threads();
     let parallel = threads > 1 && m * n * k >= 1 << 17;
-    if sgemm::available() && sgemm::suits(m, n, k) {
-        sgemm::sgemm(m, n, k, a, b, dst, dst_rs, scale, accumulate, parallel);
-        return;
+    if sgemm::available() {
+        let c = sgemm::Dest {
+            data: &mut *dst,
+            rs: dst_rs,
+            cs: 1,
+        };
+        if sgemm::suits(m, n, k) {
+            sgemm::sgemm(m, n, k, a, b, c, scale, accumulate, parallel);
+            return;
+        }
+        // A thin n (an adapter's rank): Cᵀ = Bᵀ·Aᵀ puts the thin side in the tile's rows.
+        if sgemm::suits(n, m, k) {
+            let ct = sgemm::Dest {
+                data: c.data,
+                rs: 1,
+                cs: dst_rs,
+            };
+            sgemm::sgemm(n, m, k, b.t(), a.t(), ct, scale, accumulate, false);
+            return;
+        }
     }
     let par = if parallel {
         gemm::Parallelism::Rayon(threads)

@@ -38,9 +38,10 @@ pub fn available() -> bool {
     }
 }
 
-/// Whether a product is large enough in both dimensions for the register tile to pay off.
+/// Whether a product suits the register tile: wide enough in `n` (a thin `m`, such as an
+/// adapter's rank, is padded to the tile's 12 rows; the caller transposes a thin `n`).
 pub fn suits(m: usize, n: usize, k: usize) -> bool {
-    m >= MR && n >= NR && k >= 8
+    m >= 4 && n >= NR && k >= 4
 }
 
 /// Packs rows `i0..i0+mc` × depth `p0..p0+kc` of A into MR-row panels, k-major (zero rows past
@@ -182,8 +183,16 @@ enum Out<'a> {
     },
 }
 
-/// `C = scale · A·B (+ C if accumulate)`, `A` m×k, `B` k×n, `C` m×n with row stride `c_rs`.
-/// The caller has checked [`available`] and that every operand lies inside its slice.
+/// The destination: element `(i, j)` at `data[i * rs + j * cs]`.
+pub struct Dest<'a> {
+    pub data: &'a mut [f32],
+    pub rs: usize,
+    pub cs: usize,
+}
+
+/// `C = scale · A·B (+ C if accumulate)`, `A` m×k, `B` k×n, `C` m×n. The caller has checked
+/// [`available`], [`suits`] and that every operand lies inside its slice. Row blocks of C run
+/// in parallel when `parallel` and C's rows are contiguous (`cs == 1`).
 #[allow(clippy::too_many_arguments)]
 pub fn sgemm(
     m: usize,
@@ -191,14 +200,14 @@ pub fn sgemm(
     k: usize,
     a: Operand<'_>,
     b: Operand<'_>,
-    c: &mut [f32],
-    c_rs: usize,
+    c: Dest<'_>,
     scale: f32,
     accumulate: bool,
     parallel: bool,
 ) {
     #[cfg(target_arch = "x86_64")]
     {
+        let (c_rs, c_cs) = (c.rs, c.cs);
         let mut bp = Vec::new();
         for j0 in (0..n).step_by(NC) {
             let nc = NC.min(n - j0);
@@ -206,8 +215,8 @@ pub fn sgemm(
                 let kc = KC.min(k - p0);
                 pack_b(b, n, p0, kc, j0, nc, &mut bp);
                 let add = accumulate || p0 > 0;
-                let block = |(blk, rows): (usize, &mut [f32])| {
-                    let i0 = blk * MC;
+                // One block of MC rows of C; `part` starts at row `origin` of C.
+                let block = |(i0, origin, part): (usize, usize, &mut [f32])| {
                     let mc = MC.min(m - i0);
                     let mut ap = Vec::new();
                     pack_a(a, m, i0, mc, p0, kc, &mut ap);
@@ -216,12 +225,12 @@ pub fn sgemm(
                         let cj = j0 + jp * NR;
                         let cols = NR.min(n - cj);
                         for (ip, apanel) in ap.chunks_exact(MR * kc).enumerate() {
-                            let ri = ip * MR;
-                            let nrows = MR.min(mc - ri);
-                            if nrows == MR && cols == NR {
+                            let ri = i0 - origin + ip * MR;
+                            let nrows = MR.min(mc - ip * MR);
+                            if nrows == MR && cols == NR && c_cs == 1 {
                                 let start = ri * c_rs + cj;
                                 let end = start + (MR - 1) * c_rs + NR;
-                                let block = &mut rows[start..end];
+                                let block = &mut part[start..end];
                                 let out = Out::C {
                                     ptr: block.as_mut_ptr(),
                                     rs: c_rs,
@@ -236,44 +245,43 @@ pub fn sgemm(
                             // SAFETY: as above; the tile is MR × NR.
                             unsafe { kernel(kc, apanel, bpanel, Out::Tile(&mut tile)) };
                             for r in 0..nrows {
-                                let row = &mut rows[(ri + r) * c_rs + cj..][..cols];
                                 let t = &tile[r * NR..r * NR + cols];
-                                if add {
-                                    row.iter_mut().zip(t).for_each(|(c, &t)| *c += scale * t);
-                                } else {
-                                    row.iter_mut().zip(t).for_each(|(c, &t)| *c = scale * t);
+                                for (j, &t) in t.iter().enumerate() {
+                                    let c = &mut part[(ri + r) * c_rs + (cj + j) * c_cs];
+                                    *c = if add { *c + scale * t } else { scale * t };
                                 }
                             }
                         }
                     }
                 };
-                // Row blocks of C: MC rows each (the last block may be short; its slice ends
-                // where C ends).
                 let blocks = m.div_ceil(MC);
-                let mut slices: Vec<&mut [f32]> = Vec::with_capacity(blocks);
-                let mut rest = &mut c[..];
-                for blk in 0..blocks {
-                    let rows = MC.min(m - blk * MC);
-                    let len = if blk + 1 == blocks {
-                        rest.len()
-                    } else {
-                        rows * c_rs
-                    };
-                    let (head, tail) = std::mem::take(&mut rest).split_at_mut(len);
-                    slices.push(head);
-                    rest = tail;
-                }
-                if parallel {
-                    slices.into_par_iter().enumerate().for_each(block);
+                if parallel && c_cs == 1 && blocks > 1 {
+                    // Row blocks of C: MC rows each (the last one's slice ends where C ends).
+                    let mut parts = Vec::with_capacity(blocks);
+                    let mut rest = &mut c.data[..];
+                    for blk in 0..blocks {
+                        let len = if blk + 1 == blocks {
+                            rest.len()
+                        } else {
+                            MC * c_rs
+                        };
+                        let (head, tail) = std::mem::take(&mut rest).split_at_mut(len);
+                        parts.push((blk * MC, blk * MC, head));
+                        rest = tail;
+                    }
+                    parts.into_par_iter().for_each(block);
                 } else {
-                    slices.into_iter().enumerate().for_each(block);
+                    let block = block;
+                    for blk in 0..blocks {
+                        block((blk * MC, 0, &mut c.data[..]));
+                    }
                 }
             }
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (m, n, k, a, b, c, c_rs, scale, accumulate, parallel);
+        let _ = (m, n, k, a, b, c, scale, accumulate, parallel);
         unreachable!("sgemm::available() is false off x86_64");
     }
 }
