@@ -345,6 +345,9 @@ pub enum TrainWriteError {
     /// The training threads could not start.
     #[error("cannot start the training threads: {0}")]
     Threads(String),
+    /// The job was stopped before training started (nothing to checkpoint yet).
+    #[error("stopped before training started")]
+    Stopped,
     /// A pass failed for a reason other than a stop (a bug, reported rather than panicking).
     #[error("training failed: {0}")]
     Pass(String),

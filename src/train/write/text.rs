@@ -65,6 +65,9 @@ pub enum TextError {
     /// The tokenizer failed.
     #[error("{0}")]
     Tokenizer(String),
+    /// The job was stopped while reading.
+    #[error("stopped")]
+    Stopped,
 }
 
 /// How much one source gave.
@@ -172,12 +175,13 @@ impl<R: BufRead> Paragraphs<R> {
 
 /// Reads `sources` in order and tokenises them, paragraph by paragraph, until `budget` tokens;
 /// the last `holdout` share (by paragraphs, at least one where a source has two or more) of
-/// each source goes to validation.
+/// each source goes to validation. `pause` is called between paragraphs (a job's yield point).
 pub fn read_corpus(
     sources: &[TextSource],
     tokenizer: &GgufTokenizer,
     budget: usize,
     holdout: f64,
+    pause: &dyn Fn() -> Result<(), crate::engine::Stopped>,
 ) -> Result<Corpus, TextError> {
     let mut corpus = Corpus::default();
     let mut used = 0usize;
@@ -196,6 +200,7 @@ pub fn read_corpus(
         let mut paragraphs: Vec<Vec<u32>> = Vec::new();
         let mut truncated = false;
         let mut take = |text: &str| -> Result<bool, TextError> {
+            pause().map_err(|_| TextError::Stopped)?;
             let ids = tokenizer
                 .encode(text, false)
                 .map_err(|e| TextError::Tokenizer(e.to_string()))?;

@@ -110,6 +110,7 @@ impl Prepared {
 
 fn prepare(
     config: &TrainWriteConfig,
+    control: &LongJobControl,
     on_event: &mut dyn FnMut(TrainWriteEvent),
 ) -> Result<Prepared, TrainWriteError> {
     config.validate()?;
@@ -119,12 +120,18 @@ fn prepare(
     let tokenizer = GgufTokenizer::from_gguf(&content)?;
     drop(content);
     on_event(status("reading and tokenising the writing"));
+    let pause = || control.checkpoint();
     let corpus = text::read_corpus(
         &config.sources,
         &tokenizer,
         config.token_budget,
         config.holdout,
-    )?;
+        &pause,
+    )
+    .map_err(|e| match e {
+        text::TextError::Stopped => TrainWriteError::Stopped,
+        e => e.into(),
+    })?;
     if corpus.train.is_empty() && corpus.val.is_empty() {
         return Err(TrainWriteError::NoText);
     }
@@ -139,6 +146,7 @@ fn prepare(
         });
     }
     on_event(status("loading the model as 32-bit floats"));
+    control.checkpoint().map_err(|_| TrainWriteError::Stopped)?;
     let model = TrainModel::load(&config.model)?;
     let val_len = config.context.min(corpus.val.len() + bos_len);
     let mut p = Prepared {
@@ -215,7 +223,7 @@ pub fn survey(
     control: &LongJobControl,
 ) -> Result<Survey, TrainWriteError> {
     let pool = thread_pool(control)?;
-    let p = prepare(config, &mut |_| {})?;
+    let p = prepare(config, control, &mut |_| {})?;
     let per_token = seconds_per_token(&p, config, control, &pool)?;
     Ok(Survey {
         train_tokens: p.corpus.train.len(),
@@ -331,7 +339,7 @@ impl<'a> Session<'a> {
         on_event: &mut dyn FnMut(TrainWriteEvent),
     ) -> Result<Self, TrainWriteError> {
         let pool = thread_pool(control)?;
-        let p = prepare(config, on_event)?;
+        let p = prepare(config, control, on_event)?;
         let fingerprint = p.corpus.fingerprint();
         let arch = p.model.architecture().gguf_name().to_string();
         let (dir, lora, opt, state) = match &config.resume {
