@@ -6,6 +6,7 @@ pub mod faces;
 pub mod models;
 pub mod style;
 pub mod train_faces;
+pub mod train_write;
 pub mod write;
 
 pub use write::parse_lora;
@@ -95,6 +96,9 @@ pub enum Command {
 pub enum TrainCommand {
     /// Teach the face generator a folder of pictures (fine-tuning, or from scratch).
     Faces(train_faces::TrainFacesArgs),
+    /// Teach a language model the voice of your writing: a LoRA adapter (llama.cpp's GGUF
+    /// format) trained on your texts.
+    Write(train_write::TrainWriteArgs),
 }
 
 /// `atelier bench …`
@@ -173,6 +177,7 @@ pub fn run(cmd: Command, backend: Option<crate::gpu::Backend>) -> anyhow::Result
         Command::Bench(BenchCommand::Style(a)) => crate::bench::style::run(&a),
         Command::Bench(BenchCommand::Swd(a)) => train_faces::swd_cli(&a),
         Command::Train(TrainCommand::Faces(a)) => train_faces::run_cli(a),
+        Command::Train(TrainCommand::Write(a)) => train_write::run(a),
         Command::Models(a) => models::run(a),
         Command::Soak(a) => crate::soak::run(&a),
         Command::Serve(a) => crate::serve::run(&a),

@@ -31,4 +31,4 @@ pub use document::{
 };
 pub use error::StoreError;
 pub use settings::{RemoteSettings, Settings, StyleSettings, WriteMode};
-pub use state::{AUTOSAVE_IDLE, AUTOSAVE_MAX_DELAY, Store};
+pub use state::{AUTOSAVE_IDLE, AUTOSAVE_MAX_DELAY, DOCUMENTS_DIR, Store};

@@ -19,7 +19,8 @@ pub const AUTOSAVE_IDLE: Duration = Duration::from_millis(800);
 pub const AUTOSAVE_MAX_DELAY: Duration = Duration::from_secs(5);
 
 const SETTINGS_FILE: &str = "settings.json";
-const DOCUMENTS_DIR: &str = "documents";
+/// The folder (inside the data folder) holding one JSON file per document.
+pub const DOCUMENTS_DIR: &str = "documents";
 const TRASH_DIR: &str = "trash";
 
 /// Documents and settings, loaded at start and saved as they change.

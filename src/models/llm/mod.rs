@@ -15,6 +15,7 @@ pub mod lora;
 pub mod native;
 pub mod sampling;
 pub mod tokenizer;
+pub mod train;
 
 use std::path::{Path, PathBuf};
 

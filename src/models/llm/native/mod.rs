@@ -97,33 +97,49 @@ pub enum Family {
     Gemma3,
 }
 
-#[derive(Clone, Copy, Debug)]
-enum Activation {
+/// The MLP's gate activation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Activation {
+    /// SiLU (SwiGLU): Llama.
     Silu,
+    /// GELU, tanh approximation (GeGLU): Gemma.
     GeluTanh,
 }
 
 /// Rotary embedding parameters of one kind of layer.
 #[derive(Clone, Copy, Debug)]
-struct RopeCfg {
-    base: f32,
-    pos_scale: f64,
+pub(crate) struct RopeCfg {
+    pub(crate) base: f32,
+    pub(crate) pos_scale: f64,
 }
 
-struct Config {
-    n_embd: usize,
-    n_head: usize,
-    n_kv: usize,
-    head_dim: usize,
-    rope_dims: usize,
-    neox: bool,
-    eps: f32,
+/// What every layer shares (read from the GGUF metadata by [`Hparams::from_gguf`]).
+pub(crate) struct Config {
+    pub(crate) n_embd: usize,
+    pub(crate) n_head: usize,
+    pub(crate) n_kv: usize,
+    pub(crate) head_dim: usize,
+    pub(crate) rope_dims: usize,
+    pub(crate) neox: bool,
+    pub(crate) eps: f32,
     /// Gemma multiplies the embeddings by sqrt(n_embd).
-    embed_scale: f32,
+    pub(crate) embed_scale: f32,
     /// Multiplies attention scores (1 where the scale is folded into the q-norm weight).
-    score_scale: f32,
-    activation: Activation,
-    ropes: Vec<RopeCfg>,
+    pub(crate) score_scale: f32,
+    pub(crate) activation: Activation,
+    pub(crate) ropes: Vec<RopeCfg>,
+}
+
+/// A model's hyper-parameters as this decoder runs them; the training decoder
+/// (`models::llm::train`) reads the same, so both compute the same function.
+pub(crate) struct Hparams {
+    pub(crate) cfg: Config,
+    pub(crate) n_layer: usize,
+    pub(crate) n_ff: usize,
+    /// Each layer's sliding window (None: global attention).
+    pub(crate) windows: Vec<Option<usize>>,
+    /// Gemma's attention scale, folded into the q-norm weights.
+    pub(crate) attn_scale: f32,
 }
 
 struct Layer {
@@ -182,19 +198,30 @@ pub struct Decoder {
 
 /// Reads tensors by name from a GGUF file, one at a time (so loading holds at most one
 /// tensor's file bytes besides the repacked weights).
-struct Reader<'a, R> {
+pub(crate) struct Reader<'a, R> {
     ct: &'a Content,
     file: &'a mut R,
-    buf: Vec<u8>,
+    /// The bytes of the tensor [`Reader::read`] read last.
+    pub(crate) buf: Vec<u8>,
 }
 
-impl<R: std::io::Read + std::io::Seek> Reader<'_, R> {
-    fn has(&self, name: &str) -> bool {
+impl<'a, R: std::io::Read + std::io::Seek> Reader<'a, R> {
+    /// A reader of the tensors `ct` describes in `file`.
+    pub(crate) fn new(ct: &'a Content, file: &'a mut R) -> Self {
+        Self {
+            ct,
+            file,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Whether the file has this tensor.
+    pub(crate) fn has(&self, name: &str) -> bool {
         self.ct.tensor_infos.contains_key(name)
     }
 
     /// Reads the tensor's bytes into `self.buf`; returns its format and candle-order shape.
-    fn read(&mut self, name: &str) -> Result<(GgmlDType, Vec<usize>), NativeError> {
+    pub(crate) fn read(&mut self, name: &str) -> Result<(GgmlDType, Vec<usize>), NativeError> {
         let info = self
             .ct
             .tensor_infos
@@ -216,7 +243,7 @@ impl<R: std::io::Read + std::io::Seek> Reader<'_, R> {
     }
 
     /// A 1-D f32 vector of `len` values.
-    fn vector(&mut self, name: &str, len: usize) -> Result<Vec<f32>, NativeError> {
+    pub(crate) fn vector(&mut self, name: &str, len: usize) -> Result<Vec<f32>, NativeError> {
         let (dtype, dims) = self.read(name)?;
         if dims != [len] {
             return Err(NativeError::Shape {
@@ -255,7 +282,11 @@ impl<R: std::io::Read + std::io::Seek> Reader<'_, R> {
 }
 
 /// Any GGUF format to f32, through candle (for the formats without an integer form here).
-fn dequantize(dtype: GgmlDType, dims: &[usize], data: &[u8]) -> candle_core::Result<Vec<f32>> {
+pub(crate) fn dequantize(
+    dtype: GgmlDType,
+    dims: &[usize],
+    data: &[u8],
+) -> candle_core::Result<Vec<f32>> {
     let device = candle_core::Device::Cpu;
     let storage = QStorage::from_data(std::borrow::Cow::Borrowed(data), &device, dtype)?;
     QTensor::new(storage, dims)?
@@ -276,13 +307,9 @@ fn md_f(ct: &Content, key: &str) -> Option<f32> {
     ct.metadata.get(key).and_then(|v| v.to_f32().ok())
 }
 
-impl Decoder {
-    /// Builds the decoder for `family` from a GGUF header and its file.
-    pub fn load<R: std::io::Read + std::io::Seek>(
-        family: Family,
-        ct: &Content,
-        file: &mut R,
-    ) -> Result<Self, NativeError> {
+impl Hparams {
+    /// Reads the hyper-parameters of a `family` model from its GGUF metadata.
+    pub(crate) fn from_gguf(family: Family, ct: &Content) -> Result<Self, NativeError> {
         let p = match family {
             Family::Llama => "llama",
             Family::Gemma3 => "gemma3",
@@ -315,24 +342,6 @@ impl Decoder {
         let eps = md_f(ct, &format!("{p}.attention.layer_norm_rms_epsilon")).ok_or_else(|| {
             NativeError::Metadata(format!("{p}.attention.layer_norm_rms_epsilon"))
         })?;
-        let mut rd = Reader {
-            ct,
-            file,
-            buf: Vec::new(),
-        };
-        let embed_info = ct
-            .tensor_infos
-            .get("token_embd.weight")
-            .ok_or_else(|| NativeError::Missing("token_embd.weight".into()))?;
-        let vocab = embed_info.shape.dims().first().copied().unwrap_or(0);
-        let embed = rd.matrix("token_embd.weight", vocab, n_embd)?;
-        let output = if rd.has("output.weight") {
-            Some(rd.matrix("output.weight", vocab, n_embd)?)
-        } else {
-            None
-        };
-        let output_norm = rd.vector("output_norm.weight", n_embd)?;
-
         let (cfg, windows, attn_scale) = match family {
             Family::Llama => {
                 let base = md_f(ct, "llama.rope.freq_base").unwrap_or(10_000.0);
@@ -381,11 +390,51 @@ impl Decoder {
                 (cfg, g.windows, g.attn_scale)
             }
         };
+        Ok(Self {
+            cfg,
+            n_layer,
+            n_ff,
+            windows,
+            attn_scale,
+        })
+    }
+
+    /// Which of [`Config::ropes`] a layer with this window uses: sliding layers take the
+    /// local table where the model has one.
+    pub(crate) fn rope_of(&self, window: Option<usize>) -> usize {
+        usize::from(window.is_some() && self.cfg.ropes.len() > 1)
+    }
+}
+
+impl Decoder {
+    /// Builds the decoder for `family` from a GGUF header and its file.
+    pub fn load<R: std::io::Read + std::io::Seek>(
+        family: Family,
+        ct: &Content,
+        file: &mut R,
+    ) -> Result<Self, NativeError> {
+        let hp = Hparams::from_gguf(family, ct)?;
+        let (n_embd, n_head, n_kv, head_dim) =
+            (hp.cfg.n_embd, hp.cfg.n_head, hp.cfg.n_kv, hp.cfg.head_dim);
+        let (n_layer, n_ff, attn_scale) = (hp.n_layer, hp.n_ff, hp.attn_scale);
+        let mut rd = Reader::new(ct, file);
+        let embed_info = ct
+            .tensor_infos
+            .get("token_embd.weight")
+            .ok_or_else(|| NativeError::Missing("token_embd.weight".into()))?;
+        let vocab = embed_info.shape.dims().first().copied().unwrap_or(0);
+        let embed = rd.matrix("token_embd.weight", vocab, n_embd)?;
+        let output = if rd.has("output.weight") {
+            Some(rd.matrix("output.weight", vocab, n_embd)?)
+        } else {
+            None
+        };
+        let output_norm = rd.vector("output_norm.weight", n_embd)?;
 
         let q_out = n_head * head_dim;
         let kv_out = n_kv * head_dim;
         let mut layers = Vec::with_capacity(n_layer);
-        for (i, window) in windows.into_iter().enumerate() {
+        for (i, &window) in hp.windows.iter().enumerate() {
             let name = |s: &str| format!("blk.{i}.{s}.weight");
             let gemma = family == Family::Gemma3;
             let opt_norm = |rd: &mut Reader<'_, R>, s: &str, len: usize, scale: f32| {
@@ -415,7 +464,7 @@ impl Decoder {
                 down: rd.matrix(&name("ffn_down"), n_embd, n_ff)?,
                 post_ffn_norm,
                 window,
-                rope: usize::from(window.is_some() && cfg.ropes.len() > 1),
+                rope: hp.rope_of(window),
             });
         }
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -426,7 +475,7 @@ impl Decoder {
             .map_err(|e| NativeError::Threads(e.to_string()))?;
         let cache = (0..n_layer).map(|_| KvCache::new(kv_out)).collect();
         Ok(Self {
-            cfg,
+            cfg: hp.cfg,
             family,
             embed,
             output,

@@ -4,13 +4,18 @@
 /// RMS normalisation of each `n`-value row of `x` in place, times `weight`.
 pub fn rms_norm(x: &mut [f32], n: usize, weight: &[f32], eps: f32) {
     for row in x.chunks_exact_mut(n) {
-        // f64 sum, as ggml: the rows are short and the mean square sets every output.
-        let ss: f64 = row.iter().map(|&v| (v as f64) * (v as f64)).sum();
-        let scale = (1.0 / (ss / n as f64 + eps as f64).sqrt()) as f32;
+        let scale = rms_scale(row, eps);
         for (v, &w) in row.iter_mut().zip(weight) {
             *v = *v * scale * w;
         }
     }
+}
+
+/// `1 / sqrt(mean(row²) + eps)`: what RMS normalisation multiplies a row by. The sum is
+/// f64, as ggml's: the rows are short and the mean square sets every output.
+pub fn rms_scale(row: &[f32], eps: f32) -> f32 {
+    let ss: f64 = row.iter().map(|&v| (v as f64) * (v as f64)).sum();
+    (1.0 / (ss / row.len() as f64 + eps as f64).sqrt()) as f32
 }
 
 /// `e^x` for f32, vectorizable: Cody-Waite range reduction and a degree-6 polynomial
