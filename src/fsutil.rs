@@ -84,6 +84,26 @@ fn follow_links(path: &Path) -> std::io::Result<std::path::PathBuf> {
     )))
 }
 
+/// Creates `dir` if needed and checks that a file can be created in it (then removes it):
+/// a read-only or full folder is found before minutes of work, not after. The error is the
+/// OS's own (permission denied, read-only file system, no space left).
+pub fn probe_writable(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let probe = dir.join(format!(".atelier-probe-{}-{nanos}.tmp", std::process::id()));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)?;
+    let written = f.write_all(b"probe");
+    drop(f);
+    let _ = std::fs::remove_file(&probe);
+    written
+}
+
 /// Deletes the temporary files [`atomic_write`] leaves in `dir` when the process is killed
 /// mid-save (the target itself is intact: the rename never happened). Call when opening a
 /// store, before anything writes there. Returns how many were removed.

@@ -586,18 +586,51 @@ pub fn to_safetensors(tensors: &BTreeMap<String, (Vec<usize>, Vec<f32>)>) -> Vec
 /// Serializes tensors of any type as a safetensors file, with `metadata` as the header's
 /// `__metadata__` (omitted when empty).
 pub fn safetensors_bytes(tensors: &StateDict, metadata: &BTreeMap<String, String>) -> Vec<u8> {
+    let entries = tensors
+        .iter()
+        .map(|(name, t)| TensorEntry {
+            name: name.clone(),
+            dtype: t.dtype,
+            shape: t.shape.clone(),
+            write: Box::new(move |out: &mut Vec<u8>| out.extend_from_slice(&t.data)),
+        })
+        .collect();
+    safetensors_from_entries(entries, metadata)
+}
+
+/// One tensor to serialize: its bytes are produced when the file is assembled, straight into
+/// the output, so a large file is not held twice (a checkpoint converts its layouts on the
+/// fly).
+pub struct TensorEntry<'a> {
+    /// The tensor's name.
+    pub name: String,
+    /// Its type.
+    pub dtype: StorageDType,
+    /// Its shape.
+    pub shape: Vec<usize>,
+    /// Appends exactly `numel · dtype.size()` little-endian bytes.
+    pub write: Box<dyn Fn(&mut Vec<u8>) + 'a>,
+}
+
+/// Serializes `entries` (written in name order) as a safetensors file with `metadata`.
+/// Panics if an entry writes a different number of bytes than its shape says.
+pub fn safetensors_from_entries(
+    mut entries: Vec<TensorEntry<'_>>,
+    metadata: &BTreeMap<String, String>,
+) -> Vec<u8> {
+    entries.sort_by(|a, b| a.name.cmp(&b.name));
     let mut header = serde_json::Map::new();
     if !metadata.is_empty() {
         header.insert("__metadata__".into(), serde_json::json!(metadata));
     }
     let mut offset = 0usize;
-    for (name, t) in tensors {
-        let len = t.data.len();
+    for e in &entries {
+        let len = e.shape.iter().product::<usize>() * e.dtype.size();
         header.insert(
-            name.clone(),
+            e.name.clone(),
             serde_json::json!({
-                "dtype": safetensors_dtype(t.dtype),
-                "shape": t.shape,
+                "dtype": safetensors_dtype(e.dtype),
+                "shape": e.shape,
                 "data_offsets": [offset, offset + len],
             }),
         );
@@ -611,8 +644,16 @@ pub fn safetensors_bytes(tensors: &StateDict, metadata: &BTreeMap<String, String
     let mut out = Vec::with_capacity(8 + h.len() + offset);
     out.extend_from_slice(&(h.len() as u64).to_le_bytes());
     out.extend_from_slice(&h);
-    for t in tensors.values() {
-        out.extend_from_slice(&t.data);
+    for e in &entries {
+        let before = out.len();
+        (e.write)(&mut out);
+        let len = e.shape.iter().product::<usize>() * e.dtype.size();
+        assert_eq!(
+            out.len() - before,
+            len,
+            "tensor {} wrote the wrong size",
+            e.name
+        );
     }
     out
 }

@@ -31,6 +31,15 @@ pub struct LayerSpec {
     pub bn: bool,
 }
 
+/// Where a state-dict tensor's values live.
+#[derive(Clone, Copy, Debug)]
+pub enum TensorSource<'a, D> {
+    /// A convolution's weight (in this module's layout: convert with its `layout()`).
+    Conv(&'a Conv<D>),
+    /// A BatchNorm vector (the same layout everywhere).
+    Vector(&'a [f32]),
+}
+
 /// Running statistics and batch counters of every BatchNorm, in order.
 pub type RunningStats = Vec<(Vec<f32>, Vec<f32>, i64)>;
 
@@ -134,18 +143,13 @@ impl<D: Direction> Stack<D> {
         Ok(Self::assemble(specs, convs, bns))
     }
 
-    /// Every tensor in PyTorch's names and layouts (running statistics included), with each
-    /// BatchNorm's `num_batches_tracked` apart (an integer).
-    pub fn tensors(&self) -> (Vec<NamedTensor>, BTreeMap<String, i64>) {
+    /// Every state-dict tensor's PyTorch name and where its values live (running statistics
+    /// included), with each BatchNorm's `num_batches_tracked` apart (an integer).
+    pub fn tensor_names(&self) -> (Vec<(String, TensorSource<'_, D>)>, BTreeMap<String, i64>) {
         let mut out = Vec::new();
         let mut batches = BTreeMap::new();
         for ((conv, bn), &(ci, bi)) in self.convs.iter().zip(&self.bns).zip(&self.index) {
-            let layout = conv.layout();
-            out.push(NamedTensor {
-                name: format!("main.{ci}.weight"),
-                shape: layout.torch_shape(),
-                values: layout.to_torch(&conv.weight.value),
-            });
+            out.push((format!("main.{ci}.weight"), TensorSource::Conv(conv)));
             let Some(b) = bn else { continue };
             for (p, v) in [
                 ("weight", &b.gamma.value),
@@ -153,15 +157,35 @@ impl<D: Direction> Stack<D> {
                 ("running_mean", &b.running_mean),
                 ("running_var", &b.running_var),
             ] {
-                out.push(NamedTensor {
-                    name: format!("main.{bi}.{p}"),
-                    shape: vec![b.channels],
-                    values: v.clone(),
-                });
+                out.push((format!("main.{bi}.{p}"), TensorSource::Vector(v)));
             }
             batches.insert(format!("main.{bi}.num_batches_tracked"), b.batches_tracked);
         }
         (out, batches)
+    }
+
+    /// Every tensor in PyTorch's names and layouts (copies), with the counters apart.
+    pub fn tensors(&self) -> (Vec<NamedTensor>, BTreeMap<String, i64>) {
+        let (names, batches) = self.tensor_names();
+        let tensors = names
+            .into_iter()
+            .map(|(name, source)| match source {
+                TensorSource::Conv(conv) => {
+                    let layout = conv.layout();
+                    NamedTensor {
+                        name,
+                        shape: layout.torch_shape(),
+                        values: layout.to_torch(&conv.weight.value),
+                    }
+                }
+                TensorSource::Vector(v) => NamedTensor {
+                    name,
+                    shape: vec![v.len()],
+                    values: v.to_vec(),
+                },
+            })
+            .collect();
+        (tensors, batches)
     }
 
     /// The learnable parameters in PyTorch's `parameters()` order.

@@ -14,10 +14,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::TrainSettings;
+use super::model_file::{f32_entry, network_entries};
 use crate::models::gan::{
-    AdamConfig, Discriminator, GanTrainer, Generator, NamedTensor, ParamSpec, ShapeError,
+    Adam, AdamConfig, Discriminator, GanTrainer, Generator, NamedTensor, ParamSpec, ShapeError,
 };
-use crate::models::state_dict::{self, RawTensor, StateDict};
+use crate::models::state_dict::{self, StateDict, TensorEntry};
 
 /// `format` in the metadata of every checkpoint.
 pub const FORMAT: &str = "atelier-train-faces-checkpoint";
@@ -102,66 +103,40 @@ pub fn list(dir: &Path) -> Vec<(u64, PathBuf)> {
     out
 }
 
-fn add_network(
-    out: &mut StateDict,
+/// An optimizer's moments under `prefix.exp_avg.<param>` and `prefix.exp_avg_sq.<param>`.
+fn adam_entries<'a>(
+    out: &mut Vec<TensorEntry<'a>>,
     prefix: &str,
-    tensors: Vec<NamedTensor>,
-    batches: BTreeMap<String, i64>,
+    specs: Vec<ParamSpec>,
+    adam: &'a Adam,
 ) {
-    for t in tensors {
-        out.insert(
-            format!("{prefix}.{}", t.name),
-            RawTensor::from_f32(t.shape, &t.values),
-        );
-    }
-    for (name, n) in batches {
-        out.insert(
-            format!("{prefix}.{name}"),
-            RawTensor::from_i64(vec![], &[n]),
-        );
-    }
-}
-
-fn add_adam(
-    out: &mut StateDict,
-    prefix: &str,
-    specs: &[ParamSpec],
-    m: &[Vec<f32>],
-    v: &[Vec<f32>],
-) {
-    for ((spec, m), v) in specs.iter().zip(m).zip(v) {
-        let shape = spec.torch_shape();
-        out.insert(
-            format!("{prefix}.exp_avg.{}", spec.name()),
-            RawTensor::from_f32(shape.clone(), &spec.to_torch(m)),
-        );
-        out.insert(
-            format!("{prefix}.exp_avg_sq.{}", spec.name()),
-            RawTensor::from_f32(shape, &spec.to_torch(v)),
-        );
+    for ((spec, m), v) in specs.into_iter().zip(&adam.m).zip(&adam.v) {
+        for (kind, values) in [("exp_avg", m), ("exp_avg_sq", v)] {
+            let spec = spec.clone();
+            let name = format!("{prefix}.{kind}.{}", spec.name());
+            out.push(f32_entry(name, spec.torch_shape(), values, move |x| {
+                spec.to_torch(x)
+            }));
+        }
     }
 }
 
 /// The checkpoint file's bytes.
 pub fn to_bytes(step: u64, trainer: &GanTrainer, settings: &TrainSettings) -> Vec<u8> {
-    let mut t = StateDict::new();
-    let (g, gb) = trainer.g.layers.tensors();
-    add_network(&mut t, "g", g, gb);
-    let (d, db) = trainer.d.layers.tensors();
-    add_network(&mut t, "d", d, db);
-    add_adam(
-        &mut t,
+    let mut entries = Vec::new();
+    network_entries(&mut entries, "g.", &trainer.g.layers);
+    network_entries(&mut entries, "d.", &trainer.d.layers);
+    adam_entries(
+        &mut entries,
         "opt_g",
-        &trainer.g.layers.param_specs(),
-        &trainer.opt_g.m,
-        &trainer.opt_g.v,
+        trainer.g.layers.param_specs(),
+        &trainer.opt_g,
     );
-    add_adam(
-        &mut t,
+    adam_entries(
+        &mut entries,
         "opt_d",
-        &trainer.d.layers.param_specs(),
-        &trainer.opt_d.m,
-        &trainer.opt_d.v,
+        trainer.d.layers.param_specs(),
+        &trainer.opt_d,
     );
     let mut meta = BTreeMap::new();
     meta.insert("format".into(), FORMAT.into());
@@ -173,7 +148,7 @@ pub fn to_bytes(step: u64, trainer: &GanTrainer, settings: &TrainSettings) -> Ve
         "settings".into(),
         serde_json::to_string(settings).unwrap_or_default(),
     );
-    state_dict::safetensors_bytes(&t, &meta)
+    state_dict::safetensors_from_entries(entries, &meta)
 }
 
 /// Writes the checkpoint after `step` into `dir` atomically, then removes all but the newest

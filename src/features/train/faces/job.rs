@@ -141,23 +141,19 @@ fn build(settings: &TrainSettings) -> Result<GanTrainer, TrainFacesError> {
     Ok(GanTrainer::new(g, d, settings.adam()))
 }
 
-/// Fails early (before any training) when `path` cannot be written: its folder is missing,
-/// read-only or full.
+/// Fails early (before any training) when `path` cannot be written: its folder cannot be
+/// created, or is read-only or full.
 fn probe_writable(path: &Path) -> Result<(), TrainFacesError> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    tempfile::Builder::new()
-        .prefix(".atelier-probe-")
-        .tempfile_in(dir)
-        .map(drop)
-        .map_err(|source| {
-            TrainFacesError::Export(model_file::ModelFileError::Write {
-                path: path.to_path_buf(),
-                source,
-            })
+    crate::fsutil::probe_writable(dir).map_err(|source| {
+        TrainFacesError::Export(model_file::ModelFileError::Write {
+            path: path.to_path_buf(),
+            source,
         })
+    })
 }
 
 /// Recent step times, for the speed and the time left.

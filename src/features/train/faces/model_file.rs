@@ -8,8 +8,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::models::dcgan::{self, CHECKPOINT_KEY};
-use crate::models::gan::{GanShape, Generator, NamedTensor, ShapeError};
-use crate::models::state_dict::{self, RawTensor, StateDict, WeightsError};
+use crate::models::gan::stack::{Stack, TensorSource};
+use crate::models::gan::{Direction, GanShape, Generator, NamedTensor, ShapeError};
+use crate::models::pickle::StorageDType;
+use crate::models::state_dict::{self, TensorEntry, WeightsError};
 
 /// Why a generator file could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -69,20 +71,62 @@ pub fn load_generator(path: &Path, shape: GanShape) -> Result<Generator, ModelFi
     })
 }
 
-/// The bytes of `g` as a Faces `.safetensors` file.
-pub fn generator_bytes(g: &Generator) -> Vec<u8> {
-    let (tensors, batches) = g.layers.tensors();
-    let mut sd = StateDict::new();
-    for t in tensors {
-        sd.insert(t.name, RawTensor::from_f32(t.shape, &t.values));
+/// An f32 tensor whose bytes are `values` converted by `convert` when written.
+pub(super) fn f32_entry<'a>(
+    name: String,
+    shape: Vec<usize>,
+    values: &'a [f32],
+    convert: impl Fn(&[f32]) -> Vec<f32> + 'a,
+) -> TensorEntry<'a> {
+    TensorEntry {
+        name,
+        dtype: StorageDType::F32,
+        shape,
+        write: Box::new(move |out: &mut Vec<u8>| {
+            out.extend(convert(values).iter().flat_map(|v| v.to_le_bytes()));
+        }),
+    }
+}
+
+/// A network's state dict, names prefixed with `prefix` (e.g. `g.` in a checkpoint, nothing
+/// in a Faces file): weights converted to PyTorch's layouts as they are written, BatchNorm
+/// statistics as they are, counters as i64 scalars.
+pub(super) fn network_entries<'a, D: Direction>(
+    out: &mut Vec<TensorEntry<'a>>,
+    prefix: &str,
+    layers: &'a Stack<D>,
+) {
+    let (names, batches) = layers.tensor_names();
+    for (name, source) in names {
+        let name = format!("{prefix}{name}");
+        out.push(match source {
+            TensorSource::Conv(conv) => {
+                let layout = conv.layout();
+                f32_entry(name, layout.torch_shape(), &conv.weight.value, move |v| {
+                    layout.to_torch(v)
+                })
+            }
+            TensorSource::Vector(v) => f32_entry(name, vec![v.len()], v, <[f32]>::to_vec),
+        });
     }
     for (name, n) in batches {
-        sd.insert(name, RawTensor::from_i64(vec![], &[n]));
+        out.push(TensorEntry {
+            name: format!("{prefix}{name}"),
+            dtype: StorageDType::I64,
+            shape: vec![],
+            write: Box::new(move |o: &mut Vec<u8>| o.extend_from_slice(&n.to_le_bytes())),
+        });
     }
+}
+
+/// The bytes of `g` as a Faces `.safetensors` file.
+pub fn generator_bytes(g: &Generator) -> Vec<u8> {
+    let mut entries = Vec::new();
+    network_entries(&mut entries, "", &g.layers);
     let mut meta = BTreeMap::new();
     // What `safetensors.torch.save_file` writes, so PyTorch tools recognise the file.
     meta.insert("format".to_owned(), "pt".to_owned());
-    state_dict::safetensors_bytes(&sd, &meta)
+    state_dict::safetensors_from_entries(entries, &meta)
 }
 
 /// Writes `g` to `path` atomically and, for the Faces widths, checks that the Faces loader

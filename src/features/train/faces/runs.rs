@@ -201,20 +201,12 @@ pub fn create(dir: &Path) -> Result<(), RunError> {
             path: dir.to_path_buf(),
         });
     }
-    std::fs::create_dir_all(dir).map_err(|source| RunError::Write {
-        path: dir.to_path_buf(),
-        source,
-    })?;
     // Creating a folder can succeed where writing in it will not (a read-only mount, an
     // existing folder without write permission): find out now, not after minutes of training.
-    tempfile::Builder::new()
-        .prefix(".atelier-probe-")
-        .tempfile_in(dir)
-        .map(drop)
-        .map_err(|source| RunError::Write {
-            path: dir.to_path_buf(),
-            source,
-        })
+    crate::fsutil::probe_writable(dir).map_err(|source| RunError::Write {
+        path: dir.to_path_buf(),
+        source,
+    })
 }
 
 /// The default runs folder: `<data>/train/runs`.
