@@ -12,12 +12,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use atelier::long_job::LongJobControl;
-use atelier::models::llm::lora::{LoraAdapter, LoraPair, LoraTarget};
-use atelier::models::llm::train::{AdamW, AdamWConfig, Lora, TrainModel, Workspace};
 use atelier::features::train::write::{
     TextSource, TrainWriteConfig, TrainWriteError, TrainWriteEvent, checkpoint, run,
 };
+use atelier::long_job::LongJobControl;
+use atelier::models::llm::lora::{LoraAdapter, LoraPair, LoraTarget};
+use atelier::models::llm::train::{AdamW, AdamWConfig, Lora, TrainModel, Workspace};
 use serde_json::Value;
 
 /// The tests that load SmolLM2 (540 MB as f32) run one at a time.
@@ -282,7 +282,8 @@ fn a_short_real_run_lowers_perplexity_and_a_resumed_run_ends_where_an_uninterrup
     .expect("stopped run");
     assert!(stopped.stopped);
     assert_eq!(stopped.steps, 3);
-    let mut again = atelier::features::train::write::resume_config(&stopped.run_dir).expect("run.json");
+    let mut again =
+        atelier::features::train::write::resume_config(&stopped.run_dir).expect("run.json");
     assert_eq!(again.resume.as_deref(), Some(stopped.run_dir.as_path()));
     again.runs_dir = runs.path().to_path_buf();
     let resumed = run(&again, &LongJobControl::standalone(2), &mut |_| {}).expect("resumed");
@@ -319,7 +320,8 @@ fn a_nan_loss_stops_the_run_with_a_message_and_keeps_the_last_good_checkpoint() 
     assert!(message.contains("learning rate"), "{message}");
     let kept = checkpoint.as_ref().expect("a checkpoint was kept");
     let dir = kept.parent().expect("run dir");
-    let (state, adapter, _) = atelier::features::train::write::checkpoint::load(dir).expect("checkpoint");
+    let (state, adapter, _) =
+        atelier::features::train::write::checkpoint::load(dir).expect("checkpoint");
     assert_eq!(state.step + 1, *step);
     assert!(
         adapter
@@ -327,8 +329,8 @@ fn a_nan_loss_stops_the_run_with_a_message_and_keeps_the_last_good_checkpoint() 
             .iter()
             .all(|p| p.a.iter().chain(&p.b).all(|v| v.is_finite()))
     );
-    let record =
-        std::fs::read_to_string(dir.join(atelier::features::train::write::RUN_FILE)).expect("run.json");
+    let record = std::fs::read_to_string(dir.join(atelier::features::train::write::RUN_FILE))
+        .expect("run.json");
     assert!(record.contains("\"diverged\""), "{record}");
 }
 

@@ -22,9 +22,9 @@ pub enum EngineError {
     /// Style transfer failed (bad image, missing model, bad request).
     #[error(transparent)]
     Style(#[from] StyleError),
-    /// A long job (training) failed.
-    #[error("{0}")]
-    LongJob(String),
+    /// A training run failed (its last checkpoint is kept).
+    #[error(transparent)]
+    Train(#[from] crate::features::train::TrainError),
     /// The job panicked inside the worker; the worker survived and dropped its models.
     #[error("internal error while running the job ({0}); the model will be reloaded")]
     Panicked(String),

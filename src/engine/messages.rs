@@ -6,9 +6,10 @@ use super::error::EngineError;
 use super::job::{JobHandle, JobId};
 use crate::features::faces::{FacesEvent, FacesRequest};
 use crate::features::style::{StyleEvent, StyleJob};
+use crate::features::train::TrainEvent;
 use crate::models::llm::context::{TrimReport, WriteTask};
-use crate::models::llm::{GenerateParams, GeneratedToken, GenerationResult, ModelInfo, TokenScore};
 use crate::models::llm::lora::AdapterSpec;
+use crate::models::llm::{GenerateParams, GeneratedToken, GenerationResult, ModelInfo, TokenScore};
 
 /// A text generation job.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -131,6 +132,8 @@ pub enum Event {
     Faces { job: JobId, event: FacesEvent },
     /// Progress and result of a Style job; see [`StyleEvent`].
     Style { job: JobId, event: StyleEvent },
+    /// Progress and report of a training job (long-job lane); see [`TrainEvent`].
+    Train { job: JobId, event: Box<TrainEvent> },
     /// The job finished normally.
     Finished { job: JobId },
     /// The job was stopped by its cancel flag (partial output was already delivered).
@@ -159,6 +162,7 @@ impl Event {
             | Event::Backend { job, .. }
             | Event::Faces { job, .. }
             | Event::Style { job, .. }
+            | Event::Train { job, .. }
             | Event::Finished { job }
             | Event::Cancelled { job }
             | Event::Failed { job, .. }

@@ -247,6 +247,18 @@ impl Engine {
         })))
     }
 
+    /// Starts a training run on the long-job lane with a budget of `threads` cores: its
+    /// progress comes as [`Event::Train`], it yields while Write, Faces or Style jobs run, and
+    /// the control pauses, resumes and stops it (a stop writes a checkpoint first and ends
+    /// the job with [`Event::Cancelled`] after its report).
+    pub fn train(
+        &self,
+        request: crate::features::train::TrainRequest,
+        threads: usize,
+    ) -> (JobHandle, LongJobControl) {
+        self.start_long(Box::new(request), threads)
+    }
+
     /// Starts a long job on the long-job lane with a budget of `threads` cores; the returned
     /// control pauses, resumes and stops it (cancelling the handle stops it too).
     pub(crate) fn start_long(

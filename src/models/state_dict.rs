@@ -609,8 +609,11 @@ pub struct TensorEntry<'a> {
     /// Its shape.
     pub shape: Vec<usize>,
     /// Appends exactly `numel · dtype.size()` little-endian bytes.
-    pub write: Box<dyn Fn(&mut Vec<u8>) + 'a>,
+    pub write: WriteBytes<'a>,
 }
+
+/// Appends a tensor's bytes to the file being assembled.
+pub type WriteBytes<'a> = Box<dyn Fn(&mut Vec<u8>) + 'a>;
 
 /// Serializes `entries` (written in name order) as a safetensors file with `metadata`.
 /// Panics if an entry writes a different number of bytes than its shape says.

@@ -178,7 +178,6 @@ pub fn events_of(
     out
 }
 
-
 /// The Python of the llama.cpp peer's venv (`ATELIER_PEER_PYTHON`, else the default venv of
 /// scripts/peer-venv.sh); fails the test with what to run when it is missing.
 pub fn peer_python() -> PathBuf {

@@ -35,6 +35,9 @@ use crate::models::dcgan::{Generator, IMAGE_SIZE, LATENT_DIM};
 
 /// The worker's Faces family: the loaded generator (kept until another file, or a new version
 /// of the same file, is asked for) and its principal directions.
+/// A job's network and the directions its faces use, ready to draw.
+type Prepared<'a> = (Net<'a>, Option<Arc<Directions>>);
+
 pub(crate) struct FacesFamily {
     loaded: Option<Loaded>,
     cache: DirectionsCache,
@@ -215,7 +218,7 @@ impl FacesFamily {
         model: &Path,
         faces: &[FaceSpec],
         rt: Option<&'a mut GpuRuntime>,
-    ) -> Result<Option<(Net<'a>, Option<Arc<Directions>>)>, FacesError> {
+    ) -> Result<Option<Prepared<'a>>, FacesError> {
         self.ensure(cx, model)?;
         let dirs = match self.directions_for(cx, model, faces)? {
             NeededDirections::Cancelled => return Ok(None),

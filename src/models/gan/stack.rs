@@ -14,6 +14,9 @@ use super::{
 /// Kernel side of every DCGAN convolution.
 pub const KERNEL: usize = 4;
 
+/// A state-dict tensor's PyTorch name and where its values live.
+pub type Named<'a, D> = (String, TensorSource<'a, D>);
+
 /// One row of a network's architecture table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LayerSpec {
@@ -145,7 +148,7 @@ impl<D: Direction> Stack<D> {
 
     /// Every state-dict tensor's PyTorch name and where its values live (running statistics
     /// included), with each BatchNorm's `num_batches_tracked` apart (an integer).
-    pub fn tensor_names(&self) -> (Vec<(String, TensorSource<'_, D>)>, BTreeMap<String, i64>) {
+    pub fn tensor_names(&self) -> (Vec<Named<'_, D>>, BTreeMap<String, i64>) {
         let mut out = Vec::new();
         let mut batches = BTreeMap::new();
         for ((conv, bn), &(ci, bi)) in self.convs.iter().zip(&self.bns).zip(&self.index) {

@@ -99,7 +99,7 @@ pub fn list(dir: &Path) -> Vec<(u64, PathBuf)> {
         .filter_map(Result::ok)
         .filter_map(|e| Some((step_of(&e.file_name().to_string_lossy())?, e.path())))
         .collect();
-    out.sort_by(|a, b| b.0.cmp(&a.0));
+    out.sort_by_key(|b| std::cmp::Reverse(b.0));
     out
 }
 
@@ -197,11 +197,10 @@ fn network(sd: &StateDict, prefix: &str) -> (BTreeMap<String, NamedTensor>, BTre
     (tensors, batches)
 }
 
-fn adam_state(
-    sd: &StateDict,
-    prefix: &str,
-    specs: &[ParamSpec],
-) -> Result<(Vec<Vec<f32>>, Vec<Vec<f32>>), ShapeError> {
+/// Adam's first and second moments, one vector per parameter.
+type Moments = (Vec<Vec<f32>>, Vec<Vec<f32>>);
+
+fn adam_state(sd: &StateDict, prefix: &str, specs: &[ParamSpec]) -> Result<Moments, ShapeError> {
     let (tensors, _) = network(sd, prefix);
     let mut m = Vec::with_capacity(specs.len());
     let mut v = Vec::with_capacity(specs.len());

@@ -440,7 +440,7 @@ fn train(
 
 /// Writes the checkpoint after `step`, then the record pointing at it.
 fn save_checkpoint(
-    dir: &PathBuf,
+    dir: &Path,
     step: u64,
     trainer: &GanTrainer,
     record: &mut RunRecord,

@@ -271,7 +271,6 @@ pub fn sgemm(
                     }
                     parts.into_par_iter().for_each(block);
                 } else {
-                    let block = block;
                     for blk in 0..blocks {
                         block((blk * MC, 0, &mut c.data[..]));
                     }
