@@ -12,10 +12,13 @@ use std::path::{Path, PathBuf};
 
 /// The layers from the bottom up; a module may use its own layer and those below.
 const LAYERS: &[(&str, &[&str])] = &[
-    ("base", &["fsutil", "paths", "logs", "measure", "theme"]),
+    (
+        "base",
+        &["fsutil", "paths", "logs", "measure", "theme", "long_job"],
+    ),
     ("models", &["models"]),
     ("kernels", &["gpu"]),
-    ("features", &["features", "train", "store", "remote"]),
+    ("features", &["features", "store", "remote"]),
     ("engine", &["engine"]),
     (
         "front ends",

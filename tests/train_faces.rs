@@ -650,3 +650,97 @@ fn stop_writes_a_checkpoint_and_returns() {
         Err(TrainFacesError::Settings(_))
     ));
 }
+
+#[test]
+fn training_on_the_long_job_lane_leaves_the_worker_free_and_pauses_and_stops() {
+    use atelier::engine::{Engine, Event};
+    use atelier::features::faces::{FaceSpec, RenderRequest};
+    use atelier::features::train::{TrainEvent, TrainRequest};
+    let tmp = tempfile::tempdir().unwrap();
+    let pictures = random_pictures(tmp.path(), 16);
+    let mut config = tiny(pictures, tmp.path().join("run"));
+    config.steps = 1_000_000;
+    config.samples_every = 2;
+    let engine = Engine::spawn(None, None).unwrap();
+    let (job, control) = engine.train(TrainRequest::Faces(Box::new(config)), 1);
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let mut steps = 0u64;
+    let mut samples = 0;
+    let mut render = None;
+    let mut rendered = false;
+    let mut terminal = None;
+    let mut report = None;
+    let mut paused_at = None;
+    while terminal.is_none() {
+        assert!(Instant::now() < deadline, "training events stopped coming");
+        let Some(ev) = engine.recv_timeout(Duration::from_millis(50)) else {
+            continue;
+        };
+        if render
+            .as_ref()
+            .is_some_and(|r: &atelier::engine::JobHandle| r.id() == ev.job())
+        {
+            match ev {
+                Event::Finished { .. } => rendered = true,
+                Event::Failed { error, .. } => panic!("the face grid failed: {error}"),
+                _ => {}
+            }
+            continue;
+        }
+        assert_eq!(ev.job(), job.id());
+        match ev {
+            Event::Train { event, .. } => match *event {
+                TrainEvent::Faces(TrainFacesEvent::Step { step, .. }) => steps = step,
+                TrainEvent::Faces(TrainFacesEvent::Samples { .. }) => samples += 1,
+                TrainEvent::FacesDone(r) => report = Some(r),
+                _ => {}
+            },
+            Event::Failed { error, .. } => panic!("training failed: {error}"),
+            e if e.is_terminal() => terminal = Some(e),
+            _ => {}
+        }
+        // A grid on the worker while the run goes: it finishes (the run yields to it).
+        if steps >= 2 && render.is_none() {
+            render = Some(engine.faces_render(RenderRequest {
+                model: faces_model(),
+                faces: (0..4).map(|s| FaceSpec::from_seed(s, 0.7)).collect(),
+                size: 64,
+            }));
+        }
+        if rendered && paused_at.is_none() {
+            control.pause();
+            std::thread::sleep(Duration::from_millis(600));
+            // At most the step in flight ends after a pause.
+            while let Some(ev) = engine.recv_timeout(Duration::from_millis(10)) {
+                if let Event::Train { event, .. } = ev
+                    && let TrainEvent::Faces(TrainFacesEvent::Step { step, .. }) = *event
+                {
+                    steps = step;
+                }
+            }
+            paused_at = Some(steps);
+            std::thread::sleep(Duration::from_millis(600));
+            while let Some(ev) = engine.recv_timeout(Duration::from_millis(10)) {
+                assert!(
+                    !matches!(&ev, Event::Train { event, .. } if matches!(**event, TrainEvent::Faces(TrainFacesEvent::Step { .. }))),
+                    "a paused run stepped"
+                );
+            }
+            control.resume();
+        }
+        if paused_at.is_some_and(|p| steps > p + 2) {
+            // Cancelling the handle is Stop: a checkpoint, the report, then Cancelled.
+            job.cancel();
+        }
+    }
+    assert!(rendered, "the face grid finished while training ran");
+    assert!(samples >= 1);
+    assert!(
+        matches!(terminal, Some(Event::Cancelled { .. })),
+        "{terminal:?}"
+    );
+    let report = report.expect("the run's report before its end");
+    assert!(report.stopped);
+    assert_eq!(report.step, steps);
+    assert!(!report.checkpoints.is_empty());
+}

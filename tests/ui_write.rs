@@ -574,3 +574,52 @@ fn a_server_streams_into_the_tray_and_a_failed_request_leaves_the_document_alone
         "a failed request leaves the document alone"
     );
 }
+
+#[test]
+fn an_adapter_saved_for_the_model_is_listed_applied_and_named_in_the_status_bar() {
+    use atelier::models::llm::lora::{BaseShapes, LoraTarget, gguf as lora_gguf, random};
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut f = app_with(|s| greedy(s, 4));
+    // An adapter appears in the data folder's adapters/ (as a training run saves one).
+    let (content, _, _) = atelier::models::llm::gguf::open(&model_path()).unwrap();
+    let adapter = random::random_adapter(
+        &BaseShapes::from_content(&content),
+        4,
+        &LoraTarget::ALL,
+        0.01,
+        7,
+    );
+    let dir = f._dir.path().join("adapters");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("voice.gguf");
+    lora_gguf::write(&file, &adapter).unwrap();
+    let h = &mut f.harness;
+    wait_for(h, "the adapter listed", Duration::from_secs(30), |app| {
+        app.write_panel().adapters().listed().len() == 1
+    });
+    h.step();
+    assert!(shows(h, "Adapter"), "the picker shows");
+    h.state_mut()
+        .write_panel_mut()
+        .adapters_mut()
+        .choose(Some(file.clone()), 0.5);
+    set_document(h, PROMPT);
+    h.get_by_label("Generate").click();
+    wait_for(
+        h,
+        "the model with the adapter",
+        Duration::from_secs(60),
+        |app| {
+            app.model_state()
+                .loaded
+                .as_ref()
+                .and_then(|i| i.adapter.as_ref())
+                .is_some_and(|a| a.path == file && a.scale == 0.5)
+        },
+    );
+    wait_for(h, "the suggestion", Duration::from_secs(60), |app| {
+        !app.write_panel().is_generating()
+    });
+    h.step();
+    assert!(shows(h, "adapter voice ×0.50"), "the status bar names it");
+}

@@ -14,4 +14,6 @@ pub enum Page {
     Faces,
     /// Neural style transfer.
     Style,
+    /// Training on the user's own pictures and writing.
+    Train,
 }

@@ -75,7 +75,7 @@ pub struct WriteBenchArgs {
     pub json: bool,
     /// Also measure with this LoRA adapter applied (PATH[:SCALE]; it must fit every model),
     /// each generation with it right after one without, on the same loaded model.
-    #[arg(long, value_name = "ADAPTER.gguf[:SCALE]", value_parser = crate::cli::parse_lora, conflicts_with = "lora_rank")]
+    #[arg(long, value_name = "ADAPTER.gguf[:SCALE]", value_parser = crate::models::llm::lora::AdapterSpec::parse, conflicts_with = "lora_rank")]
     pub lora: Option<AdapterSpec>,
     /// Also measure with a random adapter of this rank on all seven projections of every
     /// layer (written to --lora-dir first, so its load is measured from a file).

@@ -9,8 +9,6 @@ pub mod train_faces;
 pub mod train_write;
 pub mod write;
 
-pub use write::parse_lora;
-
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};

@@ -78,13 +78,8 @@ pub struct WriteArgs {
     pub logprobs: usize,
     /// Apply a LoRA adapter (llama.cpp's GGUF LoRA format) at strength SCALE (0-2,
     /// default 1).
-    #[arg(long, value_name = "ADAPTER.gguf[:SCALE]", value_parser = parse_lora, conflicts_with = "remote")]
+    #[arg(long, value_name = "ADAPTER.gguf[:SCALE]", value_parser = AdapterSpec::parse, conflicts_with = "remote")]
     pub lora: Option<AdapterSpec>,
-}
-
-/// `--lora PATH[:SCALE]`.
-pub fn parse_lora(s: &str) -> Result<AdapterSpec, String> {
-    AdapterSpec::parse(s)
 }
 
 /// `atelier score`
@@ -109,7 +104,7 @@ pub struct ScoreArgs {
     #[arg(long)]
     pub json: bool,
     /// Apply a LoRA adapter at strength SCALE (0-2, default 1).
-    #[arg(long, value_name = "ADAPTER.gguf[:SCALE]", value_parser = parse_lora)]
+    #[arg(long, value_name = "ADAPTER.gguf[:SCALE]", value_parser = AdapterSpec::parse)]
     pub lora: Option<AdapterSpec>,
 }
 

@@ -227,6 +227,13 @@ impl KioskConfig {
             return Err(invalid("panels", "is empty: name at least one page".into()));
         }
         for (i, p) in panels.iter().enumerate() {
+            // An unattended stand has nothing to train on and should not hold cores for it.
+            if *p == Page::Train {
+                return Err(invalid(
+                    "panels",
+                    "names train: the Train page is not offered in trade-show mode".into(),
+                ));
+            }
             if panels[..i].contains(p) {
                 return Err(invalid("panels", format!("lists {p:?} twice")));
             }
@@ -417,6 +424,7 @@ mod tests {
         let cases = [
             ("panels = []", "panels"),
             ("panels = [\"faces\", \"faces\"]", "twice"),
+            ("panels = [\"faces\", \"train\"]", "trade-show mode"),
             ("panels = [\"paint\"]", "paint"),
             ("zoom = 9", "zoom"),
             ("quit_keys = \"Q\"", "Ctrl, Alt or Cmd"),

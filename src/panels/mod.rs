@@ -12,6 +12,7 @@ pub mod faces;
 pub mod job_book;
 pub mod panel;
 pub mod style;
+pub mod train;
 pub mod write;
 
 pub use context::{Command, DialogPurpose, PanelContext, Shared, poll_exports};
@@ -23,5 +24,6 @@ pub fn registry() -> Vec<Box<dyn Panel>> {
         Box::new(write::WritePanel::default()),
         Box::new(faces::FacesPanel::default()),
         Box::new(style::StylePanel::default()),
+        Box::new(train::TrainPanel::default()),
     ]
 }

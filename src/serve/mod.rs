@@ -56,7 +56,7 @@ pub struct ServeArgs {
     pub models: Vec<String>,
     /// A LoRA adapter to offer (repeatable), at strength SCALE (0-2, default 1): each served
     /// model it fits is also offered as `<model>+<adapter>`.
-    #[arg(long = "lora", value_name = "ADAPTER.gguf[:SCALE]", value_parser = crate::cli::parse_lora)]
+    #[arg(long = "lora", value_name = "ADAPTER.gguf[:SCALE]", value_parser = crate::models::llm::lora::AdapterSpec::parse)]
     pub loras: Vec<crate::models::llm::lora::AdapterSpec>,
     /// Jobs accepted at once, running or waiting; more get HTTP 429.
     #[arg(long, default_value_t = 8)]

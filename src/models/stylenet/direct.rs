@@ -22,7 +22,7 @@ use std::arch::x86_64::{
 
 use rayon::prelude::*;
 
-use super::ops::{FeatureMap, PadMode, axis_map};
+use super::planes::{FeatureMap, PadMode, axis_map};
 
 /// Floats per vector.
 const LANES: usize = 16;

@@ -16,6 +16,7 @@ pub mod image;
 mod mobilenet;
 pub mod multistyle;
 pub mod ops;
+pub mod planes;
 mod pointwise;
 pub mod predictor;
 pub mod tiling;

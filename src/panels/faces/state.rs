@@ -234,6 +234,11 @@ impl FacesPanel {
         self.walk.keys = keys.into_iter().take(MAX_KEYS).collect();
     }
 
+    /// The generator file the grid draws from.
+    pub fn model(&self) -> &std::path::Path {
+        &self.model
+    }
+
     /// Uses another generator file (same architecture); tests point it at a missing file.
     pub fn set_model(&mut self, path: PathBuf) {
         self.walk.stop();

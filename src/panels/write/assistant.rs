@@ -41,6 +41,8 @@ impl WritePanel {
                 &mut self.picks,
                 cx.kiosk,
             );
+            let loaded = self.model.selected_info().map(|i| i.path.clone());
+            self.adapters.show(ui, loaded.as_deref(), cx.store.dir());
         }
         ui.add_space(space::S);
 

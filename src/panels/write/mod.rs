@@ -15,6 +15,7 @@
 //! model), [`remote`] (a server instead), [`sampling`].
 
 mod accept;
+pub mod adapter;
 mod assistant;
 mod documents;
 mod editor;

@@ -176,7 +176,11 @@ impl Panel for WritePanel {
                 format!("Loading {}", display_name(&model.selected, None)),
             )
         } else if let Some(info) = &model.loaded {
-            (Tone::Good, display_name(&info.path, Some(info)))
+            let name = display_name(&info.path, Some(info));
+            match &info.adapter {
+                Some(a) => (Tone::Good, format!("{name} + {}", a.label())),
+                None => (Tone::Good, name),
+            }
         } else if model.error.is_some() {
             (Tone::Bad, "Model failed to load".into())
         } else {

@@ -63,7 +63,7 @@ impl WritePanel {
         params.logprobs = params.logprobs.max(POPUP_ALTERNATIVES);
         let request = WriteRequest {
             model: self.model.selected.clone(),
-            adapter: None,
+            adapter: if remote { None } else { self.adapters.spec() },
             task,
             params,
             candidates: cx.store.settings.candidates.clamp(1, 4),

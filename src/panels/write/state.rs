@@ -111,6 +111,20 @@ pub struct WritePanel {
     pub(super) retired: Vec<JobId>,
     /// Whether the disk search for models ran (on the first frame).
     pub(super) discovered_once: bool,
+    /// The LoRA adapter applied to the model, if any.
+    pub(super) adapters: super::adapter::AdapterChoice,
+}
+
+impl WritePanel {
+    /// The adapters of the model and the one chosen.
+    pub fn adapters(&self) -> &super::adapter::AdapterChoice {
+        &self.adapters
+    }
+
+    /// The adapter chosen for the model (tests arrange one; the picker sets it).
+    pub fn adapters_mut(&mut self) -> &mut super::adapter::AdapterChoice {
+        &mut self.adapters
+    }
 }
 
 impl Default for WritePanel {
@@ -134,6 +148,7 @@ impl Default for WritePanel {
             export_format: None,
             retired: Vec::new(),
             discovered_once: false,
+            adapters: Default::default(),
         }
     }
 }

@@ -259,8 +259,8 @@ pub struct RunEntry {
     pub samples: Option<PathBuf>,
 }
 
-/// Every run under `root` that has a readable record, newest first. Unreadable folders are
-/// skipped with a warning.
+/// Every pictures run under `root` that has a readable record, newest first. Other folders
+/// (writing runs, damaged records) are skipped.
 pub fn list(root: &Path) -> Vec<RunEntry> {
     let mut out: Vec<RunEntry> = std::fs::read_dir(root)
         .into_iter()
@@ -276,8 +276,9 @@ pub fn list(root: &Path) -> Vec<RunEntry> {
                     samples,
                 })
             }
+            // Writing runs share the runs folder: their records are not pictures runs'.
             Err(err) => {
-                tracing::warn!("{err}");
+                tracing::debug!("{err}");
                 None
             }
         })

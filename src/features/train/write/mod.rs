@@ -18,7 +18,9 @@ mod trainer;
 use std::path::PathBuf;
 
 pub use text::{Corpus, SourceSummary, TextSource};
-pub use trainer::{ADAPTER_FILE, RUN_FILE, Survey, resume_config, run, survey};
+pub use trainer::{
+    ADAPTER_FILE, RUN_FILE, Survey, WriteRunEntry, list_runs, resume_config, run, survey,
+};
 
 use crate::models::llm::lora::LoraTarget;
 

@@ -62,6 +62,68 @@ struct RunRecord {
     adapter: Option<PathBuf>,
 }
 
+/// A writing run as the Train panel's runs list shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WriteRunEntry {
+    /// Its folder.
+    pub dir: PathBuf,
+    /// Its settings.
+    pub config: TrainWriteConfig,
+    /// `running` (or ended without saying: resumable), `stopped`, `finished` or `diverged`.
+    pub status: String,
+    /// Steps done (at the last record).
+    pub step: u64,
+    /// Steps it trains to.
+    pub steps_total: u64,
+    /// Training tokens.
+    pub train_tokens: usize,
+    /// The base model's validation perplexity.
+    pub base_perplexity: f64,
+    /// The last validation perplexity with the adapter, if measured.
+    pub perplexity: Option<f64>,
+    /// Training loss per step, for the list's small plot.
+    pub train_curve: Vec<(u64, f64)>,
+    /// The adapter written, if any.
+    pub adapter: Option<PathBuf>,
+}
+
+/// Every writing run under `root` (folders whose `run.json` is a writing run's), newest
+/// first; other folders (pictures runs, damaged records) are left out.
+pub fn list_runs(root: &Path) -> Vec<WriteRunEntry> {
+    let mut out: Vec<(std::time::SystemTime, WriteRunEntry)> = std::fs::read_dir(root)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let path = e.path().join(RUN_FILE);
+            // Records are small; a huge file is not a record of ours.
+            let meta = std::fs::metadata(&path).ok()?;
+            if meta.len() > 64 << 20 {
+                return None;
+            }
+            let record: RunRecord = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
+            let modified = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
+            Some((
+                modified,
+                WriteRunEntry {
+                    dir: e.path(),
+                    perplexity: record.val_curve.last().map(|&(_, l)| l.exp()),
+                    base_perplexity: record.base_val_loss.exp(),
+                    config: record.config,
+                    status: record.status,
+                    step: record.step,
+                    steps_total: record.steps_total,
+                    train_tokens: record.train_tokens,
+                    train_curve: record.train_curve,
+                    adapter: record.adapter,
+                },
+            ))
+        })
+        .collect();
+    out.sort_by_key(|e| std::cmp::Reverse(e.0));
+    out.into_iter().map(|(_, e)| e).collect()
+}
+
 /// Reads the settings a run folder was started with (for `--resume`).
 pub fn resume_config(dir: &Path) -> Result<TrainWriteConfig, TrainWriteError> {
     let path = dir.join(RUN_FILE);

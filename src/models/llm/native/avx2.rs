@@ -9,7 +9,7 @@
 
 use std::arch::x86_64::*;
 
-use super::quant::{ACT_BLOCK, ActView, Bias, Factors, GROUP, MatView, Store};
+use super::blocks::{ACT_BLOCK, ActView, Bias, Factors, GROUP, MatView, Store};
 
 /// Computes a tile of `tile` activation rows (at most 8) against group `g` into `acc`.
 ///

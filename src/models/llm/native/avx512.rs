@@ -5,7 +5,7 @@
 
 use std::arch::x86_64::*;
 
-use super::quant::{ACT_BLOCK, ActView, Bias, Factors, GROUP, MatView, Store};
+use super::blocks::{ACT_BLOCK, ActView, Bias, Factors, GROUP, MatView, Store};
 
 /// Storage kinds as const parameters.
 const NIB4: u8 = 0;

@@ -17,6 +17,7 @@ mod attention;
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+pub mod blocks;
 pub mod lora;
 pub mod ops;
 pub mod quant;

@@ -26,6 +26,7 @@ mod pass;
 mod sgemm;
 #[cfg(test)]
 mod tests;
+mod view;
 mod weights;
 
 pub use lora::{AdamW, AdamWConfig, Grads, Lora, LoraShapeError};

@@ -13,7 +13,7 @@ use std::arch::x86_64::*;
 
 use rayon::prelude::*;
 
-use super::gemm::View as Operand;
+use super::view::View as Operand;
 
 /// Rows of the register tile (broadcast from A).
 const MR: usize = 12;
