@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use atelier::app::AtelierApp;
 use atelier::app::page::Page;
-use atelier::app::{AtelierApp, GuiOptions};
 use atelier::features::faces::FaceSpec;
 use atelier::panels::faces::{FaceExport, FacesPanel};
 use common::Pages;
@@ -36,20 +36,7 @@ fn app_on(data: &Path) -> H {
         "the face generator is missing at {}; fetch it with models/fetch.sh faces",
         generator().display()
     );
-    let mut app = AtelierApp::new(
-        GuiOptions {
-            backend: None,
-            model: Some(data.join("no-language-model.gguf")),
-            data_dir: Some(data.to_path_buf()),
-            kiosk: None,
-        },
-        None,
-    );
-    app.store_mut().settings.page = Page::Faces;
-    Harness::builder()
-        .with_size(egui::vec2(1400.0, 900.0))
-        .with_context_setup(AtelierApp::setup_context)
-        .build_ui_state(|ui, app: &mut AtelierApp| app.frame(ui), app)
+    common::studio_on(data, Page::Faces)
 }
 
 /// Steps frames until `done` holds, or fails after `timeout` saying what it waited for.

@@ -13,8 +13,8 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use atelier::app::AtelierApp;
 use atelier::app::page::Page;
-use atelier::app::{AtelierApp, GuiOptions};
 use atelier::panels::Panel;
 use atelier::panels::train::{RunEnd, TrainPanel};
 use common::Pages;
@@ -23,23 +23,9 @@ use egui_kittest::kittest::{NodeT, Queryable};
 
 type H = Harness<'static, AtelierApp>;
 
-/// The app on `data`, opened on the Train page (the language model points at a missing file
-/// so it does not load; no render state: the CPU paths draw).
+/// The app on `data`, opened on the Train page.
 fn app_on(data: &Path) -> H {
-    let mut app = AtelierApp::new(
-        GuiOptions {
-            backend: None,
-            model: Some(data.join("no-language-model.gguf")),
-            data_dir: Some(data.to_path_buf()),
-            kiosk: None,
-        },
-        None,
-    );
-    app.store_mut().settings.page = Page::Train;
-    Harness::builder()
-        .with_size(egui::vec2(1400.0, 900.0))
-        .with_context_setup(AtelierApp::setup_context)
-        .build_ui_state(|ui, app: &mut AtelierApp| app.frame(ui), app)
+    common::studio_on(data, Page::Train)
 }
 
 fn train(app: &AtelierApp) -> &TrainPanel {

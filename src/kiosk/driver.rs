@@ -120,8 +120,8 @@ fn apply(app: &mut AtelierApp, action: AttractAction) {
                 },
                 // The picture/style pairs follow as NextStyle actions.
                 Page::Style => Demo::StyleStart { max_side: 512 },
-                // Refused by the kiosk configuration (no demo to give).
-                Page::Train => return,
+                // Pages without an attract demo (Train: refused by the kiosk configuration).
+                _ => return,
             };
             app.on_page(demo.page, |p, cx| p.demo(step, cx));
             if let Some(kiosk) = &mut app.kiosk {

@@ -99,6 +99,29 @@ impl Pages for AtelierApp {
     }
 }
 
+/// The studio on the data folder `data`, opened on `page`, without a render state (the CPU
+/// paths draw). The language model points at a file that does not exist, so it does not load
+/// and compete for the two cores.
+pub fn studio_on(
+    data: &Path,
+    page: atelier::app::page::Page,
+) -> egui_kittest::Harness<'static, AtelierApp> {
+    let mut app = AtelierApp::new(
+        atelier::app::GuiOptions {
+            backend: None,
+            model: Some(data.join("no-language-model.gguf")),
+            data_dir: Some(data.to_path_buf()),
+            kiosk: None,
+        },
+        None,
+    );
+    app.store_mut().settings.page = page;
+    egui_kittest::Harness::builder()
+        .with_size(egui::vec2(1400.0, 900.0))
+        .with_context_setup(AtelierApp::setup_context)
+        .build_ui_state(|ui, app: &mut AtelierApp| app.frame(ui), app)
+}
+
 /// Steps the harness until `done` holds, at most `timeout`; on a timeout the test fails with
 /// `what` and what `describe` says about the app then.
 pub fn wait_for(

@@ -13,16 +13,38 @@ use crate::features::train::faces::runs::{self, RunEntry, RunState};
 use crate::features::train::write::{WriteRunEntry, list_runs};
 use crate::theme;
 
-type Lists = (Vec<RunEntry>, Vec<WriteRunEntry>);
+/// Pictures runs with their last sample grids (decoded on the thread), and writing runs.
+type Lists = (
+    Vec<(RunEntry, Option<egui::ColorImage>)>,
+    Vec<WriteRunEntry>,
+);
 
 /// The runs list.
 #[derive(Default)]
 pub struct RunList {
     pictures: Vec<RunEntry>,
+    /// Each pictures run's last sample grid: decoded, then uploaded on first show.
+    samples: Vec<Samples>,
     writing: Vec<WriteRunEntry>,
     loading: Option<Receiver<Lists>>,
     /// Whether it was read at least once (it is read on first show and after each run).
     read: bool,
+}
+
+/// A run's last sample grid.
+enum Samples {
+    None,
+    Decoded(egui::ColorImage),
+    Shown(egui::TextureHandle),
+}
+
+/// The last sample grid of a run folder (`samples.png`, a few hundred pixels a side).
+fn decode_samples(entry: &RunEntry) -> Option<egui::ColorImage> {
+    let img = image::open(entry.samples.as_ref()?).ok()?.to_rgba8();
+    Some(egui::ColorImage::from_rgba_unmultiplied(
+        [img.width() as usize, img.height() as usize],
+        img.as_raw(),
+    ))
 }
 
 /// What the user asked of an earlier run.
@@ -50,7 +72,14 @@ impl RunList {
         let spawned = std::thread::Builder::new()
             .name("atelier-train-runs".into())
             .spawn(move || {
-                let _ = tx.send((runs::list(&root), list_runs(&root)));
+                let pictures = runs::list(&root)
+                    .into_iter()
+                    .map(|e| {
+                        let samples = decode_samples(&e);
+                        (e, samples)
+                    })
+                    .collect();
+                let _ = tx.send((pictures, list_runs(&root)));
             });
         match spawned {
             Ok(_) => self.loading = Some(rx),
@@ -66,7 +95,10 @@ impl RunList {
         if let Some(rx) = &self.loading {
             match rx.try_recv() {
                 Ok((pictures, writing)) => {
-                    self.pictures = pictures;
+                    (self.pictures, self.samples) = pictures
+                        .into_iter()
+                        .map(|(e, s)| (e, s.map_or(Samples::None, Samples::Decoded)))
+                        .unzip();
                     self.writing = writing;
                     self.loading = None;
                 }
@@ -91,8 +123,18 @@ impl RunList {
         if self.len() == 0 {
             ui.label(RichText::new("No runs yet.").color(theme::TEXT_FAINT));
         }
-        for entry in &self.pictures {
+        for (i, entry) in self.pictures.iter().enumerate() {
             let r = &entry.record;
+            if let Some(Samples::Decoded(_)) = self.samples.get(i)
+                && let Samples::Decoded(image) =
+                    std::mem::replace(&mut self.samples[i], Samples::None)
+            {
+                self.samples[i] = Samples::Shown(ui.ctx().load_texture(
+                    format!("train-run-samples-{i}"),
+                    image,
+                    egui::TextureOptions::LINEAR,
+                ));
+            }
             theme::card().show(ui, |ui| {
                 ui.set_width(ui.available_width());
                 ui.horizontal_wrapped(|ui| {
@@ -116,22 +158,20 @@ impl RunList {
                 );
                 let d: Series = curve(&r.curves.step, &r.curves.d);
                 let g: Series = curve(&r.curves.step, &r.curves.g);
-                plot::show(
-                    ui,
-                    &[
-                        Curve {
-                            name: "D",
-                            color: theme::ACCENT,
-                            points: &d,
-                        },
-                        Curve {
-                            name: "G",
-                            color: theme::OK,
-                            points: &g,
-                        },
-                    ],
-                    64.0,
-                );
+                ui.horizontal(|ui| {
+                    if let Some(Samples::Shown(tex)) = self.samples.get(i) {
+                        ui.add(
+                            egui::Image::new(tex)
+                                .fit_to_exact_size(egui::Vec2::splat(64.0))
+                                .corner_radius(4.0),
+                        )
+                        .on_hover_text(format!(
+                            "The last samples (step {})",
+                            r.samples_step.unwrap_or(r.step)
+                        ));
+                    }
+                    ui.vertical(|ui| plot::pair(ui, ["D", "G"], [&d, &g], 64.0));
+                });
                 ui.horizontal_wrapped(|ui| {
                     let resumable = r.checkpoint.is_some();
                     let target = if r.step < r.target {

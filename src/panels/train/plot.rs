@@ -107,6 +107,26 @@ pub fn show(ui: &mut egui::Ui, curves: &[Curve<'_>], height: f32) {
     }
 }
 
+/// Two curves in the page's two series colours (D and G, or training and held-out loss).
+pub fn pair(ui: &mut egui::Ui, names: [&str; 2], points: [&[(f64, f64)]; 2], height: f32) {
+    show(
+        ui,
+        &[
+            Curve {
+                name: names[0],
+                color: theme::ACCENT,
+                points: points[0],
+            },
+            Curve {
+                name: names[1],
+                color: theme::OK,
+                points: points[1],
+            },
+        ],
+        height,
+    );
+}
+
 /// At most about `columns` points: the mean of each run of consecutive points.
 pub fn thin(points: &[(f64, f64)], columns: usize) -> Vec<(f64, f64)> {
     let per = points.len().div_ceil(columns.max(1)).max(1);

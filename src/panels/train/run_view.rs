@@ -6,7 +6,7 @@ use egui::RichText;
 
 use super::forms::GENERATOR_FILE;
 use super::live::{LiveRun, RunEnd, RunKind, duration};
-use super::plot::{self, Curve};
+use super::plot;
 use super::state::TrainPanel;
 use crate::app::page::Page;
 use crate::panels::{Command, PanelContext};
@@ -117,41 +117,16 @@ impl TrainPanel {
                     }
                     ui.vertical(|ui| {
                         ui.label(RichText::new("Losses").color(theme::TEXT_FAINT));
-                        plot::show(
-                            ui,
-                            &[
-                                Curve {
-                                    name: "D",
-                                    color: theme::ACCENT,
-                                    points: &run.curves[0],
-                                },
-                                Curve {
-                                    name: "G",
-                                    color: theme::OK,
-                                    points: &run.curves[1],
-                                },
-                            ],
-                            288.0,
-                        );
+                        plot::pair(ui, ["D", "G"], [&run.curves[0], &run.curves[1]], 288.0);
                     });
                 });
             }
             RunKind::Writing => {
                 ui.label(RichText::new("Loss").color(theme::TEXT_FAINT));
-                plot::show(
+                plot::pair(
                     ui,
-                    &[
-                        Curve {
-                            name: "training",
-                            color: theme::ACCENT,
-                            points: &run.curves[0],
-                        },
-                        Curve {
-                            name: "held out",
-                            color: theme::OK,
-                            points: &run.curves[1],
-                        },
-                    ],
+                    ["training", "held out"],
+                    [&run.curves[0], &run.curves[1]],
                     220.0,
                 );
                 if let Some(s) = &run.sample {
