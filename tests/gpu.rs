@@ -264,7 +264,7 @@ fn tiles_blended_on_the_gpu_match_the_cpu_blend() {
         .to_rgb8();
     let img = image::imageops::crop_imm(&img, 40, 77, 301, 229).to_image();
     let opts = TileOptions {
-        tile: 128,
+        tile: Some(128),
         overlap: 32,
         ..TileOptions::default()
     };
@@ -307,6 +307,18 @@ fn tiles_blended_on_the_gpu_match_the_cpu_blend() {
         net: &gpu,
         style: style.clone(),
     };
+    // Tiles chosen on the GPU respect the device's largest binding whatever the budget: the
+    // first layer's 32 planes of a run must fit one.
+    use atelier::models::stylenet::tiling::{TilePlan, TiledNet};
+    let cost = net.cost();
+    assert_eq!(cost.max_pixels, Some(ctx.max_binding() / 128));
+    let roomy = TileOptions {
+        budget_mb: 1 << 16,
+        ..TileOptions::default()
+    };
+    let plan = TilePlan::new(6000, 4000, &roomy, &cost).unwrap();
+    assert!(!plan.is_whole());
+    assert!(plan.tile_w as u64 * plan.tile_h as u64 <= ctx.max_binding() / 128);
     let (texture, _) = stylize_to_texture(&net, &img, &opts, &mut |_, _| {}, NEVER)
         .unwrap()
         .expect("fits the device");

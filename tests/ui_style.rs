@@ -376,9 +376,16 @@ fn large_pictures_run_in_tiles_with_progress() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let data = tempfile::tempdir().unwrap();
     let mut h = app_on(data.path());
-    // 1411×1411 at its own size: nine 512-pixel tiles, statistics from a 1024 copy, and a
-    // result large enough to be readied for the GPU on a thread.
+    // 1411×1411 at its own size in a 256 MB budget (whole, it would need about 400 MB): two
+    // tiles, statistics from a 1024 copy, and a result large enough to be readied for the GPU
+    // on a thread.
     h.state_mut().style_panel_mut().set_max_side(2048);
+    h.state_mut().style_panel_mut().set_tile_options(
+        atelier::models::stylenet::tiling::TileOptions {
+            budget_mb: 256,
+            ..Default::default()
+        },
+    );
     h.state_mut()
         .style_panel_mut()
         .set_content_path(picture("retina.jpg"));
@@ -621,8 +628,14 @@ fn on_the_window_gpu_results_stay_textures_and_exports_read_them_back() {
         "full-size export off the CPU pixels by {worst:?} levels"
     );
 
-    // Larger than one 512-pixel tile: the tiles are blended on the GPU too.
+    // Larger than one tile: the tiles are blended on the GPU too. The memory budget runs
+    // 640×426 whole, so the test asks for 512-pixel tiles (two, on either device).
     let wide = image::imageops::resize(&cat, 640, 426, image::imageops::FilterType::Triangle);
+    let tiles = atelier::models::stylenet::tiling::TileOptions {
+        tile: Some(512),
+        ..Default::default()
+    };
+    h.state_mut().style_panel_mut().set_tile_options(tiles);
     let fulls = h.state().style_panel().fulls_received();
     h.state_mut()
         .style_panel_mut()
@@ -647,7 +660,7 @@ fn on_the_window_gpu_results_stay_textures_and_exports_read_them_back() {
     let (want, report) = atelier::models::stylenet::tiling::stylize(
         &atelier::models::stylenet::tiling::MultistyleNet { net: &net, style },
         &wide,
-        &atelier::models::stylenet::tiling::TileOptions::default(),
+        &tiles,
         &mut |_, _| {},
         &|| false,
     )

@@ -1,6 +1,7 @@
 //! `atelier bench style`: latency of the style networks on exactly the code the worker runs for
-//! an image that fits one tile ([`run_whole`]: 8-bit pixels in, network, 8-bit pixels out), and
-//! one full engine job ([`crate::engine::Engine::style`], tiled as the panel would) for scale.
+//! a whole image ([`run_whole`]: 8-bit pixels in, network, 8-bit pixels out), and full engine
+//! jobs ([`crate::engine::Engine::style`], tiled only beyond the memory budget, as the panel's
+//! full pass runs them).
 //!
 //! Cases, each the median over `--repeats` runs after `--warmup` runs:
 //! - `multistyle_512` / `multistyle_1024`: multistyle26 (style 0) on astronaut.png scaled to
@@ -9,8 +10,14 @@
 //!   file's fixed size), with the bottleneck of coffee.png.
 //! - `predict_256`: the style predictor on coffee.png scaled to 256².
 //!
+//! With `--engine-size N` it times only the panel's path at N²: after one preview-sized job
+//! (the models load, as the panel's previews load them), `--repeats` full engine jobs on the
+//! content scaled to N², each its own 8-bit picture in and out; the process's peak RSS is
+//! reported with them (one size per process, so the peak is that size's).
+//!
 //! `benches/style.sh` runs this beside onnxruntime (`benches/style_onnx_peer.py`) on the same
-//! input images, written by `--save-inputs`.
+//! input images, written by `--save-inputs` (which also writes `photo_N.png` for the
+//! whole-process comparison of `atelier style`).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -51,6 +58,9 @@ pub struct StyleBenchArgs {
     /// (e.g. `predict`, for profiling); the engine job is then left out too.
     #[arg(long, value_name = "TEXT[,TEXT…]")]
     pub only: Option<String>,
+    /// Time only full engine jobs on the content scaled to this side (see the module docs).
+    #[arg(long, value_name = "PIXELS")]
+    pub engine_size: Option<u32>,
     /// Print one JSON object instead of a text summary.
     #[arg(long)]
     pub json: bool,
@@ -85,6 +95,84 @@ fn inputs(args: &StyleBenchArgs, dir: &Path) -> anyhow::Result<Inputs> {
     })
 }
 
+/// The sides of the user-path comparison (`photo_N.png`, `content_N.rgb`).
+pub const USER_PATH_SIZES: [u32; 3] = [1024, 2048, 4096];
+
+/// Writes `photo_N.png` (the content scaled to N², for `atelier style --in`) and
+/// `content_N.rgb` (its raw pixels, for the peer) for each of [`USER_PATH_SIZES`].
+fn save_user_path_inputs(args: &StyleBenchArgs, dir: &Path, out: &Path) -> anyhow::Result<()> {
+    let content = args
+        .content
+        .clone()
+        .unwrap_or_else(|| dir.join("images").join("astronaut.png"));
+    let c = load(&content)?.image;
+    for n in USER_PATH_SIZES {
+        let img = resize(&c, n, n);
+        let raw = out.join(format!("content_{n}.rgb"));
+        std::fs::write(&raw, img.as_raw())
+            .with_context(|| format!("cannot write {}", raw.display()))?;
+        models::image::save(&img, &out.join(format!("photo_{n}.png")), 100)?;
+    }
+    Ok(())
+}
+
+/// Full engine jobs at `n`², as the panel's full pass runs them (see the module docs).
+fn engine_jobs(args: &StyleBenchArgs, dir: &Path, n: u32) -> anyhow::Result<Value> {
+    if args.repeats == 0 {
+        bail!("--repeats must be at least 1");
+    }
+    let content = args
+        .content
+        .clone()
+        .unwrap_or_else(|| dir.join("images").join("astronaut.png"));
+    let c = load(&content)?.image;
+    let engine = crate::headless::engine()?;
+    let job = |img: RgbImage| -> anyhow::Result<(f64, usize, Option<(u32, u32)>)> {
+        let req = StyleRequest::new(
+            ImageSource::Pixels(std::sync::Arc::new(img)),
+            StyleChoice::Preset(StyleMix::single(0)?),
+        );
+        let t = Instant::now();
+        let job = engine.style(req, StylePass::Full);
+        let out = crate::headless::wait_style(&engine, job.id(), |_| {})?;
+        let ms = t.elapsed().as_secs_f64() * 1000.0;
+        Ok((ms, out.report.tiles, out.report.tile))
+    };
+    // The panel's previews load the model and start the pool before any full pass.
+    job(resize(
+        &c,
+        crate::features::style::PREVIEW_SIZE,
+        crate::features::style::PREVIEW_SIZE,
+    ))?;
+    let mut ms = Vec::new();
+    let mut tiles = (1, None);
+    for _ in 0..args.repeats {
+        let (t, n_tiles, tile) = job(resize(&c, n, n))?;
+        ms.push(t);
+        tiles = (n_tiles, tile);
+    }
+    let (lo, hi) = ms.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), &v| {
+        (lo.min(v), hi.max(v))
+    });
+    let peak_mb = crate::measure::memory_kib("VmHWM:").map(crate::measure::kib_to_mb);
+    Ok(json!({
+        "bench": "style",
+        "engine": "atelier",
+        "threads": rayon::current_num_threads(),
+        "backend": crate::headless::backend().name(),
+        "engine_job": {
+            "size": n,
+            "median_ms": median(&ms),
+            "min_ms": lo,
+            "max_ms": hi,
+            "runs": ms.len(),
+            "tiles": tiles.0,
+            "tile": tiles.1,
+            "peak_rss_mb": peak_mb,
+        },
+    }))
+}
+
 /// Median and spread of `runs` timed calls after `warmup` untimed ones, in milliseconds.
 fn time(
     warmup: usize,
@@ -111,6 +199,14 @@ pub fn run(args: &StyleBenchArgs) -> anyhow::Result<()> {
     let report = run_style_bench(args)?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
+    } else if let Some(job) = report["engine_job"].as_object() {
+        println!(
+            "engine job at {}²: {:.1} ms (median), {} tile(s), peak RSS {:.1} MB",
+            job["size"],
+            job["median_ms"].as_f64().unwrap_or(f64::NAN),
+            job["tiles"],
+            job["peak_rss_mb"].as_f64().unwrap_or(f64::NAN)
+        );
     } else if let Some(cases) = report["cases"].as_object() {
         println!("on {}", report["device"].as_str().unwrap_or("?"));
         for (name, v) in cases {
@@ -127,6 +223,9 @@ pub fn run(args: &StyleBenchArgs) -> anyhow::Result<()> {
 /// with `median_ms` per case (see the module docs), or `{"saved": DIR}` with `--save-inputs`.
 pub fn run_style_bench(args: &StyleBenchArgs) -> anyhow::Result<Value> {
     let dir = crate::paths::models_dir();
+    if let Some(n) = args.engine_size {
+        return engine_jobs(args, &dir, n);
+    }
     let inp = inputs(args, &dir)?;
     if let Some(out) = &args.save_inputs {
         std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
@@ -143,6 +242,7 @@ pub fn run_style_bench(args: &StyleBenchArgs) -> anyhow::Result<Value> {
                 .with_context(|| format!("cannot write {}", raw.display()))?;
             models::image::save(img, &out.join(format!("{name}.png")), 100)?;
         }
+        save_user_path_inputs(args, &dir, out)?;
         return Ok(json!({ "saved": out }));
     }
     if args.repeats == 0 {
@@ -244,8 +344,8 @@ pub fn run_style_bench(args: &StyleBenchArgs) -> anyhow::Result<Value> {
     drop(gpu_nets);
     drop((multi, predictor, transform));
 
-    // The whole job as the panel's full pass submits it: 1024² with the default tiles
-    // (statistics pass + 9 tiles), finish and all. The first job loads the model: left out.
+    // The whole job as the panel's full pass submits it: 1024² with the default tiling (whole,
+    // within the budget), finish and all. The first job loads the model: left out.
     let engine = crate::headless::engine()?;
     let pixels = std::sync::Arc::new(inp.content_1024.clone());
     let mut engine_ms = Vec::new();
@@ -276,6 +376,6 @@ pub fn run_style_bench(args: &StyleBenchArgs) -> anyhow::Result<Value> {
             "transform_384": transform_384,
             "predict_256": predict_256,
         },
-        "engine_job_1024_tiled_ms": median(engine_ms.get(1..).unwrap_or_default()),
+        "engine_job_1024_ms": median(engine_ms.get(1..).unwrap_or_default()),
     }))
 }

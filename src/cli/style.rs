@@ -11,7 +11,7 @@ use crate::engine::Engine;
 use crate::features::style::StyleEvent;
 use crate::features::style::{ImageSource, StyleChoice, StyleOutput, StylePass, StyleRequest};
 use crate::models::stylenet::colour::Finish;
-use crate::models::stylenet::tiling::TileOptions;
+use crate::models::stylenet::tile_plan::{DEFAULT_BUDGET_MB, MIN_TILE};
 use crate::models::stylenet::{STYLE_COUNT, StyleMix};
 
 /// `atelier style`
@@ -48,11 +48,15 @@ pub struct StyleArgs {
     /// Longest side of the output in pixels; larger inputs are scaled down (never up).
     #[arg(long, value_name = "PIXELS")]
     pub max_size: Option<u32>,
-    /// Tile side in pixels for large images (at least 128; images that fit one tile run whole;
-    /// neighbouring tiles overlap by 128 pixels, at most a third of the tile, and share
-    /// normalisation statistics).
-    #[arg(long, value_name = "PIXELS", default_value_t = TileOptions::default().tile)]
-    pub tile: u32,
+    /// Square tiles of this side in pixels instead of the ones chosen from the memory budget
+    /// (at least 128; images that fit one tile run whole; neighbouring tiles overlap by 128
+    /// pixels, at most a third of the tile, and share normalisation statistics).
+    #[arg(long, value_name = "PIXELS")]
+    pub tile: Option<u32>,
+    /// Working memory the network may use, in MB: the whole image runs at once while it fits,
+    /// larger ones in the fewest tiles that fit (the pictures in and out come on top).
+    #[arg(long, value_name = "MB", default_value_t = DEFAULT_BUDGET_MB)]
+    pub memory_budget: u32,
     /// JPEG quality, 1 to 100 (only for .jpg/.jpeg output).
     #[arg(long, value_parser = clap::value_parser!(u8).range(1..=100))]
     pub quality: Option<u8>,
@@ -60,6 +64,10 @@ pub struct StyleArgs {
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
 }
+
+/// The smallest `--memory-budget`: multistyle26's tiles in 64 MB are about 550² on the CPU;
+/// much smaller ones would run mostly overlap.
+const MIN_BUDGET_MB: u32 = 64;
 
 /// JPEG quality when `--quality` is not given.
 const DEFAULT_QUALITY: u8 = 90;
@@ -123,8 +131,14 @@ impl StyleArgs {
         if self.max_size == Some(0) {
             bail!("--max-size must be at least 1 pixel");
         }
-        if self.tile < 128 {
-            bail!("--tile must be at least 128 pixels (got {})", self.tile);
+        if let Some(tile) = self.tile.filter(|&t| t < MIN_TILE) {
+            bail!("--tile must be at least {MIN_TILE} pixels (got {tile})");
+        }
+        if self.memory_budget < MIN_BUDGET_MB {
+            bail!(
+                "--memory-budget must be at least {MIN_BUDGET_MB} MB (got {})",
+                self.memory_budget
+            );
         }
         if !self.input.is_file() {
             bail!("the input image {} does not exist", self.input.display());
@@ -133,6 +147,7 @@ impl StyleArgs {
         let mut req = StyleRequest::new(ImageSource::File(self.input.clone()), style);
         req.max_size = self.max_size;
         req.tiles.tile = self.tile;
+        req.tiles.budget_mb = self.memory_budget;
         req.finish = Finish {
             strength: self.strength,
             preserve_colour: self.preserve_color,
@@ -161,11 +176,13 @@ pub fn run(a: StyleArgs) -> anyhow::Result<()> {
     let peak = crate::measure::memory_kib("VmHWM:")
         .map(|k| format!(", peak memory {} MB", k / 1024))
         .unwrap_or_default();
+    let tiles = match out.report.tile {
+        Some((tw, th)) => format!("{} tiles of {tw}×{th}", out.report.tiles),
+        None => "whole image".to_string(),
+    };
     eprintln!(
-        "wrote {} ({w}×{h}, {what}, {} tile{}, {:.1} s{peak})",
+        "wrote {} ({w}×{h}, {what}, {tiles}, {:.2} s{peak})",
         a.out.display(),
-        out.report.tiles,
-        if out.report.tiles == 1 { "" } else { "s" },
         out.seconds
     );
     Ok(())

@@ -39,12 +39,13 @@ pub fn stylize_to_texture<N: GpuTiledNet>(
     cancel: &(dyn Fn() -> bool + Sync),
 ) -> Result<Option<(wgpu::Texture, TileReport)>, StyleError> {
     let (w, h) = img.dimensions();
-    let plan = TilePlan::new(w, h, opts)?;
+    let cost = net.cost();
+    let plan = TilePlan::new(w, h, opts, &cost)?;
     let ctx = net.ctx();
     if !fits_device(ctx, w, h) {
         return Ok(None);
     }
-    let stats_img = stats_image(img, opts);
+    let stats_img = stats_image(img, opts, &cost);
     let stats_from = stats_img.dimensions();
     let stats = whole_stats(net, &stats_img, cancel)?;
     drop(stats_img);
@@ -118,6 +119,7 @@ pub fn stylize_to_texture<N: GpuTiledNet>(
         texture,
         TileReport {
             tiles: plan.tiles(),
+            tile: Some((plan.tile_w, plan.tile_h)),
             stats_from: Some(stats_from),
         },
     )))

@@ -170,6 +170,18 @@ impl GpuContext {
     /// adapter wgpu finds (a discrete GPU before an integrated one before a software one;
     /// Vulkan, Metal or DX12 before GL), with that adapter's own limits.
     pub fn headless() -> Result<Self, GpuError> {
+        Self::headless_if(|_| true)?.ok_or(GpuError::NoAdapter)
+    }
+
+    /// [`GpuContext::headless`], but only when the best adapter is a real GPU: a software
+    /// rasterizer's device is never opened (for `--backend auto`, which would not use it;
+    /// opening lavapipe's cost a cold `atelier style` 60 ms and 56 MB).
+    pub fn headless_hardware() -> Result<Option<Self>, GpuError> {
+        Self::headless_if(|info| info.device_type != wgpu::DeviceType::Cpu)
+    }
+
+    /// The best adapter's device when `wanted` accepts the adapter.
+    fn headless_if(wanted: impl Fn(&wgpu::AdapterInfo) -> bool) -> Result<Option<Self>, GpuError> {
         let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
         if std::env::var_os("WGPU_BACKEND").is_none() {
             // Vulkan, Metal, DX12: compute needs one of them, and skipping GL keeps EGL from
@@ -198,6 +210,9 @@ impl GpuContext {
             .min_by_key(rank)
             .ok_or(GpuError::NoAdapter)?;
         let info = adapter.get_info();
+        if !wanted(&info) {
+            return Ok(None);
+        }
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("atelier headless"),
             required_features: wgpu::Features::empty(),
@@ -208,7 +223,7 @@ impl GpuContext {
             adapter: info.name.clone(),
             reason: e.to_string(),
         })?;
-        Ok(Self::from_parts(device, queue, &info))
+        Ok(Some(Self::from_parts(device, queue, &info)))
     }
 
     /// Runs `f` inside out-of-memory and validation error scopes, so a failure inside wgpu

@@ -91,6 +91,10 @@ impl Devices {
     fn open(&self, backend: Backend) -> Result<Option<GpuRuntime>, GpuError> {
         let (ctx, is_window) = match &self.window {
             Some(w) => (w.clone(), true),
+            None if backend == Backend::Auto => match GpuContext::headless_hardware()? {
+                Some(ctx) => (ctx, false),
+                None => return Ok(None),
+            },
             None => (GpuContext::headless()?, false),
         };
         if !backend.wants_gpu(Some(&ctx)) {

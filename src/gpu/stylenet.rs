@@ -22,7 +22,7 @@ use crate::models::stylenet::multistyle::{
     Act as MsAct, MixedStyle, Multistyle26, MultistyleStats,
 };
 use crate::models::stylenet::ops::{Conv, FeatureMap, PadMode};
-use crate::models::stylenet::tiling::TiledNet;
+use crate::models::stylenet::tiling::{MapFloats, TileCost, TiledNet};
 use crate::models::stylenet::{StyleError, check_cancel};
 
 /// multistyle26's instance-norm epsilon (as in the CPU port).
@@ -478,6 +478,13 @@ macro_rules! gpu_style_net {
                 })?)
             }
 
+            /// What one run costs here: every map of a run stays on the device until it is
+            /// submitted, the largest must fit one storage binding and the result one texture.
+            pub fn cost(&self) -> TileCost {
+                let side = self.ctx.device.limits().max_texture_dimension_2d;
+                self.maps.gpu_cost(self.ctx.max_binding(), side)
+            }
+
             /// [`check_input`] for this network.
             fn check(
                 &self,
@@ -505,6 +512,10 @@ macro_rules! gpu_style_net {
             ) -> Result<(FeatureMap, $stats), StyleError> {
                 check_cancel(cancel)?;
                 self.net.forward(x, &self.style, stats)
+            }
+
+            fn cost(&self) -> TileCost {
+                self.net.cost()
             }
         }
 
@@ -546,6 +557,7 @@ pub struct GpuMultistyle {
     ctx: GpuContext,
     kernels: Arc<Kernels>,
     layers: Vec<MsLayer>,
+    maps: MapFloats,
 }
 
 impl GpuMultistyle {
@@ -572,6 +584,7 @@ impl GpuMultistyle {
             ctx: ctx.clone(),
             kernels,
             layers,
+            maps: net.map_floats(),
         })
     }
 
@@ -738,6 +751,7 @@ pub struct GpuTransform {
     output: [f32; 4],
     contract: Vec<GpuConv>,
     layers: Vec<TLayer>,
+    maps: MapFloats,
 }
 
 impl GpuTransform {
@@ -774,6 +788,7 @@ impl GpuTransform {
             output: net.output.params(),
             contract,
             layers,
+            maps: net.map_floats(),
         })
     }
 

@@ -24,15 +24,17 @@ use image::RgbImage;
 
 use crate::gpu::GpuRuntime;
 use crate::gpu::blend::stylize_to_texture;
-use crate::gpu::stylenet::{GpuMultistyle, GpuMultistyleNet, GpuTransform, GpuTransformNet};
+use crate::gpu::stylenet::{
+    GpuMultistyle, GpuMultistyleNet, GpuTiledNet, GpuTransform, GpuTransformNet,
+};
 use crate::models::stylenet::colour::{Finish, compose};
 use crate::models::stylenet::image::{LoadedImage, fit_within, region, resize, to_feature_map};
 use crate::models::stylenet::tiling::{
-    MultistyleNet, TileOptions, TileReport, TransformNet, fits_one_tile, stylize,
+    MultistyleNet, TileOptions, TilePlan, TileReport, TransformNet, stylize,
 };
 use crate::models::stylenet::{
-    self as models, Multistyle26, STYLE_IMAGE_SIZE, StyleError, StyleMix, StylePredictor,
-    StyleTransform, check_cancel,
+    self as models, FeatureMap, Multistyle26, STYLE_IMAGE_SIZE, StyleError, StyleMix,
+    StylePredictor, StyleTransform, check_cancel,
 };
 
 /// Longest side of preview results.
@@ -430,21 +432,9 @@ pub fn run_to_texture(
     let started = Instant::now();
     let mut notes = Vec::new();
     let content = prepare_content(models, req, pass, &mut notes)?;
-    let (w, h) = content.dimensions();
-    if w < 8 || h < 8 {
-        return Err(StyleError::BadInput(format!(
-            "the image is {w}×{h} pixels; style transfer needs at least 8×8"
-        )));
-    }
-    let whole = fits_one_tile(w, h, &req.tiles);
-    if !whole && !crate::gpu::blend::fits_device(&rt.ctx, w, h) {
-        return Ok(None);
-    }
     check_cancel(cancel)?;
-    let x = whole.then(|| region(&content, 0, 0, w.div_ceil(4) * 4, h.div_ceil(4) * 4));
-    // Checked above; kept as an error rather than an assumption.
-    let too_large = || StyleError::BadInput(format!("a {w}×{h} result does not fit the GPU"));
-    let (stylized, report) = match &req.style {
+    let opts = &req.tiles;
+    let done = match &req.style {
         StyleChoice::Preset(mix) => {
             let net = models.multistyle()?;
             let style = net.mix(mix);
@@ -455,15 +445,9 @@ pub fn run_to_texture(
                 .multistyle
                 .as_ref()
                 .ok_or_else(|| StyleError::BadInput("multistyle26 not on the GPU".into()))?;
-            match &x {
-                Some(x) => (gpu.forward_to_texture(x, &style, (w, h))?, None),
-                None => {
-                    let net = GpuMultistyleNet { net: gpu, style };
-                    let (t, r) = stylize_to_texture(&net, &content, &req.tiles, progress, cancel)?
-                        .ok_or_else(too_large)?;
-                    (t, Some(r))
-                }
-            }
+            let net = GpuMultistyleNet { net: gpu, style };
+            let whole = |x: &FeatureMap, size| gpu.forward_to_texture(x, &net.style, size);
+            on_device(&net, &content, opts, whole, progress, cancel)?
         }
         StyleChoice::Image(source) => {
             let b = bottleneck(models, source, cancel)?;
@@ -475,16 +459,14 @@ pub fn run_to_texture(
             let gpu = rt.transform.as_ref().ok_or_else(|| {
                 StyleError::BadInput("the style transform is not on the GPU".into())
             })?;
-            match &x {
-                Some(x) => (gpu.forward_to_texture(x, &style, (w, h))?, None),
-                None => {
-                    let net = GpuTransformNet { net: gpu, style };
-                    let (t, r) = stylize_to_texture(&net, &content, &req.tiles, progress, cancel)?
-                        .ok_or_else(too_large)?;
-                    (t, Some(r))
-                }
-            }
+            let net = GpuTransformNet { net: gpu, style };
+            let whole = |x: &FeatureMap, size| gpu.forward_to_texture(x, &net.style, size);
+            on_device(&net, &content, opts, whole, progress, cancel)?
         }
+    };
+    // Too large for the device's texture or binding limits: the caller blends on the CPU.
+    let Some((stylized, report)) = done else {
+        return Ok(None);
     };
     if let Some(note) = report
         .as_ref()
@@ -501,6 +483,29 @@ pub fn run_to_texture(
         notes,
         seconds: started.elapsed().as_secs_f64(),
     }))
+}
+
+/// `net` on the whole of `content` (`whole` leaves the result in a texture) when the plan
+/// says it runs whole on this device, else tiles blended on the device; `None` when the
+/// result is too large to blend there.
+fn on_device<N: GpuTiledNet>(
+    net: &N,
+    content: &RgbImage,
+    opts: &TileOptions,
+    whole: impl FnOnce(&FeatureMap, (u32, u32)) -> Result<wgpu::Texture, StyleError>,
+    progress: &mut dyn FnMut(usize, usize),
+    cancel: &(dyn Fn() -> bool + Sync),
+) -> Result<Option<(wgpu::Texture, Option<TileReport>)>, StyleError> {
+    let (w, h) = content.dimensions();
+    let plan = TilePlan::new(w, h, opts, &net.cost())?;
+    if plan.is_whole() {
+        let x = region(content, 0, 0, plan.w4, plan.h4);
+        return Ok(Some((whole(&x, (w, h))?, None)));
+    }
+    if !crate::gpu::blend::fits_device(net.ctx(), w, h) {
+        return Ok(None);
+    }
+    Ok(stylize_to_texture(net, content, opts, progress, cancel)?.map(|(t, r)| (t, Some(r))))
 }
 
 /// The note a tiled result gets when its statistics came from a scaled-down picture.

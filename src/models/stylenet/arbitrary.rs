@@ -25,6 +25,7 @@ use rayon::prelude::*;
 use super::ops::{
     Conv, FakeQuant, FeatureMap, PadMode, SumOrder, channel_mean, clamp, exp_portable, map_planes,
 };
+use super::tile_plan::MapFloats;
 use super::{StyleError, check_cancel};
 use crate::models::onnx::{OnnxError, OnnxModel};
 
@@ -450,6 +451,19 @@ pub struct StyleTransform {
 }
 
 impl StyleTransform {
+    /// Its feature maps per input pixel (what a GPU run of it holds).
+    pub fn map_floats(&self) -> MapFloats {
+        let contract = self
+            .contract
+            .iter()
+            .map(|q| (q.conv.cout, q.conv.stride, 1));
+        let layers = self
+            .layers
+            .iter()
+            .map(|l| (l.conv.conv.cout, l.conv.conv.stride, l.upsample));
+        MapFloats::of(contract.chain(layers))
+    }
+
     /// Reads `arbitrary_transform.onnx`.
     pub fn load(path: &Path) -> Result<Self, StyleError> {
         let m = OnnxModel::open(path)?;

@@ -13,6 +13,7 @@
 //! Without AVX-512 (or for shapes this does not cover) the caller keeps the im2col + GEMM path.
 
 use std::cell::RefCell;
+use std::sync::Mutex;
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::{
@@ -37,54 +38,82 @@ const OUT_FLOATS: usize = 128 * 1024;
 thread_local! {
     /// Per-thread band scratch, reused across blocks and layers.
     static BAND: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-    /// Output buffers handed back with [`recycle`], reused by the next layers on this thread.
-    static SPARE: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Output buffers handed back with [`recycle`], reused by the next layers, and the input size
+/// of the run they came from. One pool for the process (not per thread: a pass may run on any
+/// pool thread, and per-thread pools would each keep a run's buffers).
+static SPARE: Mutex<Spare> = Mutex::new(Spare {
+    run: 0,
+    buffers: Vec::new(),
+});
+
+struct Spare {
+    /// Input pixels of the run the buffers belong to.
+    run: usize,
+    buffers: Vec<Vec<f32>>,
 }
 
 /// Buffers [`SPARE`] keeps: one in use, one being read, and the residual's.
 const SPARE_MAX: usize = 3;
 
+fn spare() -> std::sync::MutexGuard<'static, Spare> {
+    // The pool holds plain buffers: one left by a panicking thread is still a valid buffer.
+    SPARE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Starts a forward pass on an input of `pixels`: buffers kept from a run of another size are
+/// dropped, so the pool never holds more than one run's maps (a tiled job's statistics pass
+/// and its tiles, or a preview and the full pass, would otherwise add up past the memory
+/// budget the tiles were chosen for). Runs of one size (the tiles of a job, repeated jobs)
+/// keep reusing them.
+pub fn begin_run(pixels: usize) {
+    let mut s = spare();
+    if s.run != pixels {
+        s.run = pixels;
+        s.buffers = Vec::new();
+    }
+}
+
 /// Hands a finished feature map's buffer back for the next layer's output. A fresh buffer of
 /// tens of megabytes is page-faulted and zeroed by the kernel on first touch: measured 13 ms of
 /// a 512² forward pass's 60 (single thread).
 pub fn recycle(buffer: Vec<f32>) {
-    SPARE.with(|s| {
-        let mut s = s.borrow_mut();
-        if s.len() < SPARE_MAX {
-            s.push(buffer);
-        } else if let Some(small) = s.iter_mut().min_by_key(|b| b.capacity()) {
-            // Keep the big ones: they are the costly ones to fault in again.
-            if small.capacity() < buffer.capacity() {
-                *small = buffer;
-            }
+    let mut s = spare();
+    if s.buffers.len() < SPARE_MAX {
+        s.buffers.push(buffer);
+    } else if let Some(small) = s.buffers.iter_mut().min_by_key(|b| b.capacity()) {
+        // Keep the big ones: they are the costly ones to fault in again.
+        if small.capacity() < buffer.capacity() {
+            *small = buffer;
         }
-    });
+    }
 }
 
 /// A buffer of `len` values for an output that will be overwritten in full: a recycled one
 /// when one fits (its old values are left in place, never read), else a new zeroed one.
 fn reuse(len: usize) -> Vec<f32> {
-    SPARE.with(|s| {
-        let mut s = s.borrow_mut();
-        // The smallest that holds `len` without growing, and not so big that a large layer
-        // would miss it later (the network's output leaves the pool with the caller).
-        let fit = s
-            .iter()
-            .enumerate()
-            .filter(|(_, b)| b.capacity() >= len && b.capacity() <= 4 * len)
-            .min_by_key(|(_, b)| b.capacity())
-            .map(|(i, _)| i);
-        let Some(i) = fit else {
-            return vec![0.0; len];
-        };
-        let mut b = s.swap_remove(i);
-        if b.len() >= len {
-            b.truncate(len);
-        } else {
-            b.resize(len, 0.0);
-        }
-        b
-    })
+    let mut s = spare();
+    // The smallest that holds `len` without growing, and not so big that a large layer
+    // would miss it later (the network's output leaves the pool with the caller).
+    let fit = s
+        .buffers
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| b.capacity() >= len && b.capacity() <= 4 * len)
+        .min_by_key(|(_, b)| b.capacity())
+        .map(|(i, _)| i);
+    let Some(i) = fit else {
+        drop(s);
+        return super::planes::zeroed(len);
+    };
+    let mut b = s.buffers.swap_remove(i);
+    if b.len() >= len {
+        b.truncate(len);
+    } else {
+        b.resize(len, 0.0);
+    }
+    b
 }
 
 /// A convolution's weights packed for the direct kernel: `[cout/nr][cin][kh][kw][nr]`.

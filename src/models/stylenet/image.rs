@@ -248,7 +248,7 @@ pub fn region(img: &RgbImage, x0: u32, y0: u32, w: u32, h: u32) -> FeatureMap {
     let xs: Vec<usize> = (0..w)
         .map(|x| reflect_index(x0 as isize + x as isize, iw as usize) * 3)
         .collect();
-    let mut data = vec![0.0f32; 3 * w * h];
+    let mut data = super::planes::zeroed(3 * w * h);
     let (r, rest) = data.split_at_mut(w * h);
     let (g, b) = rest.split_at_mut(w * h);
     for y in 0..h {

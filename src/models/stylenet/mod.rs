@@ -4,6 +4,7 @@
 //!
 //! - [`multistyle::Multistyle26`]: 26 built-in styles, blendable ([`StyleMix`]).
 //! - [`StylePredictor`] + [`arbitrary::StyleTransform`]: any image as the style.
+//! - [`tile_plan`]: whole images while they fit the memory budget, the tiles beyond.
 //! - [`tiling`]: overlapping tiles with feathered blending, instance-norm statistics shared
 //!   by all tiles, bounded memory.
 //! - [`colour`]: strength (blend with the original) and preserve-colour (luminance transfer).
@@ -19,6 +20,7 @@ pub mod ops;
 pub mod planes;
 mod pointwise;
 pub mod predictor;
+pub mod tile_plan;
 pub mod tiling;
 
 use std::path::{Path, PathBuf};

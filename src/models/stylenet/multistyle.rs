@@ -19,6 +19,7 @@ use std::path::Path;
 
 use super::direct;
 use super::ops::{Conv, FeatureMap, Moments, PadMode, clamp, map_planes, merge_moments};
+use super::tile_plan::MapFloats;
 use super::{STYLE_COUNT, StyleError, StyleMix, check_cancel};
 use crate::models::onnx::OnnxModel;
 
@@ -106,6 +107,15 @@ impl Multistyle26 {
         Ok(Self { layers })
     }
 
+    /// Its feature maps per input pixel (what a GPU run of it holds).
+    pub fn map_floats(&self) -> MapFloats {
+        MapFloats::of(
+            self.layers
+                .iter()
+                .map(|l| (l.conv.cout, l.conv.stride, l.upsample)),
+        )
+    }
+
     /// Mixes the 26 styles' norm parameters with `mix`'s weights (normalised to sum 1).
     pub fn mix(&self, mix: &StyleMix) -> MixedStyle {
         let w = mix.weights();
@@ -159,28 +169,32 @@ impl Multistyle26 {
                 "statistics from another network".into(),
             ));
         }
+        direct::begin_run(x.pixels());
         let mut used = MultistyleStats::default();
-        let mut cur = x.clone();
+        // The first layer reads the caller's map itself (a copy would cost 12 bytes a pixel).
+        let mut cur: Option<FeatureMap> = None;
         let mut skip: Option<FeatureMap> = None;
         for (i, layer) in self.layers.iter().enumerate() {
             check_cancel(cancel)?;
+            let input = cur.as_ref().unwrap_or(x);
             let residual = match layer.act {
                 Act::Residual => skip.take(),
                 _ => None,
             };
             if layer.name.starts_with("res.") && layer.name.ends_with(".0") {
-                skip = Some(cur.clone());
+                skip = Some(input.clone());
             }
             let fixed = stats.map(|s| &s.layers[i]);
-            let (next, ms) = run_layer(layer, &style.norms[i], &cur, fixed, residual.as_ref());
+            let (next, ms) = run_layer(layer, &style.norms[i], input, fixed, residual.as_ref());
             used.layers.push(ms);
-            let done = std::mem::replace(&mut cur, next);
-            direct::recycle(done.data);
+            if let Some(done) = cur.replace(next) {
+                direct::recycle(done.data);
+            }
             if let Some(r) = residual {
                 direct::recycle(r.data);
             }
         }
-        Ok((cur, used))
+        Ok((cur.unwrap_or_else(|| x.clone()), used))
     }
 }
 

@@ -1,17 +1,20 @@
 //! Running a style network on images of any size in bounded memory.
 //!
-//! An image that fits one tile runs whole. A larger one runs as overlapping tiles whose outputs
-//! are blended with feathered weights. Instance norm is what makes this non-trivial: each tile
-//! would otherwise normalise with its own statistics and tiles would disagree in colour and
-//! contrast (visible seams). So the statistics of every norm layer are taken once, from the
-//! whole image scaled to fit [`TileOptions::stats_size`], and every tile is normalised with
-//! those. When the image is no larger than `stats_size` the statistics are exactly the
-//! whole-image ones, and tiled output equals whole-image output except within the overlaps,
-//! where the blend hides the tiles' edge effects (tests/style_job.rs measures the difference).
+//! An image whose run fits the memory budget runs whole ([`TilePlan`] decides, from what the
+//! network costs per pixel on its device: [`TiledNet::cost`]). A larger one runs as
+//! overlapping tiles whose outputs are blended with feathered weights. Instance norm is what
+//! makes this non-trivial: each tile would otherwise normalise with its own statistics and
+//! tiles would disagree in colour and contrast (visible seams). So the statistics of every
+//! norm layer are taken once, from the whole image scaled to fit [`TileOptions::stats_size`]
+//! (and the budget), and every tile is normalised with those. When the image is no larger
+//! than that the statistics are exactly the whole-image ones, and tiled output equals
+//! whole-image output except within the overlaps, where the blend hides the tiles' edge
+//! effects (tests/style_job.rs measures the difference).
 //!
 //! Tiles are aligned to multiples of 4 pixels so the networks' two stride-2 layers sample the
 //! same grid as for the whole image. Output rows are assembled one tile row at a time: memory
-//! is the 8-bit input and output plus `tile × width` floats, whatever the image height.
+//! is the 8-bit input and output, one tile's run, plus `tile height × width` floats of sums,
+//! whatever the image height.
 
 use image::RgbImage;
 
@@ -19,7 +22,18 @@ use super::arbitrary::{StyleTransform, TransformStats, TransformStyle};
 use super::image::{region, resize, to_rgb_image, to_u8};
 use super::multistyle::{MixedStyle, Multistyle26, MultistyleStats};
 use super::ops::FeatureMap;
+pub use super::tile_plan::{MapFloats, TileCost, TileOptions, TilePlan, stats_size};
 use super::{StyleError, check_cancel};
+
+/// Working memory of multistyle26 on the CPU per pixel of a run, in bytes: the input map and
+/// its copy (24), the first layer's 32 planes (128) while the next layer's 32 quarter-size
+/// planes (32) are written, and a few smaller recycled maps. Measured peak-RSS growth of a
+/// whole-image run: 186 bytes a pixel at 1024² and 2048²; rounded up.
+pub const MULTISTYLE_CPU_BYTES_PER_PIXEL: u64 = 200;
+
+/// The same for the arbitrary-style transform on the CPU (its widest full-size map has 8
+/// channels): measured 76 bytes a pixel at 1024² and 2048²; rounded up.
+pub const TRANSFORM_CPU_BYTES_PER_PIXEL: u64 = 88;
 
 /// A style network bound to its style, runnable on one tile.
 pub trait TiledNet {
@@ -33,6 +47,9 @@ pub trait TiledNet {
         stats: Option<&Self::Stats>,
         cancel: &(dyn Fn() -> bool + Sync),
     ) -> Result<(FeatureMap, Self::Stats), StyleError>;
+
+    /// What one run costs per pixel, and the device's limits: what tiles are chosen from.
+    fn cost(&self) -> TileCost;
 }
 
 /// multistyle26 with a mixed style.
@@ -52,6 +69,10 @@ impl TiledNet for MultistyleNet<'_> {
         cancel: &(dyn Fn() -> bool + Sync),
     ) -> Result<(FeatureMap, MultistyleStats), StyleError> {
         self.net.forward(x, &self.style, stats, cancel)
+    }
+
+    fn cost(&self) -> TileCost {
+        TileCost::memory(MULTISTYLE_CPU_BYTES_PER_PIXEL)
     }
 }
 
@@ -73,29 +94,9 @@ impl TiledNet for TransformNet<'_> {
     ) -> Result<(FeatureMap, TransformStats), StyleError> {
         self.net.forward(x, &self.style, stats, cancel)
     }
-}
 
-/// How large images are split.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct TileOptions {
-    /// Tile side in pixels (rounded down to a multiple of 4, at least 128). Images no larger
-    /// than this run whole.
-    pub tile: u32,
-    /// Pixels shared by neighbouring tiles (at most a third of the tile). Both networks see
-    /// about 62 pixels around each output pixel; the blend ramp spans the middle half of the
-    /// overlap.
-    pub overlap: u32,
-    /// Longest side of the scaled-down whole image the norm statistics are taken from.
-    pub stats_size: u32,
-}
-
-impl Default for TileOptions {
-    fn default() -> Self {
-        Self {
-            tile: 512,
-            overlap: 128,
-            stats_size: 1024,
-        }
+    fn cost(&self) -> TileCost {
+        TileCost::memory(TRANSFORM_CPU_BYTES_PER_PIXEL)
     }
 }
 
@@ -104,45 +105,11 @@ impl Default for TileOptions {
 pub struct TileReport {
     /// Tiles run (1: the whole image at once).
     pub tiles: usize,
+    /// Tile size (width, height), when tiled.
+    pub tile: Option<(u32, u32)>,
     /// Size of the image the statistics came from, when tiled (equal to the input's size when
     /// it fit `stats_size`).
     pub stats_from: Option<(u32, u32)>,
-}
-
-fn round4_up(v: u32) -> u32 {
-    v.div_ceil(4) * 4
-}
-
-/// Tile origins along an axis of `len` (a multiple of 4): step `tile - overlap`, the last tile
-/// flush with the end.
-fn origins(len: u32, tile: u32, overlap: u32) -> Vec<u32> {
-    if len <= tile {
-        return vec![0];
-    }
-    let step = tile - overlap;
-    let mut v: Vec<u32> = (0..)
-        .map(|i| i * step)
-        .take_while(|&x| x + tile < len)
-        .collect();
-    v.push(len - tile);
-    v
-}
-
-/// Blend weight of position `i` in a tile of `n` along one axis: ramps up over the overlap
-/// on sides that border another tile (zero in its outer quarter, where the tile's own edge
-/// padding shows), 1 on sides at the image border.
-fn ramp(i: u32, n: u32, overlap: u32, low_shared: bool, high_shared: bool) -> f32 {
-    let margin = overlap as f32 / 4.0;
-    let width = (overlap as f32 - 2.0 * margin).max(1.0);
-    let f = |d: u32| ((d as f32 + 0.5 - margin) / width).clamp(0.0, 1.0);
-    let mut w = 1.0;
-    if low_shared {
-        w *= f(i);
-    }
-    if high_shared {
-        w *= f(n - 1 - i);
-    }
-    w
 }
 
 /// Runs `net` on the whole of `img` (padded by reflection to a multiple of 4, then cropped).
@@ -152,99 +119,26 @@ pub fn run_whole<N: TiledNet>(
     cancel: &(dyn Fn() -> bool + Sync),
 ) -> Result<(RgbImage, N::Stats), StyleError> {
     let (w, h) = img.dimensions();
-    let x = region(img, 0, 0, round4_up(w), round4_up(h));
+    let x = region(img, 0, 0, w.div_ceil(4) * 4, h.div_ceil(4) * 4);
     let (y, stats) = net.run(&x, None, cancel)?;
     let out = to_rgb_image(&y, w, h)
         .ok_or_else(|| StyleError::BadInput("the network returned a smaller image".into()))?;
     Ok((out, stats))
 }
 
-/// Whether a `w × h` picture runs whole (one tile) rather than tiled.
-pub fn fits_one_tile(w: u32, h: u32, opts: &TileOptions) -> bool {
-    let tile = opts.tile / 4 * 4;
-    round4_up(w) <= tile && round4_up(h) <= tile
-}
-
-/// How a picture larger than one tile is cut: the tile origins, the overlap and the blend
-/// weights, shared by the CPU's blend ([`stylize`]) and the GPU's
-/// ([`crate::gpu::blend`]).
-#[derive(Clone, Debug)]
-pub struct TilePlan {
-    /// Tile side (a multiple of 4).
-    pub tile: u32,
-    /// Pixels shared by neighbouring tiles (a multiple of 4).
-    pub overlap: u32,
-    /// Tile origins along x, then y.
-    pub xs: Vec<u32>,
-    /// Tile origins along y.
-    pub ys: Vec<u32>,
-    /// The picture's sides rounded up to multiples of 4.
-    pub w4: u32,
-    /// See `w4`.
-    pub h4: u32,
-}
-
-impl TilePlan {
-    /// The plan for a `w × h` picture; an image under 8×8 or a tile under 128 is an error.
-    pub fn new(w: u32, h: u32, opts: &TileOptions) -> Result<Self, StyleError> {
-        if w < 8 || h < 8 {
-            return Err(StyleError::BadInput(format!(
-                "the image is {w}×{h} pixels; style transfer needs at least 8×8"
-            )));
-        }
-        let tile = opts.tile / 4 * 4;
-        if tile < 128 {
-            return Err(StyleError::BadInput(format!(
-                "tile size {} is too small: use at least 128",
-                opts.tile
-            )));
-        }
-        let overlap = (opts.overlap.min(tile / 3)) / 4 * 4;
-        let (w4, h4) = (round4_up(w), round4_up(h));
-        Ok(Self {
-            tile,
-            overlap,
-            xs: origins(w4, tile, overlap),
-            ys: origins(h4, tile, overlap),
-            w4,
-            h4,
-        })
-    }
-
-    /// Tiles in the plan.
-    pub fn tiles(&self) -> usize {
-        self.xs.len() * self.ys.len()
-    }
-
-    /// The tile's side along x (`x_axis`) or y, from origin `o`.
-    pub fn side(&self, o: u32, x_axis: bool) -> u32 {
-        self.tile.min(if x_axis { self.w4 } else { self.h4 } - o)
-    }
-
-    /// Blend weights along one axis of the tile at origin `o`.
-    pub fn weights(&self, o: u32, x_axis: bool) -> Vec<f32> {
-        let n = self.side(o, x_axis);
-        let len = if x_axis { self.w4 } else { self.h4 };
-        (0..n)
-            .map(|i| ramp(i, n, self.overlap, o > 0, o + n < len))
-            .collect()
-    }
-}
-
 /// The picture the tiles' norm statistics come from: `img` itself, or scaled down to fit
-/// [`TileOptions::stats_size`].
-pub fn stats_image<'a>(img: &'a RgbImage, opts: &TileOptions) -> std::borrow::Cow<'a, RgbImage> {
+/// [`TileOptions::stats_size`] and the budget ([`stats_size`]).
+pub fn stats_image<'a>(
+    img: &'a RgbImage,
+    opts: &TileOptions,
+    cost: &TileCost,
+) -> std::borrow::Cow<'a, RgbImage> {
     let (w, h) = img.dimensions();
-    let stats_size = opts.stats_size.max(64);
-    if w.max(h) > stats_size {
-        let s = stats_size as f64 / w.max(h) as f64;
-        std::borrow::Cow::Owned(resize(
-            img,
-            ((w as f64 * s).round() as u32).max(8),
-            ((h as f64 * s).round() as u32).max(8),
-        ))
-    } else {
+    let (sw, sh) = stats_size(w, h, opts, cost);
+    if (sw, sh) == (w, h) {
         std::borrow::Cow::Borrowed(img)
+    } else {
+        std::borrow::Cow::Owned(resize(img, sw, sh))
     }
 }
 
@@ -255,12 +149,14 @@ pub fn whole_stats<N: TiledNet>(
     cancel: &(dyn Fn() -> bool + Sync),
 ) -> Result<N::Stats, StyleError> {
     let (w, h) = img.dimensions();
-    let x = region(img, 0, 0, round4_up(w), round4_up(h));
+    let x = region(img, 0, 0, w.div_ceil(4) * 4, h.div_ceil(4) * 4);
     Ok(net.run(&x, None, cancel)?.1)
 }
 
-/// Stylises `img`, tiled when it is larger than one tile. `progress(done, total)` is called
-/// after the statistics pass and after each tile; `cancel` is checked between tiles and layers.
+/// Stylises `img`: whole when its run fits the budget (or the explicit tile), else in tiles
+/// ([`TilePlan::new`] with `net`'s cost). `progress(done, total)` is called once for a whole
+/// run, or after the statistics pass and after each tile; `cancel` is checked between tiles
+/// and layers.
 pub fn stylize<N: TiledNet>(
     net: &N,
     img: &RgbImage,
@@ -269,33 +165,36 @@ pub fn stylize<N: TiledNet>(
     cancel: &(dyn Fn() -> bool + Sync),
 ) -> Result<(RgbImage, TileReport), StyleError> {
     let (w, h) = img.dimensions();
-    let plan = TilePlan::new(w, h, opts)?;
-    if fits_one_tile(w, h, opts) {
+    let cost = net.cost();
+    let plan = TilePlan::new(w, h, opts, &cost)?;
+    if plan.is_whole() {
         let (out, _) = run_whole(net, img, cancel)?;
         progress(1, 1);
         return Ok((
             out,
             TileReport {
                 tiles: 1,
+                tile: None,
                 stats_from: None,
             },
         ));
     }
 
-    // Statistics from the whole image, scaled down to fit `stats_size` if needed.
-    let stats_img = stats_image(img, opts);
+    // Statistics from the whole image, scaled down to fit `stats_size` and the budget.
+    let stats_img = stats_image(img, opts, &cost);
     let stats_from = stats_img.dimensions();
     let stats = whole_stats(net, &stats_img, cancel)?;
     drop(stats_img);
 
-    let tile = plan.tile;
+    let tile = plan.tile_h;
     let total = plan.tiles() + 1;
     let mut done = 1;
     progress(done, total);
 
     let mut out = RgbImage::new(w, h);
     let row_floats = w as usize * 3;
-    // Accumulators for rows acc_y0 .. acc_y0 + tile (weighted colour sums and weight sums).
+    // Accumulators for rows acc_y0 .. acc_y0 + tile height (weighted colour sums and weight
+    // sums), counted in the plan's budget.
     let mut acc = vec![0.0f32; tile as usize * row_floats];
     let mut wsum = vec![0.0f32; tile as usize * w as usize];
     let mut acc_y0 = 0u32;
@@ -371,33 +270,8 @@ pub fn stylize<N: TiledNet>(
         out,
         TileReport {
             tiles: total - 1,
+            tile: Some((plan.tile_w, plan.tile_h)),
             stats_from: Some(stats_from),
         },
     ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn origins_cover_the_axis_aligned_to_4() {
-        assert_eq!(origins(512, 512, 128), vec![0]);
-        let o = origins(1000, 512, 128);
-        assert_eq!(o, vec![0, 384, 488]);
-        assert!(o.iter().all(|x| x % 4 == 0));
-        assert_eq!(*o.last().unwrap() + 512, 1000);
-    }
-
-    #[test]
-    fn ramps_overlap_to_a_positive_sum() {
-        // Two tiles of 512 overlapping by 128 on [384, 512).
-        for x in 384..512u32 {
-            let a = ramp(x, 512, 128, false, true);
-            let b = ramp(x - 384, 512, 128, true, false);
-            assert!(a + b > 0.99, "x {x}: {a} + {b}");
-        }
-        assert_eq!(ramp(0, 512, 128, false, false), 1.0);
-        assert_eq!(ramp(0, 512, 128, true, false), 0.0);
-    }
 }

@@ -17,6 +17,7 @@ impl StylePanel {
         };
         let mut req = StyleRequest::new(content, style);
         req.max_size = Some(self.max_side);
+        req.tiles = self.tiles;
         Some(req)
     }
 

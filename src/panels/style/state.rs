@@ -15,6 +15,7 @@ use crate::app::notice::{Notice, NoticeLevel};
 use crate::features::style::{ImageSource, StyleRequest};
 use crate::models::stylenet::STYLE_COUNT;
 use crate::models::stylenet::colour::Finish;
+use crate::models::stylenet::tiling::TileOptions;
 use crate::panels::job_book::JobBook;
 use crate::panels::{Command, DialogPurpose, PanelContext};
 use crate::store::StyleSettings;
@@ -115,6 +116,8 @@ pub struct StylePanel {
     pub(super) split: bool,
     pub(super) split_pos: f32,
     pub(super) max_side: u32,
+    /// How large results are split: whole while they fit the memory budget (not saved).
+    pub(super) tiles: TileOptions,
     pub(super) jpeg: bool,
     pub(super) jpeg_quality: u8,
     /// When the request last changed; the preview is asked for [`DEBOUNCE`] later.
@@ -167,6 +170,7 @@ impl Default for StylePanel {
             split: false,
             split_pos: 0.5,
             max_side: 1024,
+            tiles: TileOptions::default(),
             jpeg: false,
             jpeg_quality: 90,
             dirty_at: None,
@@ -311,6 +315,15 @@ impl StylePanel {
     pub fn set_max_side(&mut self, side: u32) {
         if side != self.max_side {
             self.max_side = side.max(1);
+            self.changed();
+        }
+    }
+
+    /// Sets how large results are split (the default chooses from the memory budget; tests
+    /// force tiles on small pictures with an explicit tile).
+    pub fn set_tile_options(&mut self, tiles: TileOptions) {
+        if tiles != self.tiles {
+            self.tiles = tiles;
             self.changed();
         }
     }
