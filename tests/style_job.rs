@@ -180,6 +180,6 @@ fn tiles_chosen_from_the_budget_match_the_whole_image() {
     // The statistics pass is a whole-image run too, so it fits the budget only a little
     // scaled down (632×421): close to the whole image's statistics.
     let (sw, sh) = tiled.report.stats_from.expect("a statistics pass");
-    assert!(sw < 640 && sw >= 600 && sh >= 400, "{sw}×{sh}");
+    assert!((600..640).contains(&sw) && sh >= 400, "{sw}×{sh}");
     assert_close_to_whole(&whole.image, &tiled.image, SCALED_STATISTICS);
 }

@@ -30,7 +30,7 @@ use crate::features::style::{ImageSource, StyleChoice, StylePass, StyleRequest};
 use crate::gpu::stylenet::{GpuMultistyle, GpuMultistyleNet, GpuTransform, GpuTransformNet};
 use crate::measure::median;
 use crate::models::stylenet::image::{load, resize, to_feature_map};
-use crate::models::stylenet::tiling::{MultistyleNet, TransformNet, run_whole};
+use crate::models::stylenet::tiling::{MultistyleNet, TileReport, TransformNet, run_whole};
 use crate::models::stylenet::{
     self as models, Multistyle26, STYLE_IMAGE_SIZE, StyleMix, StylePredictor, StyleTransform,
 };
@@ -127,7 +127,7 @@ fn engine_jobs(args: &StyleBenchArgs, dir: &Path, n: u32) -> anyhow::Result<Valu
         .unwrap_or_else(|| dir.join("images").join("astronaut.png"));
     let c = load(&content)?.image;
     let engine = crate::headless::engine()?;
-    let job = |img: RgbImage| -> anyhow::Result<(f64, usize, Option<(u32, u32)>)> {
+    let job = |img: RgbImage| -> anyhow::Result<(f64, TileReport)> {
         let req = StyleRequest::new(
             ImageSource::Pixels(std::sync::Arc::new(img)),
             StyleChoice::Preset(StyleMix::single(0)?),
@@ -135,8 +135,7 @@ fn engine_jobs(args: &StyleBenchArgs, dir: &Path, n: u32) -> anyhow::Result<Valu
         let t = Instant::now();
         let job = engine.style(req, StylePass::Full);
         let out = crate::headless::wait_style(&engine, job.id(), |_| {})?;
-        let ms = t.elapsed().as_secs_f64() * 1000.0;
-        Ok((ms, out.report.tiles, out.report.tile))
+        Ok((t.elapsed().as_secs_f64() * 1000.0, out.report))
     };
     // The panel's previews load the model and start the pool before any full pass.
     job(resize(
@@ -145,11 +144,11 @@ fn engine_jobs(args: &StyleBenchArgs, dir: &Path, n: u32) -> anyhow::Result<Valu
         crate::features::style::PREVIEW_SIZE,
     ))?;
     let mut ms = Vec::new();
-    let mut tiles = (1, None);
+    let mut report = TileReport::default();
     for _ in 0..args.repeats {
-        let (t, n_tiles, tile) = job(resize(&c, n, n))?;
+        let (t, r) = job(resize(&c, n, n))?;
         ms.push(t);
-        tiles = (n_tiles, tile);
+        report = r;
     }
     let (lo, hi) = ms.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), &v| {
         (lo.min(v), hi.max(v))
@@ -166,8 +165,8 @@ fn engine_jobs(args: &StyleBenchArgs, dir: &Path, n: u32) -> anyhow::Result<Valu
             "min_ms": lo,
             "max_ms": hi,
             "runs": ms.len(),
-            "tiles": tiles.0,
-            "tile": tiles.1,
+            "tiles": report.tiles,
+            "tile": report.tile,
             "peak_rss_mb": peak_mb,
         },
     }))

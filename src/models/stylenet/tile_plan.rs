@@ -493,7 +493,7 @@ mod tests {
             let used = tw * th * CPU.bytes_per_pixel + th * p.w4 as u64 * BLEND_BYTES_PER_PIXEL;
             assert!(used <= opts.budget_bytes(), "{w}×{h}: {used} bytes: {p:?}");
             assert_eq!(p.overlap, DEFAULT_OVERLAP);
-            assert!(p.tile_w % 4 == 0 && p.tile_h % 4 == 0);
+            assert!(p.tile_w.is_multiple_of(4) && p.tile_h.is_multiple_of(4));
             // The tiles cover the picture, neighbours overlapping by at least the overlap.
             for (os, t, len) in [(&p.xs, p.tile_w, p.w4), (&p.ys, p.tile_h, p.h4)] {
                 assert_eq!(os[0], 0);

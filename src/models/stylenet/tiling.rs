@@ -25,15 +25,15 @@ use super::ops::FeatureMap;
 pub use super::tile_plan::{MapFloats, TileCost, TileOptions, TilePlan, stats_size};
 use super::{StyleError, check_cancel};
 
-/// Working memory of multistyle26 on the CPU per pixel of a run, in bytes: the input map and
-/// its copy (24), the first layer's 32 planes (128) while the next layer's 32 quarter-size
-/// planes (32) are written, and a few smaller recycled maps. Measured peak-RSS growth of a
-/// whole-image run: 186 bytes a pixel at 1024² and 2048²; rounded up.
+/// Working memory of multistyle26 on the CPU per pixel of a run, in bytes: the input map (12),
+/// the first layer's 32 planes (128) while the next layer's 32 quarter-size planes (32) are
+/// written, and a few smaller recycled maps. Measured: `atelier style` grew by 195 bytes a
+/// pixel from 1024² to 2048² (whole image, the 8-bit pictures included); rounded up.
 pub const MULTISTYLE_CPU_BYTES_PER_PIXEL: u64 = 200;
 
 /// The same for the arbitrary-style transform on the CPU (its widest full-size map has 8
-/// channels): measured 76 bytes a pixel at 1024² and 2048²; rounded up.
-pub const TRANSFORM_CPU_BYTES_PER_PIXEL: u64 = 88;
+/// channels): measured 93 bytes a pixel the same way; rounded up.
+pub const TRANSFORM_CPU_BYTES_PER_PIXEL: u64 = 96;
 
 /// A style network bound to its style, runnable on one tile.
 pub trait TiledNet {
