@@ -19,6 +19,8 @@ mod avx2;
 mod avx512;
 pub mod blocks;
 pub mod lora;
+#[cfg(target_arch = "x86_64")]
+mod lora_simd;
 pub mod ops;
 pub mod quant;
 #[cfg(test)]
@@ -608,9 +610,9 @@ impl Decoder {
                 ],
             );
             if let Some(l) = lora {
-                l.apply(LoraTarget::Q, &s.h, m, strength, &mut s.q);
-                l.apply(LoraTarget::K, &s.h, m, strength, &mut s.k);
-                l.apply(LoraTarget::V, &s.h, m, strength, &mut s.v);
+                l.apply(kernel, LoraTarget::Q, &s.h, m, strength, &mut s.q);
+                l.apply(kernel, LoraTarget::K, &s.h, m, strength, &mut s.k);
+                l.apply(kernel, LoraTarget::V, &s.h, m, strength, &mut s.v);
             }
             if let Some(w) = &layer.q_norm {
                 ops::rms_norm(&mut s.q, hd, w, cfg.eps);
@@ -638,7 +640,7 @@ impl Decoder {
             );
             project(kernel, &mut s.acts, &s.att, m, &mut [(&layer.wo, &mut s.o)]);
             if let Some(l) = lora {
-                l.apply(LoraTarget::O, &s.att, m, strength, &mut s.o);
+                l.apply(kernel, LoraTarget::O, &s.att, m, strength, &mut s.o);
             }
             if let Some(w) = &layer.post_attn_norm {
                 ops::rms_norm(&mut s.o, d, w, cfg.eps);
@@ -656,8 +658,8 @@ impl Decoder {
                 &mut [(&layer.gate, &mut s.gate), (&layer.up, &mut s.up)],
             );
             if let Some(l) = lora {
-                l.apply(LoraTarget::Gate, &s.h, m, strength, &mut s.gate);
-                l.apply(LoraTarget::Up, &s.h, m, strength, &mut s.up);
+                l.apply(kernel, LoraTarget::Gate, &s.h, m, strength, &mut s.gate);
+                l.apply(kernel, LoraTarget::Up, &s.h, m, strength, &mut s.up);
             }
             match cfg.activation {
                 Activation::Silu => ops::silu_mul(&mut s.gate, &s.up),
@@ -671,7 +673,7 @@ impl Decoder {
                 &mut [(&layer.down, &mut s.o)],
             );
             if let Some(l) = lora {
-                l.apply(LoraTarget::Down, &s.gate, m, strength, &mut s.o);
+                l.apply(kernel, LoraTarget::Down, &s.gate, m, strength, &mut s.o);
             }
             if let Some(w) = &layer.post_ffn_norm {
                 ops::rms_norm(&mut s.o, d, w, cfg.eps);

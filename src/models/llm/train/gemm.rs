@@ -160,6 +160,38 @@ mod tests {
         }
     }
 
+    /// `len` values in [-1, 1], no two neighbours alike.
+    fn operand(len: usize, step: usize, modulus: usize) -> Vec<f32> {
+        let half = (modulus / 2) as f32;
+        (0..len)
+            .map(|i| ((i * step % modulus) as f32 - half) / half)
+            .collect()
+    }
+
+    #[test]
+    fn every_way_of_sharing_a_product_between_threads_matches_a_plain_loop() {
+        // Column parts (n ≥ m), row parts (m > n), depth parts (small C, long depth), with
+        // three threads so the parts are uneven.
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .expect("pool");
+        for (m, n, k) in [(40, 200, 70), (200, 40, 70), (13, 33, 1700), (5, 64, 1600)] {
+            let (a, bt) = (operand(m * k, 37, 101), operand(n * k, 53, 97));
+            let (av, bv) = (View::rows(&a, k), View::rows(&bt, k).t());
+            let want = naive(m, n, k, av, bv);
+            let mut got = vec![2f32; m * n];
+            pool.install(|| {
+                matmul(m, n, k, av, bv, &mut got, n, 1.0, false);
+                matmul(m, n, k, av, bv, &mut got, n, 0.5, true);
+            });
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                let close = (g - 1.5 * w).abs() < 1e-3 * w.abs().max(1.0);
+                assert!(close, "{m}x{n}x{k} [{i}]: {g} vs {}", 1.5 * w);
+            }
+        }
+    }
+
     #[test]
     fn the_tiled_kernel_matches_a_plain_loop_on_ragged_shapes() {
         // Edges in every direction: rows past a 12-row tile, columns past 32, depth past 128,
@@ -171,12 +203,7 @@ mod tests {
             (100, 70, 300),
         ] {
             assert!(sgemm::suits(m, n, k));
-            let a: Vec<f32> = (0..m * k)
-                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
-                .collect();
-            let b: Vec<f32> = (0..k * n)
-                .map(|i| ((i * 53 % 97) as f32 - 48.0) / 48.0)
-                .collect();
+            let (a, b) = (operand(m * k, 37, 101), operand(k * n, 53, 97));
             // The same B stored n × k, read through a transposed view.
             let bt: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
             let want = naive(m, n, k, View::rows(&a, k), View::rows(&b, n));

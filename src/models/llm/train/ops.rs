@@ -138,21 +138,31 @@ pub fn gate_bwd(gelu: bool, g: &[f32], u: &[f32], da: &[f32], dg: &mut [f32], du
 /// and, with `grad`, overwrites the row with `scale · (softmax − onehot)`.
 pub fn cross_entropy(row: &mut [f32], target: usize, grad: Option<f32>) -> f64 {
     let max = row.iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v));
+    let picked = row[target];
     // Eight partial sums keep the loop vectorized; the total is f64 (262,144 terms for Gemma).
+    // With a gradient to make, the exponentials are kept in the row for it (one `exp` per
+    // logit, not two).
     let mut part = [0f32; 8];
-    for chunk in row.chunks(8) {
-        for (p, &v) in part.iter_mut().zip(chunk) {
-            *p += exp(v - max);
+    if grad.is_some() {
+        for chunk in row.chunks_mut(8) {
+            for (p, v) in part.iter_mut().zip(chunk) {
+                *v = exp(*v - max);
+                *p += *v;
+            }
+        }
+    } else {
+        for chunk in row.chunks(8) {
+            for (p, &v) in part.iter_mut().zip(chunk) {
+                *p += exp(v - max);
+            }
         }
     }
     let sum: f64 = part.iter().map(|&p| p as f64).sum();
     let lse = max as f64 + sum.ln();
-    let loss = lse - row[target] as f64;
+    let loss = lse - picked as f64;
     if let Some(scale) = grad {
-        let inv = (1.0 / sum) as f32;
-        for v in row.iter_mut() {
-            *v = exp(*v - max) * inv * scale;
-        }
+        let k = (1.0 / sum) as f32 * scale;
+        row.iter_mut().for_each(|v| *v *= k);
         row[target] -= scale;
     }
     loss
