@@ -368,7 +368,7 @@ pub fn sgemm(
     };
     if threads < 2 {
         // SAFETY: one caller, the whole of C.
-        unsafe { run(a, b, cp, (m, n), &whole, scale, accumulate) };
+        unsafe { run(a, b, cp, &whole, scale, accumulate) };
         return;
     }
     let (col_panels, row_panels) = (n.div_ceil(NR), m.div_ceil(MR));
@@ -388,7 +388,7 @@ pub fn sgemm(
                     ..whole.clone()
                 };
                 // SAFETY: `own` is this thread's alone and m × n.
-                unsafe { run(a, b, op, (m, n), &part, 1.0, false) };
+                unsafe { run(a, b, op, &part, 1.0, false) };
                 own
             })
             .collect();
@@ -427,7 +427,7 @@ pub fn sgemm(
         };
         // SAFETY: the parts' row (or column) ranges are disjoint, so no element of C is
         // written by two threads.
-        unsafe { run(a, b, cp, (m, n), &part, scale, accumulate) };
+        unsafe { run(a, b, cp, &part, scale, accumulate) };
     });
 }
 
@@ -443,21 +443,12 @@ struct Part {
 /// thread.
 ///
 /// # Safety
-/// `c` must address an `m × n` matrix that nothing else reads or writes inside `part`'s rows
+/// `c` must address a matrix covering `part`'s rows and columns that nothing else reads or writes inside `part`'s rows
 /// and columns while this runs.
 #[allow(clippy::too_many_arguments)]
-unsafe fn run(
-    a: Operand<'_>,
-    b: Operand<'_>,
-    c: CPtr,
-    (m, n): (usize, usize),
-    part: &Part,
-    scale: f32,
-    accumulate: bool,
-) {
+unsafe fn run(a: Operand<'_>, b: Operand<'_>, c: CPtr, part: &Part, scale: f32, accumulate: bool) {
     #[cfg(target_arch = "x86_64")]
     PACKED.with_borrow_mut(|(ap, bp)| {
-        let _ = (m, n);
         let (rows, cols) = (&part.rows, &part.cols);
         for j0 in cols.clone().step_by(NC) {
             let nc = NC.min(cols.end - j0);
@@ -510,7 +501,7 @@ unsafe fn run(
     });
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (a, b, c, m, n, part, scale, accumulate);
+        let _ = (a, b, c, part, scale, accumulate);
         unreachable!("sgemm::available() is false off x86_64");
     }
 }
