@@ -153,6 +153,7 @@ fn bench_model(path: &std::path::Path, args: &WriteBenchArgs) -> anyhow::Result<
     let mut llm = Llm::load(path).with_context(|| format!("cannot load {}", path.display()))?;
     let load_s = started.elapsed().as_secs_f64();
     let rss_after_load = memory_kib("VmRSS:");
+    let peak_after_load = memory_kib("VmHWM:");
 
     let prompt = prompt_ids(&llm, args.prompt_tokens)?;
     let needed = prompt.len() + args.decode_tokens;
@@ -265,6 +266,7 @@ fn bench_model(path: &std::path::Path, args: &WriteBenchArgs) -> anyhow::Result<
         "tg_tok_s_first": runs[0]["tg_tok_s"],
         "baseline_rss_mb": baseline.map(kib_to_mb),
         "rss_after_load_mb": rss_after_load.map(kib_to_mb),
+        "peak_rss_after_load_mb": peak_after_load.map(kib_to_mb),
         "peak_rss_mb": peak.map(kib_to_mb),
         "runs": runs,
         "prompt_ids": prompt,

@@ -2,6 +2,7 @@
 
 pub mod dcgan;
 pub mod gan;
+pub mod huge_pages;
 pub mod llm;
 pub mod onnx;
 pub mod pickle;

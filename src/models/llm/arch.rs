@@ -120,7 +120,7 @@ impl CausalLm {
     /// [`CausalLm::load_with`] with an adapter applied at `strength` (already checked against
     /// this model's shapes): a low-rank side path on the native decoder, merged into the
     /// weights on candle ([`crate::models::llm::lora::merge`]).
-    pub fn load_adapted<R: Read + Seek>(
+    pub fn load_adapted<R: Read + Seek + native::read_at::ReadAt + Sync>(
         path: &Path,
         content: &Content,
         file: &mut R,

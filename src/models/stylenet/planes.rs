@@ -16,34 +16,10 @@ pub struct FeatureMap {
     pub data: Vec<f32>,
 }
 
-/// Buffers at least this large are advised onto huge pages ([`zeroed`]).
-const HUGE_PAGE_MIN_BYTES: usize = 4 << 20;
-
-/// `len` zeros, for a buffer that will be written in full. A large one is advised onto
-/// transparent huge pages where the kernel leaves that to the program (Linux's `madvise`
-/// mode): its first touch then faults 2 MiB at a time instead of 4 KiB. A cold 2048²
-/// multistyle26 run faulted in 840 MB of fresh feature maps, 260,000 faults.
+/// `len` zeros, for a buffer that will be written in full (on huge pages when large: see
+/// [`crate::models::huge_pages`]).
 pub fn zeroed(len: usize) -> Vec<f32> {
-    let v = vec![0.0f32; len];
-    let bytes = len * std::mem::size_of::<f32>();
-    #[cfg(target_os = "linux")]
-    if bytes >= HUGE_PAGE_MIN_BYTES {
-        // The huge pages lie inside the buffer: round its start up, its end down.
-        const HUGE: usize = 2 << 20;
-        let start = (v.as_ptr() as usize).next_multiple_of(HUGE);
-        let end = (v.as_ptr() as usize + bytes) / HUGE * HUGE;
-        if end > start {
-            // SAFETY: advice only, on whole pages inside the live allocation `v`: it changes
-            // how the pages are backed, never their contents. A refusal (e.g. no THP support)
-            // is harmless, so its result is ignored.
-            unsafe {
-                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
-            }
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = bytes;
-    v
+    crate::models::huge_pages::zeroed(len)
 }
 
 impl FeatureMap {

@@ -50,9 +50,9 @@ pub enum Factors {
 impl Factors {
     pub(super) fn new(half: bool, len: usize) -> Self {
         if half {
-            Self::F16(vec![0; len])
+            Self::F16(crate::models::huge_pages::zeroed(len))
         } else {
-            Self::F32(vec![0.0; len])
+            Self::F32(crate::models::huge_pages::zeroed(len))
         }
     }
 
@@ -86,6 +86,24 @@ pub(super) enum FactorsMut<'a> {
 }
 
 impl FactorsMut<'_> {
+    /// Disjoint views of `chunk` factors each (`n` empty ones if this one is empty, as the
+    /// mins of a matrix without them are).
+    pub(super) fn chunks_mut(&mut self, chunk: usize, n: usize) -> Vec<FactorsMut<'_>> {
+        match self {
+            Self::F16(s) if !s.is_empty() => s.chunks_mut(chunk).map(FactorsMut::F16).collect(),
+            Self::F32(s) if !s.is_empty() => s.chunks_mut(chunk).map(FactorsMut::F32).collect(),
+            _ => (0..n).map(|_| FactorsMut::F32(&mut [])).collect(),
+        }
+    }
+
+    /// Sets factor `i` from the bits of an f16 (exactly, either way).
+    pub(super) fn set_half(&mut self, i: usize, bits: u16) {
+        match self {
+            Self::F16(s) => s[i] = bits,
+            Self::F32(s) => s[i] = half::f16::from_bits(bits).to_f32(),
+        }
+    }
+
     pub(super) fn set(&mut self, i: usize, v: f32) {
         match self {
             Self::F16(s) => s[i] = half::f16::from_f32(v).to_bits(),

@@ -23,6 +23,7 @@ pub mod lora;
 mod lora_simd;
 pub mod ops;
 pub mod quant;
+pub mod read_at;
 #[cfg(test)]
 pub(crate) mod tests;
 
@@ -35,6 +36,7 @@ use crate::models::llm::lora::{LoraAdapter, LoraTarget};
 use attention::KvCache;
 use lora::LayerLora;
 use quant::{Kernel, QActs, QMatrix};
+use read_at::ReadAt;
 
 /// Tokens pushed through the layers at once; longer prompts go in chunks (bounds scratch
 /// memory and attention work per call).
@@ -265,11 +267,19 @@ impl<'a, R: std::io::Read + std::io::Seek> Reader<'a, R> {
         dequantize(dtype, &dims, &self.buf)
             .map_err(|e| NativeError::Read(format!("tensor '{name}': {e}")))
     }
+}
 
+impl<R: std::io::Read + std::io::Seek + ReadAt + Sync> Reader<'_, R> {
     /// A matrix of `rows` outputs by `cols` inputs (GGUF shape `[cols, rows]`, candle's
-    /// `(rows, cols)`).
+    /// `(rows, cols)`). Formats kept exactly are read by the threads that repack them, a few
+    /// rows at a time; the others are read whole and dequantized.
     fn matrix(&mut self, name: &str, rows: usize, cols: usize) -> Result<QMatrix, NativeError> {
-        let (dtype, dims) = self.read(name)?;
+        let info = self
+            .ct
+            .tensor_infos
+            .get(name)
+            .ok_or_else(|| NativeError::Missing(name.into()))?;
+        let (dtype, dims) = (info.ggml_dtype, info.shape.dims().to_vec());
         if dims != [rows, cols] {
             return Err(NativeError::Shape {
                 name: name.into(),
@@ -277,10 +287,26 @@ impl<'a, R: std::io::Read + std::io::Seek> Reader<'a, R> {
                 want: vec![rows, cols],
             });
         }
-        let data = &self.buf;
-        Ok(QMatrix::from_gguf(name, dtype, rows, cols, data, || {
-            dequantize(dtype, &dims, data).map_err(|e| e.to_string())
-        })?)
+        if !QMatrix::keeps_exactly(dtype) {
+            self.read(name)?;
+            let data = &self.buf;
+            return Ok(QMatrix::from_gguf(name, dtype, rows, cols, data, || {
+                dequantize(dtype, &dims, data).map_err(|e| e.to_string())
+            })?);
+        }
+        let bytes = crate::models::llm::gguf::tensor_bytes(info)
+            .map_err(|e| NativeError::Read(format!("tensor '{name}' {e}")))?;
+        let offset = self.ct.tensor_data_offset.saturating_add(info.offset);
+        Ok(QMatrix::from_source(
+            name,
+            dtype,
+            rows,
+            cols,
+            &*self.file,
+            offset,
+            bytes,
+            || Err("an exact format is never dequantized".into()),
+        )?)
     }
 }
 
@@ -411,7 +437,7 @@ impl Hparams {
 
 impl Decoder {
     /// Builds the decoder for `family` from a GGUF header and its file.
-    pub fn load<R: std::io::Read + std::io::Seek>(
+    pub fn load<R: std::io::Read + std::io::Seek + ReadAt + Sync>(
         family: Family,
         ct: &Content,
         file: &mut R,

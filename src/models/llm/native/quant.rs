@@ -21,6 +21,13 @@
 use candle_core::quantized::GgmlDType;
 
 use super::blocks::FactorsMut;
+use super::read_at::ReadAt;
+
+/// Bytes of the file each repacking task reads at once: large enough that a read's cost is
+/// small, small enough to stay in a core's L2 cache while it is repacked.
+const READ_CHUNK: usize = 256 << 10;
+/// Tasks a matrix is repacked in at least (when it has that many 16-row groups).
+const MIN_TASKS: usize = 8;
 pub use super::blocks::{ACT_BLOCK, ActView, Bias, Factors, GROUP, MatView, Store};
 
 /// Why a weight tensor cannot be repacked.
@@ -97,7 +104,8 @@ struct Layout {
 }
 
 impl Layout {
-    /// Writes one decoded row into lane `lane` of its group's buffers.
+    /// Writes one decoded row into lane `lane` of its group's buffers (four values at a time:
+    /// this runs once per weight at load).
     fn set_row(
         &self,
         lane: usize,
@@ -107,38 +115,42 @@ impl Layout {
         scales: &mut FactorsMut<'_>,
         mins: &mut FactorsMut<'_>,
     ) {
-        let pgb = self.store.group_block_bytes(self.block);
         for b in 0..blocks {
             scales.set(b * GROUP + lane, row.scales[b]);
             if self.bias == Bias::Min {
                 mins.set(b * GROUP + lane, row.mins[b]);
             }
-            let q = &mut quants[b * pgb..(b + 1) * pgb];
-            let u = &row.u[b * self.block..(b + 1) * self.block];
+        }
+        let pgb = self.store.group_block_bytes(self.block);
+        let word = |four: &[u8]| u32::from_le_bytes([four[0], four[1], four[2], four[3]]);
+        let blocks_of = quants
+            .chunks_exact_mut(pgb)
+            .zip(row.u.chunks_exact(self.block));
+        for (q, u) in blocks_of.take(blocks) {
             match self.store {
                 Store::Nib4 | Store::Nib5 => {
+                    // Values j and j + 4 of each 8-value step share a byte (low, high nibble).
                     for (c, eight) in u.chunks_exact(8).enumerate() {
-                        let out = &mut q[c * 64 + lane * 4..c * 64 + lane * 4 + 4];
-                        for (j, o) in out.iter_mut().enumerate() {
-                            *o = (eight[j] & 0xF) | ((eight[4 + j] & 0xF) << 4);
-                        }
+                        const LOW: u32 = 0x0F0F_0F0F;
+                        let v = (word(&eight[..4]) & LOW) | ((word(&eight[4..]) & LOW) << 4);
+                        q[c * 64 + lane * 4..c * 64 + lane * 4 + 4]
+                            .copy_from_slice(&v.to_le_bytes());
                     }
                     if self.store == Store::Nib5 {
                         // Register s holds values 4s..4s+4 of every row; its mask has one bit
-                        // per byte lane (row * 4 + j).
+                        // per byte lane (row * 4 + j). The multiply gathers the four fifth
+                        // bits (one per byte) into bits 24..28, value j at bit 24 + j.
                         let planes = &mut q[GROUP * self.block / 2..];
                         for (s, four) in u.chunks_exact(4).enumerate() {
-                            let bits = four
-                                .iter()
-                                .enumerate()
-                                .fold(0u8, |a, (j, &v)| a | (((v >> 4) & 1) << j));
+                            let fifth = (word(four) >> 4) & 0x0101_0101;
+                            let bits = (fifth.wrapping_mul(0x0102_0408) >> 24) as u8 & 0xF;
                             planes[s * 8 + lane / 2] |= bits << ((lane % 2) * 4);
                         }
                     }
                 }
                 Store::Byte => {
-                    for (s, word) in u.chunks_exact(4).enumerate() {
-                        q[s * 64 + lane * 4..s * 64 + lane * 4 + 4].copy_from_slice(word);
+                    for (s, four) in u.chunks_exact(4).enumerate() {
+                        q[s * 64 + lane * 4..s * 64 + lane * 4 + 4].copy_from_slice(four);
                     }
                 }
             }
@@ -166,10 +178,21 @@ impl Layout {
 }
 
 /// One row decoded from a GGUF block format: unsigned quants plus per-block scale (and min).
+#[derive(Default)]
 struct RowQuants {
     u: Vec<u8>,
     scales: Vec<f32>,
     mins: Vec<f32>,
+}
+
+/// The low nibble of every byte.
+const NIBBLES: u128 = u128::from_le_bytes([0x0F; 16]);
+
+/// The 16 bytes at `i`, little-endian.
+fn u128_at(b: &[u8], i: usize) -> u128 {
+    let mut a = [0u8; 16];
+    a.copy_from_slice(&b[i..i + 16]);
+    u128::from_le_bytes(a)
 }
 
 fn f16_at(b: &[u8], i: usize) -> f32 {
@@ -218,8 +241,9 @@ const REQUANTIZED: Layout = Layout {
     half: true,
 };
 
-/// Decodes one row of GGUF blocks (`src`, `cols` values) into unsigned quants and scales.
-/// ggml's `dequantize_row_*` define every format; each arm follows its function.
+/// Decodes one row of GGUF k-quant blocks (`src`, `cols` values) into unsigned quants and
+/// scales (the 32-value formats go through [`repack_row_directly`]). ggml's
+/// `dequantize_row_*` define every format; each arm follows its function.
 fn decode_row(format: GgmlDType, src: &[u8], cols: usize, out: &mut RowQuants) {
     out.u.clear();
     out.u.resize(cols, 0);
@@ -227,48 +251,6 @@ fn decode_row(format: GgmlDType, src: &[u8], cols: usize, out: &mut RowQuants) {
     out.mins.clear();
     let u = &mut out.u;
     match format {
-        GgmlDType::Q4_0 | GgmlDType::Q4_1 => {
-            let bs = if format == GgmlDType::Q4_0 { 18 } else { 20 };
-            for (b, blk) in src.chunks_exact(bs).enumerate() {
-                out.scales.push(f16_at(blk, 0));
-                if format == GgmlDType::Q4_1 {
-                    out.mins.push(f16_at(blk, 2));
-                }
-                let qs = &blk[bs - 16..];
-                for j in 0..16 {
-                    u[b * 32 + j] = qs[j] & 0xF;
-                    u[b * 32 + j + 16] = qs[j] >> 4;
-                }
-            }
-        }
-        GgmlDType::Q5_0 | GgmlDType::Q5_1 => {
-            let bs = if format == GgmlDType::Q5_0 { 22 } else { 24 };
-            for (b, blk) in src.chunks_exact(bs).enumerate() {
-                out.scales.push(f16_at(blk, 0));
-                let h = if format == GgmlDType::Q5_1 {
-                    out.mins.push(f16_at(blk, 2));
-                    4
-                } else {
-                    2
-                };
-                let qh = u32::from_le_bytes([blk[h], blk[h + 1], blk[h + 2], blk[h + 3]]);
-                let qs = &blk[h + 4..];
-                for j in 0..16 {
-                    let lo = (qs[j] & 0xF) | ((((qh >> j) << 4) & 0x10) as u8);
-                    let hi = (qs[j] >> 4) | (((qh >> (j + 12)) & 0x10) as u8);
-                    u[b * 32 + j] = lo;
-                    u[b * 32 + j + 16] = hi;
-                }
-            }
-        }
-        GgmlDType::Q8_0 => {
-            for (b, blk) in src.chunks_exact(34).enumerate() {
-                out.scales.push(f16_at(blk, 0));
-                for j in 0..32 {
-                    u[b * 32 + j] = (blk[2 + j] as i8 as i16 + 128) as u8;
-                }
-            }
-        }
         GgmlDType::Q4K | GgmlDType::Q5K => {
             let bs = if format == GgmlDType::Q4K { 144 } else { 176 };
             for (s, blk) in src.chunks_exact(bs).enumerate() {
@@ -329,10 +311,67 @@ fn decode_row(format: GgmlDType, src: &[u8], cols: usize, out: &mut RowQuants) {
     }
 }
 
+/// Repacks one row of a 32-value format straight from its GGUF blocks into lane `lane` (no
+/// intermediate quants: the bulk of a load is these formats); `false` for other formats.
+fn repack_row_directly(
+    format: GgmlDType,
+    src: &[u8],
+    lane: usize,
+    pgb: usize,
+    (quants, scales, mins): (&mut [u8], &mut FactorsMut<'_>, &mut FactorsMut<'_>),
+) -> bool {
+    let (bs, has_min) = match format {
+        GgmlDType::Q4_0 => (18, false),
+        GgmlDType::Q4_1 => (20, true),
+        GgmlDType::Q5_0 => (22, false),
+        GgmlDType::Q5_1 => (24, true),
+        GgmlDType::Q8_0 => (34, false),
+        _ => return false,
+    };
+    let put = |q: &mut [u8], at: usize, v: u32| q[at..at + 4].copy_from_slice(&v.to_le_bytes());
+    for (b, (blk, q)) in src
+        .chunks_exact(bs)
+        .zip(quants.chunks_exact_mut(pgb))
+        .enumerate()
+    {
+        // These formats' f16 factors are stored as they are.
+        scales.set_half(b * GROUP + lane, u16::from_le_bytes([blk[0], blk[1]]));
+        if has_min {
+            mins.set_half(b * GROUP + lane, u16::from_le_bytes([blk[2], blk[3]]));
+        }
+        if format == GgmlDType::Q8_0 {
+            // Register s holds values 4s..4s+4 of every row, signed q stored as q + 128.
+            for s in 0..8 {
+                let at = 2 + 4 * s;
+                let w = u32::from_le_bytes([blk[at], blk[at + 1], blk[at + 2], blk[at + 3]]);
+                put(q, s * 64 + lane * 4, w ^ 0x8080_8080);
+            }
+            continue;
+        }
+        // Byte j of the block's nibbles holds value j (low) and value j + 16 (high); register
+        // c holds values 8c..8c+4 in low nibbles and 8c+4..8c+8 in high ones.
+        let qs = u128_at(blk, bs - 16);
+        let (low, high) = (qs & NIBBLES, (qs >> 4) & NIBBLES);
+        for (c, x) in [low, low >> 64, high, high >> 64].into_iter().enumerate() {
+            put(q, c * 64 + lane * 4, (x as u32) | (((x >> 32) as u32) << 4));
+        }
+        if matches!(format, GgmlDType::Q5_0 | GgmlDType::Q5_1) {
+            // Bit j of `qh` is value j's fifth bit; register s's plane takes values 4s..4s+4.
+            let h = if has_min { 4 } else { 2 };
+            let qh = u32::from_le_bytes([blk[h], blk[h + 1], blk[h + 2], blk[h + 3]]);
+            let planes = &mut q[GROUP * 32 / 2..];
+            for s in 0..8 {
+                planes[s * 8 + lane / 2] |= (((qh >> (4 * s)) & 0xF) as u8) << ((lane % 2) * 4);
+            }
+        }
+    }
+    true
+}
+
 #[cold]
 fn unreachable_format() {
     // `layout_of` returned Some only for the formats handled above.
-    debug_assert!(false, "decode_row called for a format without a layout");
+    debug_assert!(false, "decode_row called for a format it does not decode");
 }
 
 /// Quantizes a row of floats to the Q8_0-like form (`u = round(w / d) + 128`, 32 per block).
@@ -365,47 +404,56 @@ impl QMatrix {
         data: &[u8],
         dequantize: impl FnOnce() -> Result<Vec<f32>, String>,
     ) -> Result<Self, QuantError> {
+        Self::from_source(name, format, rows, cols, data, 0, data.len(), dequantize)
+    }
+
+    /// [`QMatrix::from_gguf`] for a tensor of `bytes` bytes at `offset` in `source`: the
+    /// threads repacking it each read the rows they repack, so no copy of the whole tensor is
+    /// ever held (Gemma 3's embedding table is 178 MB).
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_source<S: ReadAt + Sync + ?Sized>(
+        name: &str,
+        format: GgmlDType,
+        rows: usize,
+        cols: usize,
+        source: &S,
+        offset: u64,
+        bytes: usize,
+        dequantize: impl FnOnce() -> Result<Vec<f32>, String>,
+    ) -> Result<Self, QuantError> {
         let too_large = || QuantError::TooLarge {
             name: name.into(),
             rows,
             cols,
         };
         let known = layout_of(format);
+        let per = known.map_or(32, |(_, _, per)| per);
+        if cols == 0 || !cols.is_multiple_of(per) {
+            return Err(QuantError::Shape {
+                name: name.into(),
+                format,
+                cols,
+            });
+        }
         let layout = known.map_or(REQUANTIZED, |(l, _, _)| l);
-        let float;
-        let row_bytes = match known {
-            Some((_, bytes, per)) => {
-                if !cols.is_multiple_of(per) {
-                    return Err(QuantError::Shape {
-                        name: name.into(),
-                        format,
-                        cols,
-                    });
-                }
-                let rb = cols / per * bytes;
+        let (row_bytes, float) = match known {
+            Some((_, block_bytes, _)) => {
+                let rb = cols / per * block_bytes;
                 let want = rb.checked_mul(rows).ok_or_else(too_large)?;
-                if data.len() != want {
+                if bytes != want {
                     return Err(QuantError::Size {
                         name: name.into(),
                         format,
                         rows,
                         cols,
-                        got: data.len(),
+                        got: bytes,
                         want,
                     });
                 }
-                float = Vec::new();
-                rb
+                (rb, Vec::new())
             }
             None => {
-                if !cols.is_multiple_of(32) {
-                    return Err(QuantError::Shape {
-                        name: name.into(),
-                        format,
-                        cols,
-                    });
-                }
-                float = dequantize().map_err(|detail| QuantError::Other {
+                let float = dequantize().map_err(|detail| QuantError::Other {
                     name: name.into(),
                     detail,
                 })?;
@@ -415,47 +463,96 @@ impl QMatrix {
                         detail: format!("{} values for a {rows}x{cols} matrix", float.len()),
                     });
                 }
-                0
+                (0, float)
             }
         };
         let mut m = Self::empty(rows, cols, layout).ok_or_else(too_large)?;
         // Groups of 16 rows own disjoint, contiguous parts of every buffer: repack them in
-        // parallel (the 262,144-row embedding table of Gemma 3 is most of its load time).
+        // parallel, a few groups per task (about READ_CHUNK bytes of the file each).
         let blocks = m.blocks();
         let pgb = layout.store.group_block_bytes(layout.block);
-        let groups = m.groups();
-        let mut scales = m.scales.chunks_mut(blocks * GROUP);
+        // Small matrices still split into several tasks, so that every thread has work.
+        let per_task = (READ_CHUNK / (GROUP * row_bytes.max(1)))
+            .min(m.groups().div_ceil(MIN_TASKS))
+            .max(1);
+        let mut scales = m.scales.chunks_mut(per_task * blocks * GROUP);
         let mut mins: Vec<FactorsMut<'_>> = if layout.bias == Bias::Min {
-            m.mins.chunks_mut(blocks * GROUP)
+            m.mins.chunks_mut(per_task * blocks * GROUP)
         } else {
-            (0..groups).map(|_| FactorsMut::F32(&mut [])).collect()
+            (0..scales.len())
+                .map(|_| FactorsMut::F32(&mut []))
+                .collect()
+        };
+        // Padding rows of the last group: zero scales, and for byte offsets the quants of a
+        // zero weight, which keeps their integer sums small too.
+        let padding = match (layout.store, layout.bias) {
+            (Store::Byte, Bias::Offset(o)) => Some(RowQuants {
+                u: vec![o as u8; cols],
+                scales: vec![0.0; blocks],
+                mins: Vec::new(),
+            }),
+            _ => None,
+        };
+        let read_error = |e: std::io::Error| QuantError::Other {
+            name: name.into(),
+            detail: format!("cannot read it: {e}"),
         };
         use rayon::prelude::*;
         m.quants
-            .par_chunks_mut(blocks * pgb)
+            .par_chunks_mut(per_task * blocks * pgb)
             .zip(scales.par_iter_mut())
             .zip(mins.par_iter_mut())
             .enumerate()
-            .for_each(|(g, ((quants, scales), mins))| {
-                let mut row = RowQuants {
-                    u: Vec::new(),
-                    scales: Vec::new(),
-                    mins: Vec::new(),
-                };
-                for r in g * GROUP..((g + 1) * GROUP).min(rows) {
-                    match known {
-                        Some(_) => decode_row(
-                            format,
-                            &data[r * row_bytes..(r + 1) * row_bytes],
-                            cols,
-                            &mut row,
-                        ),
-                        None => requantize_row(&float[r * cols..(r + 1) * cols], &mut row),
+            .try_for_each_init(
+                || (Vec::new(), RowQuants::default()),
+                |(buf, row), (t, ((quants, scales), mins))| {
+                    let first = t * per_task * GROUP;
+                    let last = (first + per_task * GROUP).min(rows);
+                    if known.is_some() {
+                        buf.resize((last - first) * row_bytes, 0);
+                        // Within the tensor, whose size was checked above.
+                        let at = offset + (first * row_bytes) as u64;
+                        source.read_exact_at(buf, at).map_err(read_error)?;
                     }
-                    layout.set_row(r % GROUP, blocks, &row, quants, scales, mins);
-                }
-            });
+                    let n = quants.len() / (blocks * pgb);
+                    let groups = quants.chunks_exact_mut(blocks * pgb);
+                    let metas = scales.chunks_mut(blocks * GROUP, n);
+                    let biases = mins.chunks_mut(blocks * GROUP, n);
+                    let each = groups.zip(metas).zip(biases).enumerate();
+                    for (g, ((quants, mut scales), mut mins)) in each {
+                        for lane in 0..GROUP {
+                            let r = first + g * GROUP + lane;
+                            let src = if r < rows {
+                                match known {
+                                    Some(_) => {
+                                        let at = (r - first) * row_bytes;
+                                        let src = &buf[at..at + row_bytes];
+                                        let dst = (&mut *quants, &mut scales, &mut mins);
+                                        if repack_row_directly(format, src, lane, pgb, dst) {
+                                            continue;
+                                        }
+                                        decode_row(format, src, cols, row);
+                                    }
+                                    None => requantize_row(&float[r * cols..(r + 1) * cols], row),
+                                }
+                                &*row
+                            } else if let Some(pad) = &padding {
+                                pad
+                            } else {
+                                break;
+                            };
+                            layout.set_row(lane, blocks, src, quants, &mut scales, &mut mins);
+                        }
+                    }
+                    Ok(())
+                },
+            )?;
         Ok(m)
+    }
+
+    /// Whether `format` is repacked exactly (else it is dequantized and re-quantized).
+    pub fn keeps_exactly(format: GgmlDType) -> bool {
+        layout_of(format).is_some()
     }
 
     /// Zeroed storage for a `rows x cols` matrix; `None` if its size overflows.
@@ -466,12 +563,8 @@ impl QMatrix {
         let quant_bytes = groups
             .checked_mul(blocks)?
             .checked_mul(layout.store.group_block_bytes(layout.block))?;
-        let mut quants = vec![0u8; quant_bytes];
-        if let (Store::Byte, Bias::Offset(o)) = (layout.store, layout.bias) {
-            // Padding rows decode to zero weights either way (scale 0); this keeps their
-            // integer sums small too.
-            quants.fill(o as u8);
-        }
+        // Written in full by the repack (padding rows included), so left untouched here.
+        let quants = crate::models::huge_pages::zeroed(quant_bytes);
         let min_len = if layout.bias == Bias::Min { metas } else { 0 };
         Some(Self {
             rows,

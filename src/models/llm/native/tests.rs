@@ -533,3 +533,40 @@ fn sizes_that_wrap_are_refused() {
     .expect("refused");
     assert!(err.to_string().contains("too large"), "{err}");
 }
+
+#[test]
+fn large_matrices_repack_in_several_reads() {
+    // Q4_0 rows of 32 values are 18 bytes: a task reads 910 groups (14,560 rows) at once, so
+    // 20,001 rows take two reads and end in a partial group.
+    let (rows, cols) = (20_001, 32);
+    let w = Lcg(7).vec(rows * cols, 1.0, 0.0);
+    for f in [GgmlDType::Q4_0, GgmlDType::Q8_0] {
+        let q = quantized(&w, rows, cols, f);
+        let want = q
+            .dequantize(&Device::Cpu)
+            .and_then(|t| t.flatten_all()?.to_vec1::<f32>())
+            .expect("dequantize");
+        let data = q.data().expect("data").to_vec();
+        // The tensor at an offset inside a larger file.
+        let mut file = vec![0xAB; 100];
+        file.extend_from_slice(&data);
+        let source = std::io::Cursor::new(file);
+        let m = QMatrix::from_source("w", f, rows, cols, &source, 100, data.len(), || {
+            Err("unused".into())
+        })
+        .expect("repack");
+        let mut row = vec![0f32; cols];
+        for r in [0, 15, 16, 14_559, 14_560, 14_561, 19_999, 20_000] {
+            m.row(r, &mut row);
+            assert_eq!(row, want[r * cols..(r + 1) * cols], "{f:?} row {r}");
+        }
+        // A file that ends inside the tensor: an error naming it, not a panic.
+        let short = std::io::Cursor::new(&data[..data.len() - 1]);
+        let err = QMatrix::from_source("short", f, rows, cols, &short, 0, data.len(), || {
+            Err("unused".into())
+        })
+        .err()
+        .expect("refused");
+        assert!(err.to_string().contains("'short'"), "{err}");
+    }
+}
