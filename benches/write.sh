@@ -2,7 +2,7 @@
 # The Write benchmark: Atelier and llama.cpp side by side, in the same run, on the same token ids.
 #
 #   benches/write.sh [--repeats N] [--inner N] [--model PATH]... [--prompt-tokens N] [--decode-tokens N] [--no-build]
-#                    [--wait-quiet SECONDS] [--lora-rank R]
+#                    [--wait-quiet SECONDS] [--lora-rank R] [--isa native|avx2]
 #
 # Builds atelier in release, makes sure the llama.cpp peer (llama-cpp-python built with native
 # CPU flags) is installed in a venv outside the repo, then for N repetitions runs, per model,
@@ -22,7 +22,16 @@
 # (lora_path) in a process of its own. The table adds the speeds with the adapter and the
 # with/without ratios.
 #
+# --isa avx2: both sides limited to AVX2 (+FMA, F16C, BMI2), as on most laptops, which lack
+# AVX-512: Atelier runs its AVX2 kernel (ATELIER_LLM_KERNEL=avx2) and llama.cpp is a second
+# llama-cpp-python compiled with GGML_NATIVE=OFF and every AVX-512/AVX-VNNI/AMX switch off, in a
+# venv of its own (scripts/peer-venv.sh checks ggml's system info reports AVX2 and no AVX-512).
+# The ISA and the peer's system info go into the JSON meta and the table header; results go to
+# bench-out/write-avx2.{jsonl,md}. Default: native (Atelier's best kernel, llama.cpp with
+# -march=native).
+#
 # Environment: ATELIER_BENCH_VENV (default ~/.cache/atelier-bench/venv),
+# ATELIER_BENCH_VENV_AVX2 (for --isa avx2; default ~/.cache/atelier-bench/venv-avx2),
 # LLAMA_CPP_PYTHON_VERSION (default 0.3.36), BENCH_THREADS (llama.cpp threads, default nproc).
 set -euo pipefail
 
@@ -37,6 +46,7 @@ MODELS=()
 BUILD=1
 WAIT_QUIET=0
 LORA_RANK=0
+ISA=native
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --repeats) REPEATS=$2; shift 2 ;;
@@ -47,10 +57,18 @@ while [[ $# -gt 0 ]]; do
     --no-build) BUILD=0; shift ;;
     --wait-quiet) WAIT_QUIET=$2; shift 2 ;;  # reuse the binaries already in target/release
     --lora-rank) LORA_RANK=$2; shift 2 ;;
-    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+    --isa) ISA=$2; shift 2 ;;
+    -h|--help) sed -n '2,35p' "$0"; exit 0 ;;
     *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
+case "$ISA" in
+  # The AVX-512 machine's best kernel, against llama.cpp compiled for this CPU.
+  native) VENV=${ATELIER_BENCH_VENV:-$HOME/.cache/atelier-bench/venv} ;;
+  # Atelier's fallback for CPUs without AVX-512 VNNI, against llama.cpp compiled the same way.
+  avx2) export ATELIER_LLM_KERNEL=avx2; VENV=${ATELIER_BENCH_VENV_AVX2:-$HOME/.cache/atelier-bench/venv-avx2} ;;
+  *) echo "error: --isa $ISA: native or avx2" >&2; exit 2 ;;
+esac
 if [[ ${#MODELS[@]} -eq 0 ]]; then
   MODELS=("$ROOT/models/SmolLM2-135M-Instruct.Q4_1.gguf" "$ROOT/models/gemma-3-270m-q4_k_m.gguf")
 fi
@@ -60,10 +78,10 @@ done
 command -v jq >/dev/null || { echo "error: jq is needed (apt-get install jq)" >&2; exit 1; }
 
 THREADS=${BENCH_THREADS:-$(nproc)}
-VENV=${ATELIER_BENCH_VENV:-$HOME/.cache/atelier-bench/venv}
 LLAMA_VERSION=${LLAMA_CPP_PYTHON_VERSION:-0.3.36}
 OUT=bench-out
-JSONL=$OUT/write.jsonl
+SUFFIX=$([[ $ISA == native ]] || echo "-$ISA")  # results of both ISAs side by side
+JSONL=$OUT/write$SUFFIX.jsonl
 mkdir -p "$OUT"
 
 # --- Atelier, release build --------------------------------------------------------------------
@@ -80,7 +98,7 @@ fi
 [[ -x "${ATELIER[0]}" ]] || { echo "error: ${ATELIER[0]} is missing (run without --no-build)" >&2; exit 1; }
 
 # --- llama.cpp peer, in a venv outside the repo ------------------------------------------------
-VENV="$(ATELIER_PEER_VENV="$VENV" LLAMA_CPP_PYTHON_VERSION="$LLAMA_VERSION" scripts/peer-venv.sh)"
+VENV="$(ATELIER_PEER_VENV="$VENV" ATELIER_PEER_ISA="$ISA" LLAMA_CPP_PYTHON_VERSION="$LLAMA_VERSION" scripts/peer-venv.sh)"
 PEER=("$VENV/bin/python" benches/llamacpp_peer.py)
 
 # --- run ---------------------------------------------------------------------------------------
@@ -89,9 +107,11 @@ jq -nc --arg cpu "$cpu" --argjson nproc "$(nproc)" --arg load "$(cut -d' ' -f1-3
   --arg date "$(date -u +%FT%TZ)" --arg rev "$(git rev-parse --short HEAD 2>/dev/null || echo none)" \
   --argjson repeats "$REPEATS" --argjson inner "$INNER" --argjson threads "$THREADS" \
   --arg atelier "${ATELIER[*]}" --arg peer "$("$VENV/bin/python" -c 'import llama_cpp; print(llama_cpp.__version__)')" \
+  --arg isa "$ISA" --arg kernel "${ATELIER_LLM_KERNEL:-best}" \
+  --arg peer_sys "$("$VENV/bin/python" -c 'import llama_cpp; print(llama_cpp.llama_print_system_info().decode().strip())')" \
   '{meta: true, date: $date, git: $rev, cpu: $cpu, nproc: $nproc, loadavg_start: $load,
     repeats: $repeats, inner: $inner, llama_threads: $threads, atelier_cmd: $atelier,
-    llama_cpp_python: $peer}' > "$JSONL"
+    llama_cpp_python: $peer, isa: $isa, atelier_kernel: $kernel, llama_cpp_system_info: $peer_sys}' > "$JSONL"
 echo "== load average before: $(cut -d' ' -f1-3 /proc/loadavg) (other builds running skew every number)" >&2
 
 cpu_busy() { # percent of all CPUs busy over one second
@@ -150,7 +170,7 @@ jq -c --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" 'if .meta then . + {loadavg_
   "$JSONL" > "$JSONL.tmp" && mv "$JSONL.tmp" "$JSONL"
 
 # --- table -------------------------------------------------------------------------------------
-python3 - "$JSONL" <<'PY' | tee "$OUT/write.md"
+python3 - "$JSONL" <<'PY' | tee "$OUT/write$SUFFIX.md"
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 meta = next(r for r in rows if r.get("meta"))
@@ -168,6 +188,12 @@ metrics = [
     ("decode, first run after load (tok/s)", "tg_tok_s_first", "{:.1f}", "higher"),
     ("peak RSS (MB)", "peak_rss_mb", "{:.1f}", "lower"),
 ]
+isa = meta.get("isa", "native")
+if isa == "avx2":
+    print(f"ISA: AVX2 on both sides (Atelier ATELIER_LLM_KERNEL={meta.get('atelier_kernel')}; "
+          f"llama.cpp built without AVX-512: {meta.get('llama_cpp_system_info', '?')})")
+else:
+    print("ISA: native on both sides (Atelier's best kernel; llama.cpp built with GGML_NATIVE=ON)")
 print(f"Machine: {meta['cpu']}, {meta['nproc']} cores; load average {meta['loadavg_start']} -> {meta.get('loadavg_end', '?')}; "
       f"{meta['repeats']} repetitions x {meta['inner']} generations per process; llama-cpp-python {meta['llama_cpp_python']}, "
       f"{meta['llama_threads']} threads; {meta['date']}")
