@@ -27,7 +27,8 @@ const BYTE: u8 = 2;
 /// Rows of a group in one 256-bit register of i32 lanes.
 const HALF: usize = GROUP / 2;
 
-/// Computes a tile of `tile` activation rows (1, 2, 4 or 8) against group `g` into `acc`.
+/// Computes a tile of `tile` activation rows (1, 2, 4 or 8) against group `g` into `acc`;
+/// `false` (nothing computed) for a layout this kernel does not cover.
 ///
 /// # Safety
 /// The CPU must support AVX2, FMA and F16C; the views must describe consistent buffers.
@@ -39,7 +40,7 @@ pub unsafe fn tile(
     x: ActView<'_>,
     t: usize,
     acc: &mut [[f32; GROUP]; 8],
-) {
+) -> bool {
     macro_rules! by_tile {
         ($store:expr, $block:literal) => {
             match tile {
@@ -61,9 +62,11 @@ pub unsafe fn tile(
             (Store::Byte, 32) => by_tile!(BYTE, 32),
             // Q6_K
             (Store::Byte, 16) => by_tile!(BYTE, 16),
-            // Layouts are built only with the four combinations above (quant.rs `layout_of`).
-            (store, block) => panic!("no AVX2 kernel for {store:?} blocks of {block}"),
+            // Layouts are built only with the four combinations above (quant.rs `layout_of`);
+            // any other runs on the portable kernel.
+            _ => return false,
         }
+        true
     }
 }
 

@@ -843,7 +843,7 @@ unsafe fn tile_dispatch(
             if unsafe { super::avx512::tile(tile, w.view(), g, x.view(), t, &mut acc) } => {}
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Kernel::Avx2` is only chosen when the CPU has the features.
-        Kernel::Avx2 => unsafe { super::avx2::tile(tile, w.view(), g, x.view(), t, &mut acc) },
+        Kernel::Avx2 if unsafe { super::avx2::tile(tile, w.view(), g, x.view(), t, &mut acc) } => {}
         _ => portable_tile(tile, w.view(), g, x.view(), t, &mut acc),
     }
     let cols = GROUP.min(n - g * GROUP);
