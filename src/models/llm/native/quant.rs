@@ -510,8 +510,9 @@ impl QMatrix {
                     let last = (first + per_task * GROUP).min(rows);
                     if known.is_some() {
                         buf.resize((last - first) * row_bytes, 0);
-                        // Within the tensor, whose size was checked above.
-                        let at = offset + (first * row_bytes) as u64;
+                        // Within the tensor, whose size was checked above (a source
+                        // shorter than it fails the read).
+                        let at = offset.saturating_add((first * row_bytes) as u64);
                         source.read_exact_at(buf, at).map_err(read_error)?;
                     }
                     let n = quants.len() / (blocks * pgb);
