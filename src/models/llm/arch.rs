@@ -133,20 +133,26 @@ impl CausalLm {
         let ctx_key = format!("{}.context_length", arch.gguf_name());
         // At most hparams::MAX_CONTEXT, checked just above.
         let trained_ctx = gguf::metadata_u64(content, &ctx_key).unwrap_or(2048) as usize;
-        // candle's readers take the content by value; the header is small to clone.
-        let mut ct = clone_content(content);
-        if matches!(arch, Architecture::Qwen2 | Architecture::Qwen3) {
+        // Only the Qwen models need a header other than the file's: a copy, without the
+        // vocabulary (which copying a 262k-token header would spend tens of milliseconds on).
+        let capped;
+        let ct = if matches!(arch, Architecture::Qwen2 | Architecture::Qwen3) {
             // candle's Qwen models precompute rotary tables for every position of the
             // declared context: run them at most as long as Gemma 3 (128K) so that a header
             // cannot make those tables large.
             let ctx = trained_ctx.min(gemma3::MAX_SEQ_LEN);
-            ct.metadata
+            let mut c = weights_header(content);
+            c.metadata
                 .insert(ctx_key, gguf_file::Value::U32(ctx as u32));
-        }
+            capped = c;
+            &capped
+        } else {
+            content
+        };
         let native_ok = backend == Backend::Auto && native::supported() && device.is_cpu();
         if let Some(family) = native::family_of(arch).filter(|_| native_ok) {
             let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                native::Decoder::load(family, &ct, file)
+                native::Decoder::load(family, ct, file)
             }));
             match loaded {
                 Ok(Ok(mut decoder)) => {
@@ -180,9 +186,9 @@ impl CausalLm {
             }
         }
         let (weights, context_length) = match adapter {
-            None => load_candle(path, arch, &ct, file, device)?,
+            None => load_candle(path, arch, ct, file, device)?,
             Some((a, strength)) => {
-                let (merged, mut reader) = lora::merge::merge(&ct, &mut *file, a, strength)
+                let (merged, mut reader) = lora::merge::merge(ct, &mut *file, a, strength)
                     .map_err(|e| LlmError::Adapter(LoraError::Invalid(first_line(&e))))?;
                 load_candle(path, arch, &merged, &mut reader, device)?
             }
@@ -315,7 +321,7 @@ fn load_candle<R: Read + Seek>(
     Ok(match arch {
         Architecture::Llama => (
             guarded(&mut || {
-                quantized_llama::ModelWeights::from_gguf(clone_content(ct), file, device)
+                quantized_llama::ModelWeights::from_gguf(weights_header(ct), file, device)
                     .map(Weights::Llama)
             })?,
             // candle's llama precomputes rotary tables for MAX_SEQ_LEN positions.
@@ -323,7 +329,7 @@ fn load_candle<R: Read + Seek>(
         ),
         Architecture::Qwen2 => (
             guarded(&mut || {
-                quantized_qwen2::ModelWeights::from_gguf(clone_content(ct), file, device)
+                quantized_qwen2::ModelWeights::from_gguf(weights_header(ct), file, device)
                     .map(Weights::Qwen2)
             })?,
             // Capped in the header copy (see load_adapted).
@@ -331,14 +337,14 @@ fn load_candle<R: Read + Seek>(
         ),
         Architecture::Qwen3 => (
             guarded(&mut || {
-                quantized_qwen3::ModelWeights::from_gguf(clone_content(ct), file, device)
+                quantized_qwen3::ModelWeights::from_gguf(weights_header(ct), file, device)
                     .map(Weights::Qwen3)
             })?,
             gemma3::MAX_SEQ_LEN,
         ),
         Architecture::Gemma3 => (
             guarded(&mut || {
-                gemma3::ModelWeights::from_gguf(clone_content(ct), file, device)
+                gemma3::ModelWeights::from_gguf(weights_header(ct), file, device)
                     .map(Weights::Gemma3)
             })?,
             gemma3::MAX_SEQ_LEN,
@@ -350,12 +356,19 @@ fn first_line(e: &candle_core::Error) -> String {
     e.to_string().lines().next().unwrap_or_default().to_string()
 }
 
-/// A copy of a GGUF header (candle's `Content` is not `Clone`).
-pub(crate) fn clone_content(c: &Content) -> Content {
+/// A copy of a GGUF header for the weight loaders, which take it by value (candle's `Content`
+/// is not `Clone`): everything but the tokenizer's metadata, which none of them reads and
+/// which holds nearly all of a header's values (a vocabulary, its scores and merges).
+pub(crate) fn weights_header(c: &Content) -> Content {
     use candle_core::quantized::gguf_file::TensorInfo;
     Content {
         magic: c.magic,
-        metadata: c.metadata.clone(),
+        metadata: c
+            .metadata
+            .iter()
+            .filter(|(k, _)| !k.starts_with(gguf::TOKENIZER_KEYS))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
         tensor_infos: c
             .tensor_infos
             .iter()

@@ -1,24 +1,34 @@
-//! A bounded first pass over a GGUF header, before candle's parser sees it: every count and
-//! length the header declares (metadata entries, strings, arrays, tensors, dimensions) is
-//! checked against the bytes left in the file and against fixed budgets, and every tensor's
-//! size is computed with checked arithmetic, so that parsing allocates at most a small multiple
-//! of the file's header and never wraps a size. The pass reads lengths and skips payloads; it
-//! allocates nothing sized by the file.
+//! The GGUF header parser: one bounded pass that builds candle's `Content` (its fields are
+//! public) and, alongside, where every tensor lies. Every count and length the header declares
+//! (metadata entries, strings, arrays, tensors, dimensions) is checked against the bytes left in
+//! the file and against fixed budgets before anything sized by it is allocated, and every
+//! tensor's size is computed with checked arithmetic, so that parsing allocates at most a small
+//! multiple of the file's header and never wraps a size.
 //!
-//! candle 0.11's `Content::read` already refuses strings and arrays longer than the rest of the
-//! file, but still turns each byte of a `u8` array into a 32-byte value, divides by an
-//! alignment of 0, and multiplies tensor dimensions unchecked; this pass closes those gaps
-//! without depending on what a future candle checks. Format: the GGUF specification
-//! (ggml-org/ggml `docs/gguf.md`).
+//! candle 0.11's `Content::read` refuses strings and arrays longer than the rest of the file,
+//! but still turns each byte of a `u8` array into a 32-byte value without a total budget,
+//! multiplies tensor dimensions unchecked, and asks the reader for its position (a system call
+//! on a file) before every string, which made a 262k-token vocabulary slow to read. This parser
+//! yields the same `Content` for every header both accept (tested against candle on real models
+//! and mutated ones) without depending on what a future candle checks. Format: the GGUF
+//! specification (ggml-org/ggml `docs/gguf.md`).
 
+use std::collections::HashMap;
 use std::io::{Read, Seek};
 
 use candle_core::quantized::GgmlDType;
+use candle_core::quantized::gguf_file::{
+    Content, DEFAULT_ALIGNMENT, TensorInfo, Value, VersionedMagic,
+};
 
 /// Most metadata values a header may hold, counting every array element: a model's
 /// vocabulary, scores, token types and merges are under two million together (Gemma 3:
 /// 262,144 tokens; Llama 3: 128,256 tokens and 280,147 merges).
 pub const MAX_METADATA_VALUES: u64 = 1 << 24;
+/// Most entries allocated ahead for a table or array the header declares (more grow as they
+/// are read): a header's counts are claims, and the largest real array (a vocabulary or merge
+/// list) is a few hundred thousand entries.
+const MAX_PREALLOCATED: u64 = 1 << 20;
 /// Most bytes of metadata text (keys and string values) a header may hold; real vocabularies
 /// and chat templates take a few megabytes.
 pub const MAX_METADATA_TEXT: u64 = 256 << 20;
@@ -139,11 +149,11 @@ const STRING: u32 = 8;
 const ARRAY: u32 = 9;
 
 /// The reader and what the pass has counted so far.
-struct Scanner<'a, R> {
+struct Parser<'a, R> {
     reader: &'a mut R,
     /// Bytes from the reader's start position to the end of the file.
     len: u64,
-    /// Position relative to the start.
+    /// Position relative to the start (tracked here: asking the reader costs a system call).
     pos: u64,
     /// Whether lengths are u32 (GGUF v1) rather than u64.
     v1: bool,
@@ -151,13 +161,18 @@ struct Scanner<'a, R> {
     text: u64,
 }
 
-impl<R: Read + Seek> Scanner<'_, R> {
+impl<R: Read> Parser<'_, R> {
+    fn fill(&mut self, b: &mut [u8]) -> Result<(), String> {
+        self.reader
+            .read_exact(b)
+            .map_err(|_| format!("the header ends early (at byte {})", self.pos))?;
+        self.pos += b.len() as u64;
+        Ok(())
+    }
+
     fn bytes<const N: usize>(&mut self) -> Result<[u8; N], String> {
         let mut b = [0u8; N];
-        self.reader
-            .read_exact(&mut b)
-            .map_err(|_| format!("the header ends early (at byte {})", self.pos))?;
-        self.pos += N as u64;
+        self.fill(&mut b)?;
         Ok(b)
     }
 
@@ -177,23 +192,19 @@ impl<R: Read + Seek> Scanner<'_, R> {
         }
     }
 
-    /// Skips `n` bytes that must lie inside the file.
-    fn skip(&mut self, n: u64, what: &str) -> Result<(), String> {
-        let end = self
-            .pos
-            .checked_add(n)
-            .filter(|&e| e <= self.len)
-            .ok_or_else(|| {
-                format!(
-                    "{what} of {n} bytes at byte {} runs past the end of the file",
-                    self.pos
-                )
-            })?;
-        let step = i64::try_from(n).map_err(|_| format!("{what} of {n} bytes"))?;
-        self.reader
-            .seek_relative(step)
-            .map_err(|e| format!("cannot read the header: {e}"))?;
-        self.pos = end;
+    /// Bytes left in the file after the current position.
+    fn left(&self) -> u64 {
+        self.len.saturating_sub(self.pos)
+    }
+
+    /// Checks that `n` more bytes lie inside the file, before they are allocated.
+    fn check_left(&self, n: u64, what: &str) -> Result<(), String> {
+        if n > self.left() {
+            return Err(format!(
+                "{what} of {n} bytes at byte {} runs past the end of the file",
+                self.pos
+            ));
+        }
         Ok(())
     }
 
@@ -205,103 +216,195 @@ impl<R: Read + Seek> Scanner<'_, R> {
         add_within(&mut self.text, n, MAX_METADATA_TEXT, "bytes of text")
     }
 
-    /// Skips a string value.
-    fn skip_string(&mut self) -> Result<(), String> {
-        let n = self.length()?;
-        self.skip(n, "a string")?;
-        self.count_text(n)
+    /// Reads `n` bytes the caller has checked against the file and the budgets.
+    fn checked_bytes(&mut self, n: u64) -> Result<Vec<u8>, String> {
+        let n = usize::try_from(n).map_err(|_| format!("{n} bytes do not fit in memory"))?;
+        let mut b = vec![0u8; n];
+        self.fill(&mut b)?;
+        Ok(b)
     }
 
-    /// Reads a key or tensor name (short by construction).
+    /// Reads the text of a string whose length the caller has checked; trailing NULs are
+    /// dropped, as candle does (GGUF strings are not NUL-terminated, but some writers add one).
+    fn checked_text(&mut self, n: u64) -> Result<Vec<u8>, String> {
+        let mut b = self.checked_bytes(n)?;
+        while b.last() == Some(&0) {
+            b.pop();
+        }
+        Ok(b)
+    }
+
+    /// Reads a string value (invalid UTF-8 replaced, as candle does).
+    fn string(&mut self) -> Result<String, String> {
+        let n = self.length()?;
+        self.check_left(n, "a string")?;
+        self.count_text(n)?;
+        let b = self.checked_text(n)?;
+        Ok(String::from_utf8(b)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+    }
+
+    /// Reads a key or tensor name (short by construction, and UTF-8).
     fn name(&mut self, what: &str) -> Result<String, String> {
         let n = self.length()?;
         if n > MAX_NAME {
             return Err(format!("a {what} of {n} bytes (at most {MAX_NAME})"));
         }
-        if n > self.len.saturating_sub(self.pos) {
+        if n > self.left() {
             return Err(format!(
                 "a {what} of {n} bytes runs past the end of the file"
             ));
         }
         self.count_text(n)?;
-        // Bounded by MAX_NAME and the file just above.
-        let mut b = vec![0u8; n as usize];
-        self.reader
-            .read_exact(&mut b)
-            .map_err(|_| format!("the header ends early (at byte {})", self.pos))?;
-        self.pos += n;
+        let b = self.checked_text(n)?;
         String::from_utf8(b).map_err(|_| format!("a {what} is not UTF-8"))
     }
 
-    /// Skips one value of type `ty` (the caller has counted it); returns it when it is a
-    /// small non-negative integer (for `general.alignment`).
-    fn value(&mut self, ty: u32, depth: usize) -> Result<Option<u64>, String> {
-        match scalar_size(ty)? {
-            Some(size) => {
-                let mut b = [0u8; 8];
-                let n = size as usize;
-                self.reader
-                    .read_exact(&mut b[..n])
-                    .map_err(|_| format!("the header ends early (at byte {})", self.pos))?;
-                self.pos += size;
-                let v = u64::from_le_bytes(b);
-                Ok(match ty {
-                    0 | 2 | 4 => Some(v),
-                    // Signed: candle takes non-negative i8/i16/i32 alignments too.
-                    1 => Some(v as u8 as i8 as i64).and_then(|v| u64::try_from(v).ok()),
-                    3 => Some(v as u16 as i16 as i64).and_then(|v| u64::try_from(v).ok()),
-                    5 => Some(v as u32 as i32 as i64).and_then(|v| u64::try_from(v).ok()),
-                    _ => None,
-                })
-            }
-            None if ty == STRING => self.skip_string().map(|_| None),
-            None => {
-                if depth >= MAX_ARRAY_DEPTH {
-                    return Err(format!("arrays nested more than {MAX_ARRAY_DEPTH} deep"));
-                }
-                let elem = self.u32()?;
-                let n = self.length()?;
-                match scalar_size(elem)? {
-                    Some(size) => {
-                        let bytes = n
-                            .checked_mul(size)
-                            .ok_or_else(|| format!("an array of {n} values overflows"))?;
-                        self.skip(bytes, "an array")?;
-                        self.count_values(n)?;
-                    }
-                    None => {
-                        // Each element takes at least a length prefix: refuse counts the
-                        // file cannot hold before looping over them.
-                        let min = if self.v1 { 4 } else { 8 };
-                        if n.saturating_mul(min) > self.len.saturating_sub(self.pos) {
-                            return Err(format!(
-                                "an array of {n} values runs past the end of the file"
-                            ));
-                        }
-                        self.count_values(n)?;
-                        for _ in 0..n {
-                            if elem == STRING {
-                                self.skip_string()?;
-                            } else {
-                                self.value(ARRAY, depth + 1)?;
-                            }
-                        }
-                    }
-                }
-                Ok(None)
-            }
+    /// Reads one value of a fixed-size type.
+    fn scalar(&mut self, ty: u32) -> Result<Value, String> {
+        let size = scalar_size(ty)?.ok_or_else(|| format!("type {ty} is not a scalar"))?;
+        let mut b = [0u8; 8];
+        // At most 8 bytes (scalar_size).
+        let b = &mut b[..size as usize];
+        self.fill(b)?;
+        scalar_value(ty, b)
+    }
+
+    /// Reads one value of type `ty` (the caller has counted it).
+    fn value(&mut self, ty: u32, depth: usize) -> Result<Value, String> {
+        match ty {
+            STRING => return self.string().map(Value::String),
+            ARRAY => {}
+            _ => return self.scalar(ty),
         }
+        if depth >= MAX_ARRAY_DEPTH {
+            return Err(format!("arrays nested more than {MAX_ARRAY_DEPTH} deep"));
+        }
+        let elem = self.u32()?;
+        let n = self.length()?;
+        let items = match scalar_size(elem)? {
+            Some(size) => {
+                let bytes = n
+                    .checked_mul(size)
+                    .ok_or_else(|| format!("an array of {n} values overflows"))?;
+                self.check_left(bytes, "an array")?;
+                self.count_values(n)?;
+                // Read whole: a vocabulary's scores and types are hundreds of thousands.
+                let raw = self.checked_bytes(bytes)?;
+                // One value per `size` bytes just read.
+                let mut items = Vec::with_capacity(raw.len() / size as usize);
+                for b in raw.chunks_exact(size as usize) {
+                    items.push(scalar_value(elem, b)?);
+                }
+                items
+            }
+            None => {
+                // Each element takes at least a length prefix: refuse counts the file cannot
+                // hold before allocating or looping over them.
+                let min = if self.v1 { 4 } else { 8 };
+                if n.saturating_mul(min) > self.left() {
+                    return Err(format!(
+                        "an array of {n} values runs past the end of the file"
+                    ));
+                }
+                self.count_values(n)?;
+                let mut items = Vec::with_capacity(n.min(MAX_PREALLOCATED) as usize);
+                for _ in 0..n {
+                    items.push(self.value(elem, depth + 1)?);
+                }
+                items
+            }
+        };
+        Ok(Value::Array(items))
+    }
+
+    /// Reads one tensor's entry in the tensor table.
+    fn tensor(&mut self) -> Result<(TensorInfo, TensorExtent), String> {
+        let name = self.name("tensor name")?;
+        let n_dims = self.u32()?;
+        if n_dims > MAX_DIMS {
+            return Err(format!(
+                "tensor '{name}' has {n_dims} dimensions (at most {MAX_DIMS})"
+            ));
+        }
+        let mut dims = [0u64; MAX_DIMS as usize];
+        let dims = &mut dims[..n_dims as usize];
+        for d in dims.iter_mut() {
+            *d = self.length()?;
+        }
+        let code = self.u32()?;
+        let dtype =
+            dtype_of(code).ok_or_else(|| format!("tensor '{name}' has unknown type {code}"))?;
+        let offset = self.u64()?;
+        let bytes = tensor_bytes(dtype, dims).map_err(|e| format!("tensor '{name}' {e}"))?;
+        // candle holds the dimensions outermost first; GGUF, innermost first. Each fits a
+        // usize: tensor_bytes checked their product.
+        let shape: Vec<usize> = dims.iter().rev().map(|&d| d as usize).collect();
+        let info = TensorInfo {
+            ggml_dtype: dtype,
+            shape: shape.into(),
+            offset,
+        };
+        Ok((
+            info,
+            TensorExtent {
+                name,
+                offset,
+                bytes,
+            },
+        ))
     }
 }
 
-/// Scans the header that starts at `reader`'s position. On success the reader is left at an
-/// unspecified position; rewind it before parsing.
-pub fn scan<R: Read + Seek>(reader: &mut R) -> Result<HeaderScan, String> {
+/// The value of scalar type `ty` in `b` (its little-endian bytes, as many as the type takes).
+fn scalar_value(ty: u32, b: &[u8]) -> Result<Value, String> {
+    fn le<const N: usize>(b: &[u8]) -> Result<[u8; N], String> {
+        b.try_into()
+            .map_err(|_| format!("a value of {} bytes, not {N}", b.len()))
+    }
+    Ok(match ty {
+        0 => Value::U8(u8::from_le_bytes(le(b)?)),
+        1 => Value::I8(i8::from_le_bytes(le(b)?)),
+        2 => Value::U16(u16::from_le_bytes(le(b)?)),
+        3 => Value::I16(i16::from_le_bytes(le(b)?)),
+        4 => Value::U32(u32::from_le_bytes(le(b)?)),
+        5 => Value::I32(i32::from_le_bytes(le(b)?)),
+        6 => Value::F32(f32::from_le_bytes(le(b)?)),
+        7 => match le::<1>(b)? {
+            [0] => Value::Bool(false),
+            [1] => Value::Bool(true),
+            [v] => return Err(format!("a boolean holds {v} (0 or 1 expected)")),
+        },
+        10 => Value::U64(u64::from_le_bytes(le(b)?)),
+        11 => Value::I64(i64::from_le_bytes(le(b)?)),
+        12 => Value::F64(f64::from_le_bytes(le(b)?)),
+        other => return Err(format!("unknown metadata value type {other}")),
+    })
+}
+
+/// `general.alignment` as candle reads it: from these integer types only.
+fn alignment_of(v: &Value) -> Option<u64> {
+    match *v {
+        Value::U8(a) => Some(u64::from(a)),
+        Value::U16(a) => Some(u64::from(a)),
+        Value::U32(a) => Some(u64::from(a)),
+        Value::I8(a) => u64::try_from(a).ok(),
+        Value::I16(a) => u64::try_from(a).ok(),
+        Value::I32(a) => u64::try_from(a).ok(),
+        _ => None,
+    }
+}
+
+/// Parses the header that starts at `reader`'s position into candle's `Content` (its tensor
+/// data offset counted from the reader's start, as candle counts it) and the tensors' extents.
+/// On success the reader is left at the header's end. Tensor extents are not checked against
+/// the file here ([`HeaderScan::check_extents`]).
+pub fn parse<R: Read + Seek>(reader: &mut R) -> Result<(Content, HeaderScan), String> {
     let io = |e: std::io::Error| format!("cannot read the header: {e}");
     let start = reader.stream_position().map_err(io)?;
     let end = reader.seek(std::io::SeekFrom::End(0)).map_err(io)?;
     reader.seek(std::io::SeekFrom::Start(start)).map_err(io)?;
-    let mut s = Scanner {
+    let mut p = Parser {
         reader,
         len: end.saturating_sub(start),
         pos: 0,
@@ -309,18 +412,20 @@ pub fn scan<R: Read + Seek>(reader: &mut R) -> Result<HeaderScan, String> {
         values: 0,
         text: 0,
     };
-    let magic = s.bytes::<4>()?;
+    let magic = p.bytes::<4>()?;
     if &magic != b"GGUF" {
         return Err("it does not start with the GGUF magic bytes".into());
     }
-    let version = s.u32()?;
-    s.v1 = match version {
-        1 => true,
-        2 | 3 => false,
+    let version = p.u32()?;
+    let (magic, v1) = match version {
+        1 => (VersionedMagic::GgufV1, true),
+        2 => (VersionedMagic::GgufV2, false),
+        3 => (VersionedMagic::GgufV3, false),
         v => return Err(format!("GGUF version {v} is not supported (1 to 3 are)")),
     };
-    let tensor_count = s.length()?;
-    let kv_count = s.length()?;
+    p.v1 = v1;
+    let tensor_count = p.length()?;
+    let kv_count = p.length()?;
     if tensor_count > MAX_TENSORS {
         return Err(format!(
             "the header declares {tensor_count} tensors (at most {MAX_TENSORS})"
@@ -331,54 +436,66 @@ pub fn scan<R: Read + Seek>(reader: &mut R) -> Result<HeaderScan, String> {
             "the header declares {kv_count} metadata entries (at most {MAX_METADATA_VALUES})"
         ));
     }
-    let mut alignment = 32u64;
+    // Every entry takes at least a length prefix and a type or shape: refuse counts the file
+    // cannot hold before looping over them.
+    let prefix = if v1 { 4 } else { 8 };
+    let needed = kv_count
+        .saturating_mul(prefix + 4 + 1)
+        .saturating_add(tensor_count.saturating_mul(prefix + 4 + 4 + 8));
+    if needed > p.left() {
+        return Err(format!(
+            "the header declares {tensor_count} tensors and {kv_count} metadata entries, more than the file holds"
+        ));
+    }
+    // Real headers hold a few dozen entries; a larger claim grows the table as it is read.
+    let mut metadata = HashMap::with_capacity(kv_count.min(1 << 8) as usize);
     for _ in 0..kv_count {
-        let key = s.name("metadata key")?;
-        let ty = s.u32()?;
-        s.count_values(1)?;
-        let small = s.value(ty, 0)?;
-        // candle reads the alignment from these types only, and divides by it.
+        let key = p.name("metadata key")?;
+        let ty = p.u32()?;
+        p.count_values(1)?;
+        let value = p.value(ty, 0)?;
+        // candle divides by the alignment: refuse any that is not a power of two.
         if key == "general.alignment"
-            && let Some(a) = small
+            && let Some(a) = alignment_of(&value)
+            && !a.is_power_of_two()
         {
-            if a == 0 || !a.is_power_of_two() {
-                return Err(format!("general.alignment is {a}, not a power of two"));
-            }
-            alignment = a;
+            return Err(format!("general.alignment is {a}, not a power of two"));
         }
+        // Later duplicates win, as in candle.
+        metadata.insert(key, value);
     }
-    let mut tensors = Vec::new();
+    // At most MAX_TENSORS (checked above).
+    let mut tensor_infos = HashMap::with_capacity(tensor_count as usize);
+    let mut tensors = Vec::with_capacity(tensor_count as usize);
     for _ in 0..tensor_count {
-        let name = s.name("tensor name")?;
-        let n_dims = s.u32()?;
-        if n_dims > MAX_DIMS {
-            return Err(format!(
-                "tensor '{name}' has {n_dims} dimensions (at most {MAX_DIMS})"
-            ));
-        }
-        let mut dims = [0u64; MAX_DIMS as usize];
-        for d in dims.iter_mut().take(n_dims as usize) {
-            *d = s.length()?;
-        }
-        let code = s.u32()?;
-        let dtype =
-            dtype_of(code).ok_or_else(|| format!("tensor '{name}' has unknown type {code}"))?;
-        let offset = s.u64()?;
-        let bytes = tensor_bytes(dtype, &dims[..n_dims as usize])
-            .map_err(|e| format!("tensor '{name}' {e}"))?;
-        tensors.push(TensorExtent {
-            name,
-            offset,
-            bytes,
-        });
+        let (info, extent) = p.tensor()?;
+        // Every extent is checked against the file, duplicates included; the table keeps the
+        // last, as candle's does.
+        tensor_infos.insert(extent.name.clone(), info);
+        tensors.push(extent);
     }
+    // The alignment of the entry that was kept (each was checked above).
+    let alignment = metadata
+        .get("general.alignment")
+        .and_then(alignment_of)
+        .unwrap_or(DEFAULT_ALIGNMENT);
     let data_offset = start
-        .checked_add(s.pos.div_ceil(alignment) * alignment)
+        .checked_add(p.pos)
+        .and_then(|end| end.checked_next_multiple_of(alignment))
         .ok_or("the header's end overflows")?;
-    Ok(HeaderScan {
-        data_offset,
-        tensors,
-    })
+    let content = Content {
+        magic,
+        metadata,
+        tensor_infos,
+        tensor_data_offset: data_offset,
+    };
+    Ok((
+        content,
+        HeaderScan {
+            data_offset,
+            tensors,
+        },
+    ))
 }
 
 #[cfg(test)]
@@ -409,7 +526,7 @@ mod tests {
     }
 
     fn scan_bytes(b: &[u8]) -> Result<HeaderScan, String> {
-        scan(&mut std::io::Cursor::new(b))
+        parse(&mut std::io::Cursor::new(b)).map(|(_, scan)| scan)
     }
 
     #[test]

@@ -134,25 +134,49 @@ impl Llm {
     ) -> Result<Self, LlmError> {
         let started = std::time::Instant::now();
         let device = candle_core::Device::Cpu;
-        let (content, mut file, file_size) = gguf::open(path)?;
+        let (mut content, mut file, file_size) = gguf::open(path)?;
         let architecture = arch::detect(path, &content)?;
-        // Counts first: the tokenizer, the loaders and adapters trust them.
+        // Counts first, the vocabulary's size included: the tokenizer, the loaders and
+        // adapters trust them.
         hparams::check(path, &content, architecture)?;
         let base = lora::BaseShapes::from_content(&content);
         let loaded = match adapter {
             Some(spec) => Some(read_adapter(spec, &base)?),
             None => None,
         };
-        let tokenizer = GgufTokenizer::from_gguf(&content)?;
-        let chat_template = ChatTemplate::from_gguf(&content, &tokenizer)?;
-        let model = CausalLm::load_adapted(
-            path,
-            &content,
-            &mut file,
-            &device,
-            Backend::Auto,
-            loaded.as_ref().map(|a| (a.adapter.as_ref(), a.spec.scale)),
-        )?;
+        // The tokenizer and chat template are built on their own thread while the weights
+        // load (the repack runs on the rayon pool, the tokenizer on one core), from their own
+        // part of the header, which that thread then frees: a vocabulary's strings do not stay
+        // in memory beside the tokenizer's copy while the weights are repacked.
+        let tokenizer_header = gguf::split_tokenizer(&mut content);
+        let (built, model) = std::thread::scope(|scope| {
+            let building = std::thread::Builder::new()
+                .name("atelier-tokenizer".into())
+                .spawn_scoped(scope, move || {
+                    let tokenizer = GgufTokenizer::from_gguf(&tokenizer_header)?;
+                    let template = ChatTemplate::from_gguf(&tokenizer_header, &tokenizer)?;
+                    Ok((tokenizer, template))
+                })
+                .map_err(|e| LlmError::Tokenizer(format!("no thread to build it on: {e}")))?;
+            let model = CausalLm::load_adapted(
+                path,
+                &content,
+                &mut file,
+                &device,
+                Backend::Auto,
+                loaded.as_ref().map(|a| (a.adapter.as_ref(), a.spec.scale)),
+            );
+            let built = building.join().unwrap_or_else(|_| {
+                Err(LlmError::Tokenizer(
+                    "building it failed unexpectedly".into(),
+                ))
+            });
+            Ok::<_, LlmError>((built, model))
+        })?;
+        // The tokenizer's and template's errors first, as when they were built before the
+        // weights.
+        let (tokenizer, chat_template) = built?;
+        let model = model?;
         let name = gguf::metadata_string(&content, "general.name").unwrap_or_else(|| {
             path.file_stem()
                 .map(|s| s.to_string_lossy().into_owned())

@@ -10,7 +10,7 @@
 //! detokenization, and [`StreamDecoder`] for streaming generated text.
 
 use std::cmp::Ordering;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{BinaryHeap, HashMap};
 use std::fmt;
 
 use candle_core::quantized::gguf_file::{Content, Value};
@@ -21,6 +21,9 @@ use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::{PreTokenizerWrapper, SplitDelimiterBehavior, Tokenizer};
 
 use super::LlmError;
+
+mod pieces;
+use pieces::Pieces;
 
 const KEY_MODEL: &str = "tokenizer.ggml.model";
 const KEY_PRE: &str = "tokenizer.ggml.pre";
@@ -132,17 +135,18 @@ struct SpecialMatcher {
 }
 
 impl SpecialMatcher {
-    fn new(pieces: &[String], ids: impl Iterator<Item = u32>) -> Self {
+    fn new(pieces: &Pieces, ids: impl Iterator<Item = u32>) -> Self {
         let mut order: Vec<u32> = ids.collect();
         // llama.cpp sorts by text length, longest first (ties: id order here; its sort is
         // unstable, which only matters for overlapping equal-length specials).
-        order.sort_by_key(|&id| (std::cmp::Reverse(pieces[id as usize].len()), id));
+        let text = |id: u32| pieces.get(id).unwrap_or_default();
+        order.sort_by_key(|&id| (std::cmp::Reverse(text(id).len()), id));
         let mut m = Self {
             lengths: vec![Vec::new(); 256],
             ..Self::default()
         };
         for id in order {
-            let text = pieces[id as usize].as_bytes();
+            let text = text(id).as_bytes();
             let Some(&first) = text.first() else {
                 continue;
             };
@@ -227,11 +231,10 @@ enum Fragment<'t> {
 /// A tokenizer built from GGUF metadata, encoding and decoding as llama.cpp does.
 pub struct GgufTokenizer {
     model: Model,
-    pieces: Vec<String>,
+    pieces: Pieces,
     types: Vec<TokenType>,
     /// SentencePiece scores (empty when the GGUF has none: llama.cpp then uses 0).
     scores: Vec<f32>,
-    piece_to_id: HashMap<String, u32>,
     /// Control, unknown and user-defined tokens (parse_special = true).
     specials_all: SpecialMatcher,
     /// User-defined tokens only (parse_special = false).
@@ -369,15 +372,15 @@ fn pre_tokenizer_regexes(pre: &str) -> Result<(Vec<&'static str>, bool, bool), L
 /// Builds the `tokenizers` BPE pipeline for a byte-level vocabulary.
 fn build_bpe(
     content: &Content,
-    pieces: &[String],
-    piece_to_id: &HashMap<String, u32>,
+    pieces: &Pieces,
     regexes: &[&str],
     ignore_merges: bool,
 ) -> Result<Tokenizer, LlmError> {
     let merges_meta = meta_array(content, KEY_MERGES)?
         .ok_or_else(|| err("a gpt2 tokenizer needs tokenizer.ggml.merges, which is missing"))?;
-    let mut seen = HashSet::with_capacity(merges_meta.len());
+    let mut seen = hashbrown::HashSet::with_capacity(merges_meta.len());
     let mut merges = Vec::with_capacity(merges_meta.len());
+    let mut joined = String::new();
     for v in merges_meta {
         let Value::String(line) = v else {
             return Err(err("tokenizer.ggml.merges holds a non-string"));
@@ -389,12 +392,13 @@ fn build_bpe(
         let (a, b) = (&line[..split], &line[split + 1..]);
         // tokenizers refuses merges whose parts or result are not pieces (llama.cpp would fall
         // back to bytes for them); later duplicates lose, as in llama.cpp's rank map.
-        let joined = format!("{a}{b}");
-        if !piece_to_id.contains_key(a)
-            || !piece_to_id.contains_key(b)
-            || !piece_to_id.contains_key(joined.as_str())
-            || !seen.insert((a, b))
-        {
+        let (Some(ia), Some(ib)) = (pieces.id(a), pieces.id(b)) else {
+            continue;
+        };
+        joined.clear();
+        joined.push_str(a);
+        joined.push_str(b);
+        if pieces.id(&joined).is_none() || !seen.insert((ia, ib)) {
             continue;
         }
         merges.push((a.to_owned(), b.to_owned()));
@@ -402,7 +406,7 @@ fn build_bpe(
     let vocab: Vocab = pieces
         .iter()
         .enumerate()
-        .map(|(i, p)| (p.clone(), i as u32))
+        .map(|(i, p)| (p.to_owned(), i as u32))
         .collect();
     let bpe = BPE::builder()
         .vocab_and_merges(vocab, merges)
@@ -447,19 +451,7 @@ impl GgufTokenizer {
         if n == 0 || n > i32::MAX as usize {
             return Err(err(format!("the vocabulary has an impossible size ({n})")));
         }
-        let mut pieces = Vec::with_capacity(n);
-        for (i, v) in tokens.iter().enumerate() {
-            let Value::String(s) = v else {
-                return Err(err(format!("tokenizer.ggml.tokens[{i}] is not a string")));
-            };
-            // llama.cpp renames empty pieces so that every piece is findable.
-            pieces.push(if s.is_empty() {
-                format!("[EMPTY_{i}]")
-            } else {
-                s.clone()
-            });
-        }
-
+        let pieces = Pieces::new(tokens).map_err(err)?;
         let mut types = match meta_array(content, KEY_TYPES)? {
             None => vec![TokenType::Normal; n],
             Some(a) if a.len() != n => {
@@ -494,12 +486,6 @@ impl GgufTokenizer {
                 .ok_or_else(|| err("tokenizer.ggml.scores holds a non-number"))?,
         };
 
-        // Later duplicates win, as in llama.cpp's token_to_id.
-        let mut piece_to_id = HashMap::with_capacity(n);
-        for (i, p) in pieces.iter().enumerate() {
-            piece_to_id.insert(p.clone(), i as u32);
-        }
-
         let in_vocab = |id: Option<u32>| id.filter(|&i| (i as usize) < n);
         let (model, default_bos, default_eos, default_add_bos) = if is_spm {
             // llama.cpp's SPM default unknown id is 0; it stands in for missing byte pieces
@@ -507,16 +493,15 @@ impl GgufTokenizer {
             let unk = meta_id(content, KEY_UNK, n)?.or(in_vocab(Some(0)));
             let mut byte_tokens: Box<[Option<u32>; 256]> = Box::new([None; 256]);
             for (b, slot) in byte_tokens.iter_mut().enumerate() {
-                *slot = piece_to_id
-                    .get(format!("<0x{b:02X}>").as_str())
+                *slot = pieces
+                    .id(&format!("<0x{b:02X}>"))
                     .or_else(|| {
                         // llama.cpp's fallback: the byte itself as a piece.
                         u8::try_from(b)
                             .ok()
                             .filter(u8::is_ascii)
-                            .and_then(|b| piece_to_id.get((b as char).to_string().as_str()))
+                            .and_then(|b| pieces.id((b as char).encode_utf8(&mut [0; 4])))
                     })
-                    .copied()
                     .or(unk);
             }
             if byte_tokens.iter().any(Option::is_none) {
@@ -528,7 +513,7 @@ impl GgufTokenizer {
         } else {
             let pre = meta_str(content, KEY_PRE)?.unwrap_or("default");
             let (regexes, ignore_merges, add_bos) = pre_tokenizer_regexes(pre)?;
-            let tk = build_bpe(content, &pieces, &piece_to_id, &regexes, ignore_merges)?;
+            let tk = build_bpe(content, &pieces, &regexes, ignore_merges)?;
             (Model::Bpe(Box::new(tk)), Some(11), Some(11), add_bos)
         };
         let bos = meta_id(content, KEY_BOS, n)?.or(in_vocab(default_bos));
@@ -542,7 +527,7 @@ impl GgufTokenizer {
         // are forced to CONTROL like llama.cpp does, so they never match as plain text.
         let mut eog: Vec<u32> = Vec::new();
         for text in EOG_TEXTS {
-            if let Some(&id) = piece_to_id.get(*text) {
+            if let Some(id) = pieces.id(text) {
                 types[id as usize] = TokenType::Control;
                 eog.push(id);
             }
@@ -550,7 +535,7 @@ impl GgufTokenizer {
         for (key, texts) in FIM_TEXTS {
             if let Some(id) = meta_id(content, key, n)? {
                 eog.push(id);
-            } else if let Some(&id) = texts.iter().find_map(|t| piece_to_id.get(*t)) {
+            } else if let Some(id) = texts.iter().find_map(|t| pieces.id(t)) {
                 types[id as usize] = TokenType::Control;
                 eog.push(id);
             }
@@ -583,7 +568,6 @@ impl GgufTokenizer {
             pieces,
             types,
             scores,
-            piece_to_id,
             specials_all,
             specials_user,
             bos,
@@ -706,7 +690,7 @@ impl GgufTokenizer {
             let Some(piece) = text.get(start..start + size) else {
                 return;
             };
-            if let Some(&id) = self.piece_to_id.get(piece) {
+            if let Some(id) = self.pieces.id(piece) {
                 heap.push(Bigram {
                     score: self.scores.get(id as usize).copied().unwrap_or(0.0),
                     left,
@@ -740,8 +724,8 @@ impl GgufTokenizer {
         while i != NONE {
             let sym = &syms[i];
             let piece = text.get(sym.start..sym.start + sym.len).unwrap_or_default();
-            match self.piece_to_id.get(piece) {
-                Some(&id) => out.push(id),
+            match self.pieces.id(piece) {
+                Some(id) => out.push(id),
                 None => {
                     for b in piece.bytes() {
                         let id = byte_tokens[b as usize].ok_or_else(|| {
@@ -786,12 +770,12 @@ impl GgufTokenizer {
 
     /// Exact lookup of a vocabulary piece, e.g. `token_id("<|im_end|>")`.
     pub fn token_id(&self, piece: &str) -> Option<u32> {
-        self.piece_to_id.get(piece).copied()
+        self.pieces.id(piece)
     }
 
     /// The piece as stored in the vocabulary (e.g. "Ġthe", "▁the", "<0x0A>"), if `id` exists.
     pub fn piece(&self, id: u32) -> Option<&str> {
-        self.pieces.get(id as usize).map(String::as_str)
+        self.pieces.get(id)
     }
 
     /// Whether the id is a control token, never shown as text in generated output. Unknown,
@@ -809,8 +793,7 @@ impl GgufTokenizer {
     /// SentencePiece "▁" → space, "<0xNN>" → the byte; user-defined pieces verbatim). Control
     /// tokens and ids outside the vocabulary: empty.
     pub fn token_bytes(&self, id: u32) -> Vec<u8> {
-        let (Some(piece), Some(&ty)) = (self.pieces.get(id as usize), self.types.get(id as usize))
-        else {
+        let (Some(piece), Some(&ty)) = (self.pieces.get(id), self.types.get(id as usize)) else {
             return Vec::new();
         };
         match ty {

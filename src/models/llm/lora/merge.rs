@@ -69,7 +69,7 @@ pub fn merge<R: Read + Seek>(
 ) -> candle_core::Result<(Content, Overlay<R>)> {
     let device = Device::Cpu;
     let base_len = base.seek(SeekFrom::End(0))?;
-    let mut merged_content = crate::models::llm::arch::clone_content(content);
+    let mut merged_content = crate::models::llm::arch::weights_header(content);
     let mut extra = Vec::new();
     for p in &adapter.pairs {
         let name = p.base_name();
