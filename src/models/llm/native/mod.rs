@@ -250,36 +250,69 @@ impl<'a, R: std::io::Read + std::io::Seek> Reader<'a, R> {
     /// A 1-D f32 vector of `len` values.
     pub(crate) fn vector(&mut self, name: &str, len: usize) -> Result<Vec<f32>, NativeError> {
         let (dtype, dims) = self.read(name)?;
-        if dims != [len] {
-            return Err(NativeError::Shape {
-                name: name.into(),
-                got: dims,
-                want: vec![len],
-            });
-        }
-        if dtype == GgmlDType::F32 {
-            return Ok(self
-                .buf
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect());
-        }
-        dequantize(dtype, &dims, &self.buf)
-            .map_err(|e| NativeError::Read(format!("tensor '{name}': {e}")))
+        vector_of(name, len, dtype, dims, &self.buf)
     }
 }
 
+/// A tensor's bytes as a 1-D f32 vector of `len` values.
+fn vector_of(
+    name: &str,
+    len: usize,
+    dtype: GgmlDType,
+    dims: Vec<usize>,
+    bytes: &[u8],
+) -> Result<Vec<f32>, NativeError> {
+    if dims != [len] {
+        return Err(NativeError::Shape {
+            name: name.into(),
+            got: dims,
+            want: vec![len],
+        });
+    }
+    if dtype == GgmlDType::F32 {
+        return Ok(bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect());
+    }
+    dequantize(dtype, &dims, bytes).map_err(|e| NativeError::Read(format!("tensor '{name}': {e}")))
+}
+
 impl<R: std::io::Read + std::io::Seek + ReadAt + Sync> Reader<'_, R> {
-    /// A matrix of `rows` outputs by `cols` inputs (GGUF shape `[cols, rows]`, candle's
-    /// `(rows, cols)`). Formats kept exactly are read by the threads that repack them, a few
-    /// rows at a time; the others are read whole and dequantized.
-    fn matrix(&mut self, name: &str, rows: usize, cols: usize) -> Result<QMatrix, NativeError> {
+    /// A tensor's format, candle-order shape, byte size and file offset.
+    fn locate(&self, name: &str) -> Result<(GgmlDType, Vec<usize>, usize, u64), NativeError> {
         let info = self
             .ct
             .tensor_infos
             .get(name)
             .ok_or_else(|| NativeError::Missing(name.into()))?;
-        let (dtype, dims) = (info.ggml_dtype, info.shape.dims().to_vec());
+        let bytes = crate::models::llm::gguf::tensor_bytes(info)
+            .map_err(|e| NativeError::Read(format!("tensor '{name}' {e}")))?;
+        let offset = self.ct.tensor_data_offset.saturating_add(info.offset);
+        Ok((info.ggml_dtype, info.shape.dims().to_vec(), bytes, offset))
+    }
+
+    /// A tensor's bytes, read at its offset (so that threads can read at once).
+    fn bytes_at(&self, name: &str) -> Result<(GgmlDType, Vec<usize>, Vec<u8>), NativeError> {
+        let (dtype, dims, size, offset) = self.locate(name)?;
+        let mut bytes = vec![0; size];
+        self.file
+            .read_exact_at(&mut bytes, offset)
+            .map_err(|e| NativeError::Read(format!("tensor '{name}': {e}")))?;
+        Ok((dtype, dims, bytes))
+    }
+
+    /// [`Reader::vector`] through a shared reference.
+    fn vector_at(&self, name: &str, len: usize) -> Result<Vec<f32>, NativeError> {
+        let (dtype, dims, bytes) = self.bytes_at(name)?;
+        vector_of(name, len, dtype, dims, &bytes)
+    }
+
+    /// A matrix of `rows` outputs by `cols` inputs (GGUF shape `[cols, rows]`, candle's
+    /// `(rows, cols)`). Formats kept exactly are read by the threads that repack them, a few
+    /// rows at a time; the others are read whole and dequantized.
+    fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<QMatrix, NativeError> {
+        let (dtype, dims, bytes, offset) = self.locate(name)?;
         if dims != [rows, cols] {
             return Err(NativeError::Shape {
                 name: name.into(),
@@ -288,15 +321,11 @@ impl<R: std::io::Read + std::io::Seek + ReadAt + Sync> Reader<'_, R> {
             });
         }
         if !QMatrix::keeps_exactly(dtype) {
-            self.read(name)?;
-            let data = &self.buf;
-            return Ok(QMatrix::from_gguf(name, dtype, rows, cols, data, || {
-                dequantize(dtype, &dims, data).map_err(|e| e.to_string())
+            let (_, _, data) = self.bytes_at(name)?;
+            return Ok(QMatrix::from_gguf(name, dtype, rows, cols, &data, || {
+                dequantize(dtype, &dims, &data).map_err(|e| e.to_string())
             })?);
         }
-        let bytes = crate::models::llm::gguf::tensor_bytes(info)
-            .map_err(|e| NativeError::Read(format!("tensor '{name}' {e}")))?;
-        let offset = self.ct.tensor_data_offset.saturating_add(info.offset);
         Ok(QMatrix::from_source(
             name,
             dtype,
@@ -446,7 +475,7 @@ impl Decoder {
         let (n_embd, n_head, n_kv, head_dim) =
             (hp.cfg.n_embd, hp.cfg.n_head, hp.cfg.n_kv, hp.cfg.head_dim);
         let (n_layer, n_ff, attn_scale) = (hp.n_layer, hp.n_ff, hp.attn_scale);
-        let mut rd = Reader::new(ct, file);
+        let rd = Reader::new(ct, file);
         let embed_info = ct
             .tensor_infos
             .get("token_embd.weight")
@@ -458,44 +487,48 @@ impl Decoder {
         } else {
             None
         };
-        let output_norm = rd.vector("output_norm.weight", n_embd)?;
+        let output_norm = rd.vector_at("output_norm.weight", n_embd)?;
 
         let q_out = n_head * head_dim;
         let kv_out = n_kv * head_dim;
-        let mut layers = Vec::with_capacity(n_layer);
-        for (i, &window) in hp.windows.iter().enumerate() {
+        let gemma = family == Family::Gemma3;
+        // Layers load in parallel too (each matrix is split across the threads as well):
+        // one layer's matrices are too small to keep both threads busy on their own.
+        let load_layer = |(i, &window): (usize, &Option<usize>)| {
             let name = |s: &str| format!("blk.{i}.{s}.weight");
-            let gemma = family == Family::Gemma3;
-            let opt_norm = |rd: &mut Reader<'_, R>, s: &str, len: usize, scale: f32| {
+            let opt_norm = |s: &str, len: usize, scale: f32| {
                 if gemma {
-                    rd.vector(&name(s), len)
+                    rd.vector_at(&name(s), len)
                         .map(|v| Some(v.into_iter().map(|x| x * scale).collect()))
                 } else {
                     Ok(None)
                 }
             };
-            let q_norm = opt_norm(&mut rd, "attn_q_norm", head_dim, attn_scale)?;
-            let k_norm = opt_norm(&mut rd, "attn_k_norm", head_dim, 1.0)?;
-            let post_attn_norm = opt_norm(&mut rd, "post_attention_norm", n_embd, 1.0)?;
-            let post_ffn_norm = opt_norm(&mut rd, "post_ffw_norm", n_embd, 1.0)?;
-            layers.push(Layer {
-                attn_norm: rd.vector(&name("attn_norm"), n_embd)?,
+            Ok::<_, NativeError>(Layer {
+                attn_norm: rd.vector_at(&name("attn_norm"), n_embd)?,
                 wq: rd.matrix(&name("attn_q"), q_out, n_embd)?,
                 wk: rd.matrix(&name("attn_k"), kv_out, n_embd)?,
                 wv: rd.matrix(&name("attn_v"), kv_out, n_embd)?,
                 wo: rd.matrix(&name("attn_output"), n_embd, q_out)?,
-                q_norm,
-                k_norm,
-                post_attn_norm,
-                ffn_norm: rd.vector(&name("ffn_norm"), n_embd)?,
+                q_norm: opt_norm("attn_q_norm", head_dim, attn_scale)?,
+                k_norm: opt_norm("attn_k_norm", head_dim, 1.0)?,
+                post_attn_norm: opt_norm("post_attention_norm", n_embd, 1.0)?,
+                ffn_norm: rd.vector_at(&name("ffn_norm"), n_embd)?,
                 gate: rd.matrix(&name("ffn_gate"), n_ff, n_embd)?,
                 up: rd.matrix(&name("ffn_up"), n_ff, n_embd)?,
                 down: rd.matrix(&name("ffn_down"), n_embd, n_ff)?,
-                post_ffn_norm,
+                post_ffn_norm: opt_norm("post_ffw_norm", n_embd, 1.0)?,
                 window,
                 rope: hp.rope_of(window),
-            });
-        }
+            })
+        };
+        use rayon::prelude::*;
+        let layers = hp
+            .windows
+            .par_iter()
+            .enumerate()
+            .map(load_layer)
+            .collect::<Result<Vec<_>, _>>()?;
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
