@@ -17,12 +17,9 @@
 
 use std::arch::x86_64::*;
 
-use super::blocks::{ACT_BLOCK, ActView, Bias, Factors, GROUP, MatView, Store};
-
-/// Storage kinds as const parameters.
-const NIB4: u8 = 0;
-const NIB5: u8 = 1;
-const BYTE: u8 = 2;
+use super::blocks::{
+    ACT_BLOCK, ActView, BYTE, Bias, Factors, GROUP, MatView, NIB4, NIB5, Store, check_tile,
+};
 
 /// Rows of a group in one 256-bit register of i32 lanes.
 const HALF: usize = GROUP / 2;
@@ -164,12 +161,7 @@ unsafe fn run<const T: usize, const STORE: u8, const BLOCK: usize>(
     t: usize,
     acc: &mut [[f32; GROUP]; 8],
 ) {
-    let pgb = match STORE {
-        NIB4 => Store::Nib4,
-        NIB5 => Store::Nib5,
-        _ => Store::Byte,
-    }
-    .group_block_bytes(BLOCK);
+    let pgb = check_tile(&w, g, &x, t, T, Store::of_code(STORE), BLOCK);
     let min = w.bias == Bias::Min;
     let offset = match w.bias {
         // Byte quants are made signed in `load_half`: no offset left to remove.
@@ -177,12 +169,6 @@ unsafe fn run<const T: usize, const STORE: u8, const BLOCK: usize>(
         Bias::Offset(o) => o,
         Bias::Min => 0,
     };
-    // Bounds, checked once so the loop can use raw pointers.
-    let end = g * w.blocks + w.blocks;
-    assert!(w.quants.len() >= end * pgb && w.scales.len() >= end * GROUP);
-    assert!(!min || w.mins.len() >= end * GROUP);
-    assert!(x.k == w.blocks * BLOCK && x.sum_block == BLOCK && x.q.len() >= (t + T) * x.k);
-    assert!(x.sums.len() >= (t + T) * w.blocks && x.d.len() >= (t + T) * x.k / ACT_BLOCK);
     assert!(T <= 8);
     // SAFETY: every offset below is inside the buffers checked above.
     unsafe {
@@ -256,57 +242,4 @@ unsafe fn expand_bits(m: u32) -> __m256i {
     let bytes = _mm256_shuffle_epi8(v, shuffle);
     let bits = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
     _mm256_cmpeq_epi8(_mm256_and_si256(bytes, bits), bits)
-}
-
-#[cfg(test)]
-mod tests {
-    use candle_core::quantized::{GgmlDType, QTensor};
-    use candle_core::{Device, Tensor};
-
-    use super::super::quant::{Kernel, QActs, QMatrix, avx2_available, matmul};
-
-    #[test]
-    fn exact_at_extreme_quants() {
-        // Several `vpmaddubsw` results are summed in i16 before widening; weights at the top of
-        // their range against activations of +-127 are the case that would overflow if the
-        // bounds in the module docs were wrong. One zero per block keeps the scale (and so the
-        // quants) at the format's maximum for the other values.
-        if !avx2_available() {
-            return;
-        }
-        let (rows, cols) = (32, 256);
-        let formats = [
-            GgmlDType::Q4_0,
-            GgmlDType::Q4_1,
-            GgmlDType::Q5_0,
-            GgmlDType::Q5_1,
-            GgmlDType::Q8_0,
-            GgmlDType::Q4K,
-            GgmlDType::Q5K,
-            GgmlDType::Q6K,
-            GgmlDType::F16,
-        ];
-        for f in formats {
-            for sign in [1.0f32, -1.0] {
-                let w: Vec<f32> = (0..rows * cols)
-                    .map(|i| if i % 32 == 0 { 0.0 } else { sign })
-                    .collect();
-                let t = Tensor::from_slice(&w, (rows, cols), &Device::Cpu).expect("tensor");
-                let q = QTensor::quantize(&t, f).expect("quantize");
-                let data = q.data().expect("data");
-                let m = QMatrix::from_gguf("w", f, rows, cols, &data, || Ok(w.clone()))
-                    .expect("repack");
-                for xs in [1.0f32, -1.0] {
-                    let n = 9; // a tile of 8 and one of 1
-                    let mut acts = QActs::new();
-                    acts.quantize(&vec![xs; n * cols], n, cols, m.block());
-                    let mut portable = vec![0f32; n * rows];
-                    matmul(Kernel::Portable, &acts, &m, &mut portable);
-                    let mut fast = vec![0f32; n * rows];
-                    matmul(Kernel::Avx2, &acts, &m, &mut fast);
-                    assert_eq!(fast, portable, "{f:?} weights {sign} activations {xs}");
-                }
-            }
-        }
-    }
 }

@@ -5,12 +5,9 @@
 
 use std::arch::x86_64::*;
 
-use super::blocks::{ACT_BLOCK, ActView, Bias, Factors, GROUP, MatView, Store};
-
-/// Storage kinds as const parameters.
-const NIB4: u8 = 0;
-const NIB5: u8 = 1;
-const BYTE: u8 = 2;
+use super::blocks::{
+    ACT_BLOCK, ActView, BYTE, Bias, Factors, GROUP, MatView, NIB4, NIB5, Store, check_tile,
+};
 
 /// Dispatches a tile of `tile` (1, 2, 4 or 8) activation rows against group `g`. Returns
 /// false for a storage combination without a kernel (none of the formats produce one).
@@ -123,13 +120,6 @@ unsafe fn load_factors<const HALF: bool>(f: &Factors, at: usize) -> __m512 {
     }
 }
 
-fn factors_len(f: &Factors) -> usize {
-    match f {
-        Factors::F16(v) => v.len(),
-        Factors::F32(v) => v.len(),
-    }
-}
-
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 #[inline]
 unsafe fn run<
@@ -145,22 +135,11 @@ unsafe fn run<
     t: usize,
     acc: &mut [[f32; GROUP]; 8],
 ) {
-    let pgb = match STORE {
-        NIB4 => Store::Nib4,
-        NIB5 => Store::Nib5,
-        _ => Store::Byte,
-    }
-    .group_block_bytes(BLOCK);
+    let pgb = check_tile(&w, g, &x, t, T, Store::of_code(STORE), BLOCK);
     let offset = match w.bias {
         Bias::Offset(o) => o,
         Bias::Min => 0,
     };
-    // Bounds, checked once so the loop can use raw pointers.
-    let end = g * w.blocks + w.blocks;
-    assert!(w.quants.len() >= end * pgb && factors_len(w.scales) >= end * GROUP);
-    assert!(!MIN || factors_len(w.mins) >= end * GROUP);
-    assert!(x.k == w.blocks * BLOCK && x.sum_block == BLOCK && x.q.len() >= (t + T) * x.k);
-    assert!(x.sums.len() >= (t + T) * w.blocks && x.d.len() >= (t + T) * x.k / ACT_BLOCK);
     let mut facc = [_mm512_setzero_ps(); T];
     // SAFETY: every offset below is inside the buffers checked above.
     unsafe {

@@ -39,6 +39,46 @@ impl Store {
     }
 }
 
+/// [`Store`] as the SIMD kernels' const parameter.
+pub const NIB4: u8 = 0;
+/// [`Store::Nib5`] as a const parameter.
+pub const NIB5: u8 = 1;
+/// [`Store::Byte`] as a const parameter.
+pub const BYTE: u8 = 2;
+
+impl Store {
+    /// The storage a kernel's const `STORE` code names.
+    pub const fn of_code(code: u8) -> Self {
+        match code {
+            NIB4 => Self::Nib4,
+            NIB5 => Self::Nib5,
+            _ => Self::Byte,
+        }
+    }
+}
+
+/// Checks, once per tile, that `w`'s buffers hold group `g` and `x`'s hold activation rows
+/// `t..t + rows`, so that a SIMD kernel's loop can use raw pointers; returns the bytes of one
+/// (group, block). A failed check is a bug in the caller, not bad input: shapes are checked
+/// at load.
+pub fn check_tile(
+    w: &MatView<'_>,
+    g: usize,
+    x: &ActView<'_>,
+    t: usize,
+    rows: usize,
+    store: Store,
+    block: usize,
+) -> usize {
+    let pgb = store.group_block_bytes(block);
+    let end = g * w.blocks + w.blocks;
+    assert!(w.quants.len() >= end * pgb && w.scales.len() >= end * GROUP);
+    assert!(w.bias != Bias::Min || w.mins.len() >= end * GROUP);
+    assert!(x.k == w.blocks * block && x.sum_block == block && x.q.len() >= (t + rows) * x.k);
+    assert!(x.sums.len() >= (t + rows) * w.blocks && x.d.len() >= (t + rows) * x.k / ACT_BLOCK);
+    pgb
+}
+
 /// Per-(row, block) factors, kept in f16 where the file's are f16 (exactly), else f32.
 pub enum Factors {
     /// Half-precision bits.

@@ -570,3 +570,33 @@ fn large_matrices_repack_in_several_reads() {
         assert!(err.to_string().contains("'short'"), "{err}");
     }
 }
+
+#[test]
+fn avx2_is_exact_at_extreme_quants() {
+    // Several `vpmaddubsw` results are summed in i16 before widening (avx2.rs); weights at the
+    // top of their range against activations of +-127 are the case that would overflow if the
+    // bounds in its module docs were wrong. One zero per block keeps the scale (and so the
+    // quants) at the format's maximum for the other values.
+    if !avx2_available() {
+        return;
+    }
+    let (rows, cols) = (32, 256);
+    for f in FORMATS.into_iter().filter(|&f| f != GgmlDType::F32) {
+        for sign in [1.0f32, -1.0] {
+            let w: Vec<f32> = (0..rows * cols)
+                .map(|i| if i % 32 == 0 { 0.0 } else { sign })
+                .collect();
+            let m = repack(&quantized(&w, rows, cols, f), rows, cols);
+            for xs in [1.0f32, -1.0] {
+                let n = 9; // a tile of 8 and one of 1
+                let mut acts = QActs::new();
+                acts.quantize(&vec![xs; n * cols], n, cols, m.block());
+                let mut portable = vec![0f32; n * rows];
+                matmul(Kernel::Portable, &acts, &m, &mut portable);
+                let mut fast = vec![0f32; n * rows];
+                matmul(Kernel::Avx2, &acts, &m, &mut fast);
+                assert_eq!(fast, portable, "{f:?} weights {sign} activations {xs}");
+            }
+        }
+    }
+}
