@@ -10,7 +10,9 @@
 //!   stops with a message and keeps its last good checkpoint).
 
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use atelier::features::train::write::{
     TextSource, TrainWriteConfig, TrainWriteError, TrainWriteEvent, checkpoint, run,
@@ -494,4 +496,137 @@ fn same_function_as_write(file: &str) {
 fn the_training_decoder_computes_what_write_runs() {
     same_function_as_write(atelier::paths::SMOLLM2_FILE);
     same_function_as_write(atelier::paths::GEMMA3_FILE);
+}
+
+/// `atelier train write` with the quick recipe, checkpointing every step.
+fn train_write_cli(runs: &Path, text: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_atelier"));
+    c.env(
+        "ATELIER_DATA",
+        std::env::temp_dir().join("atelier-train-test-data"),
+    )
+    .args(["train", "write", "--json", "--threads", "2", "--model"])
+    .arg(smollm2())
+    .arg("--text")
+    .arg(text)
+    .args([
+        "--steps",
+        "8",
+        "--context",
+        "48",
+        "--batch",
+        "2",
+        "--lr",
+        "3e-3",
+        "--eval-every",
+        "8",
+        "--val-chunks",
+        "4",
+        "--sample-every",
+        "0",
+        "--checkpoint-every",
+        "1",
+        "--token-budget",
+        "60000",
+        "--runs-dir",
+    ])
+    .arg(runs);
+    c
+}
+
+fn report_of(out: &std::process::Output) -> Value {
+    assert!(
+        out.status.success(),
+        "atelier failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON report")
+}
+
+/// kill -9 while a checkpoint is being written: the previous checkpoint is whole, `--resume`
+/// goes on from it, removes the torn temporary file and ends with exactly the adapter of an
+/// uninterrupted run.
+#[test]
+fn kill_during_a_checkpoint_then_resume_ends_where_an_uninterrupted_run_does() {
+    let _one = ONE_MODEL_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().expect("dir");
+    let text = milton();
+    let straight = report_of(
+        &train_write_cli(&tmp.path().join("straight"), &text)
+            .output()
+            .expect("run"),
+    );
+    assert_eq!(straight["steps"], 8);
+
+    let runs = tmp.path().join("killed");
+    let mut child = train_write_cli(&runs, &text)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let run_dir = || {
+        std::fs::read_dir(&runs)
+            .ok()?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| p.is_dir())
+    };
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut killed_mid_write = false;
+    while Instant::now() < deadline {
+        let past_3 = run_dir()
+            .and_then(|d| checkpoint::load(&d).ok())
+            .is_some_and(|(state, _, _)| state.step >= 3);
+        let writing = run_dir().is_some_and(|d| {
+            std::fs::read_dir(d).is_ok_and(|mut entries| {
+                entries.any(|e| {
+                    e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with(".atelier-"))
+                })
+            })
+        });
+        if past_3 && writing {
+            child.kill().expect("SIGKILL");
+            killed_mid_write = true;
+            break;
+        }
+        if child.try_wait().expect("wait").is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let _ = child.wait();
+    assert!(killed_mid_write, "never caught a checkpoint being written");
+    let dir = run_dir().expect("run folder");
+    let (state, _, _) = checkpoint::load(&dir).expect("the previous checkpoint is whole");
+    assert!(
+        (3..8).contains(&state.step),
+        "last checkpoint: step {}",
+        state.step
+    );
+
+    let mut resume = Command::new(env!("CARGO_BIN_EXE_atelier"));
+    resume
+        .env(
+            "ATELIER_DATA",
+            std::env::temp_dir().join("atelier-train-test-data"),
+        )
+        .args(["train", "write", "--json", "--threads", "2", "--resume"])
+        .arg(&dir);
+    let resumed = report_of(&resume.output().expect("resume"));
+    assert_eq!(resumed["steps"], 8);
+    assert_eq!(
+        adapter_of(&dir),
+        adapter_of(Path::new(straight["run_dir"].as_str().expect("run_dir"))),
+        "a resumed run must end with the uninterrupted run's adapter"
+    );
+    assert!(
+        std::fs::read_dir(&dir).expect("run folder").all(|e| !e
+            .expect("entry")
+            .file_name()
+            .to_string_lossy()
+            .ends_with(".tmp")),
+        "a temporary file was left behind"
+    );
 }

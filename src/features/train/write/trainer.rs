@@ -404,6 +404,9 @@ impl<'a> Session<'a> {
         let arch = p.model.architecture().gguf_name().to_string();
         let (dir, lora, opt, state) = match &config.resume {
             Some(dir) => {
+                // A run killed while writing a checkpoint left its temporary file (the size of
+                // the adapter and AdamW's moments); the previous checkpoint is whole.
+                crate::fsutil::remove_stale_temp_files(dir);
                 let (state, adapter, mut opt) = checkpoint::load(dir)?;
                 let resume_err = |detail: String| TrainWriteError::Resume {
                     path: dir.clone(),
