@@ -498,39 +498,46 @@ fn the_training_decoder_computes_what_write_runs() {
     same_function_as_write(atelier::paths::GEMMA3_FILE);
 }
 
-/// `atelier train write` with the quick recipe, checkpointing every step.
-fn train_write_cli(runs: &Path, text: &Path) -> Command {
+/// `atelier train write --json --threads 2`, with its own data folder.
+fn atelier_train_write() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_atelier"));
     c.env(
         "ATELIER_DATA",
         std::env::temp_dir().join("atelier-train-test-data"),
     )
-    .args(["train", "write", "--json", "--threads", "2", "--model"])
-    .arg(smollm2())
-    .arg("--text")
-    .arg(text)
-    .args([
-        "--steps",
-        "8",
-        "--context",
-        "48",
-        "--batch",
-        "2",
-        "--lr",
-        "3e-3",
-        "--eval-every",
-        "8",
-        "--val-chunks",
-        "4",
-        "--sample-every",
-        "0",
-        "--checkpoint-every",
-        "1",
-        "--token-budget",
-        "60000",
-        "--runs-dir",
-    ])
-    .arg(runs);
+    .args(["train", "write", "--json", "--threads", "2"]);
+    c
+}
+
+/// `atelier train write` with the quick recipe, checkpointing every step.
+fn train_write_cli(runs: &Path, text: &Path) -> Command {
+    let mut c = atelier_train_write();
+    c.arg("--model")
+        .arg(smollm2())
+        .arg("--text")
+        .arg(text)
+        .args([
+            "--steps",
+            "8",
+            "--context",
+            "48",
+            "--batch",
+            "2",
+            "--lr",
+            "3e-3",
+            "--eval-every",
+            "8",
+            "--val-chunks",
+            "4",
+            "--sample-every",
+            "0",
+            "--checkpoint-every",
+            "1",
+            "--token-budget",
+            "60000",
+            "--runs-dir",
+        ])
+        .arg(runs);
     c
 }
 
@@ -606,15 +613,13 @@ fn kill_during_a_checkpoint_then_resume_ends_where_an_uninterrupted_run_does() {
         state.step
     );
 
-    let mut resume = Command::new(env!("CARGO_BIN_EXE_atelier"));
-    resume
-        .env(
-            "ATELIER_DATA",
-            std::env::temp_dir().join("atelier-train-test-data"),
-        )
-        .args(["train", "write", "--json", "--threads", "2", "--resume"])
-        .arg(&dir);
-    let resumed = report_of(&resume.output().expect("resume"));
+    let resumed = report_of(
+        &atelier_train_write()
+            .arg("--resume")
+            .arg(&dir)
+            .output()
+            .expect("resume"),
+    );
     assert_eq!(resumed["steps"], 8);
     assert_eq!(
         adapter_of(&dir),

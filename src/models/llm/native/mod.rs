@@ -225,17 +225,22 @@ impl<'a, R: std::io::Read + std::io::Seek> Reader<'a, R> {
         self.ct.tensor_infos.contains_key(name)
     }
 
-    /// Reads the tensor's bytes into `self.buf`; returns its format and candle-order shape.
-    pub(crate) fn read(&mut self, name: &str) -> Result<(GgmlDType, Vec<usize>), NativeError> {
+    /// A tensor's format, candle-order shape, byte size and file offset.
+    fn locate(&self, name: &str) -> Result<(GgmlDType, Vec<usize>, usize, u64), NativeError> {
         let info = self
             .ct
             .tensor_infos
             .get(name)
             .ok_or_else(|| NativeError::Missing(name.into()))?;
-        let dims = info.shape.dims().to_vec();
-        let size = crate::models::llm::gguf::tensor_bytes(info)
+        let bytes = crate::models::llm::gguf::tensor_bytes(info)
             .map_err(|e| NativeError::Read(format!("tensor '{name}' {e}")))?;
-        let start = self.ct.tensor_data_offset.saturating_add(info.offset);
+        let offset = self.ct.tensor_data_offset.saturating_add(info.offset);
+        Ok((info.ggml_dtype, info.shape.dims().to_vec(), bytes, offset))
+    }
+
+    /// Reads the tensor's bytes into `self.buf`; returns its format and candle-order shape.
+    pub(crate) fn read(&mut self, name: &str) -> Result<(GgmlDType, Vec<usize>), NativeError> {
+        let (dtype, dims, size, start) = self.locate(name)?;
         let io = |e: std::io::Error| NativeError::Read(format!("tensor '{name}': {e}"));
         self.file
             .seek(std::io::SeekFrom::Start(start))
@@ -244,7 +249,7 @@ impl<'a, R: std::io::Read + std::io::Seek> Reader<'a, R> {
         // the rest of the load would raise peak memory by its size.
         self.buf = vec![0; size];
         self.file.read_exact(&mut self.buf).map_err(io)?;
-        Ok((info.ggml_dtype, dims))
+        Ok((dtype, dims))
     }
 
     /// A 1-D f32 vector of `len` values.
@@ -279,19 +284,6 @@ fn vector_of(
 }
 
 impl<R: std::io::Read + std::io::Seek + ReadAt + Sync> Reader<'_, R> {
-    /// A tensor's format, candle-order shape, byte size and file offset.
-    fn locate(&self, name: &str) -> Result<(GgmlDType, Vec<usize>, usize, u64), NativeError> {
-        let info = self
-            .ct
-            .tensor_infos
-            .get(name)
-            .ok_or_else(|| NativeError::Missing(name.into()))?;
-        let bytes = crate::models::llm::gguf::tensor_bytes(info)
-            .map_err(|e| NativeError::Read(format!("tensor '{name}' {e}")))?;
-        let offset = self.ct.tensor_data_offset.saturating_add(info.offset);
-        Ok((info.ggml_dtype, info.shape.dims().to_vec(), bytes, offset))
-    }
-
     /// A tensor's bytes, read at its offset (so that threads can read at once).
     fn bytes_at(&self, name: &str) -> Result<(GgmlDType, Vec<usize>, Vec<u8>), NativeError> {
         let (dtype, dims, size, offset) = self.locate(name)?;
