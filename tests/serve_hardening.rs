@@ -294,7 +294,9 @@ fn a_client_that_stops_reading_loses_its_slot_after_the_write_timeout() {
             "--model",
             "smollm2",
         ],
-        &[],
+        // The hub logs each job it accepts, so the probe below starts only once all eight
+        // streams hold their slots (otherwise it can overtake the last one and take its slot).
+        &[("RUST_LOG", "info,atelier::serve::hub=debug")],
     );
     let rt = runtime();
     let started = Instant::now();
@@ -316,6 +318,15 @@ fn a_client_that_stops_reading_loses_its_slot_after_the_write_timeout() {
             let mut stream = socket.connect(server.addr).await.expect("connect");
             stream.write_all(request.as_bytes()).await.expect("send");
             readers.push(stream);
+        }
+        let accepted = Instant::now() + Duration::from_secs(60);
+        while server.stderr().matches("job accepted").count() < 8 {
+            assert!(
+                Instant::now() < accepted,
+                "the eight streams were not all accepted within 60 s:\n{}",
+                server.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         // The queue is full now; a ninth request is served once the stalled streams' writes
         // have timed out and their jobs were cancelled.

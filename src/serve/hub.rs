@@ -89,6 +89,12 @@ impl Slot {
         let job = submit(&self.hub.engine);
         routes.insert(job.id(), tx);
         drop(routes);
+        tracing::debug!(
+            job = %job.id(),
+            "job accepted: {} of {} queue slots taken",
+            self.hub.in_flight(),
+            self.hub.queue
+        );
         Ok(JobStream {
             rx,
             guard: JobGuard {
