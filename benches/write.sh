@@ -23,7 +23,9 @@
 # with/without ratios.
 #
 # --isa avx2: both sides limited to AVX2 (+FMA, F16C, BMI2), as on most laptops, which lack
-# AVX-512: Atelier runs its AVX2 kernel (ATELIER_LLM_KERNEL=avx2) and llama.cpp is a second
+# AVX-512: Atelier is a second build, for x86-64-v3 (AVX2, no AVX-512) and without gemm's
+# run-time AVX-512 kernels (--no-default-features), in target/x86-64-v3, running its AVX2
+# kernel (ATELIER_LLM_KERNEL=avx2, since its kernels are chosen at run time); llama.cpp is a second
 # llama-cpp-python compiled with GGML_NATIVE=OFF and every AVX-512/AVX-VNNI/AMX switch off, in a
 # venv of its own (scripts/peer-venv.sh checks ggml's system info reports AVX2 and no AVX-512).
 # The ISA and the peer's system info go into the JSON meta and the table header; results go to
@@ -85,15 +87,25 @@ JSONL=$OUT/write$SUFFIX.jsonl
 mkdir -p "$OUT"
 
 # --- Atelier, release build --------------------------------------------------------------------
-if (( BUILD )); then
-  echo "== building atelier (release)" >&2
-  cargo build --release
+# For --isa avx2 the whole binary is built for x86-64-v3, so nothing in it (attention's GEMMs,
+# norms, the compiler's own vectorisation) uses AVX-512 either.
+BUILD_ENV=()
+BUILD_ARGS=(--release)
+BIN=target/release
+if [[ $ISA == avx2 ]]; then
+  BUILD_ENV=(RUSTFLAGS="-C target-cpu=x86-64-v3" CARGO_TARGET_DIR=target/x86-64-v3)
+  BUILD_ARGS+=(--no-default-features)
+  BIN=target/x86-64-v3/release
 fi
-ATELIER=(target/release/atelier bench write)
-if ! target/release/atelier bench write --help 2>/dev/null | grep -q -- --decode-tokens; then
+if (( BUILD )); then
+  echo "== building atelier (release, $ISA)" >&2
+  env "${BUILD_ENV[@]}" cargo build "${BUILD_ARGS[@]}"
+fi
+ATELIER=("$BIN/atelier" bench write)
+if ! "$BIN/atelier" bench write --help 2>/dev/null | grep -q -- --decode-tokens; then
   echo "== 'atelier bench write' is not in this build: using the bench_write example instead" >&2
-  if (( BUILD )); then cargo build --release --example bench_write; fi
-  ATELIER=(target/release/examples/bench_write)
+  if (( BUILD )); then env "${BUILD_ENV[@]}" cargo build "${BUILD_ARGS[@]}" --example bench_write; fi
+  ATELIER=("$BIN/examples/bench_write")
 fi
 [[ -x "${ATELIER[0]}" ]] || { echo "error: ${ATELIER[0]} is missing (run without --no-build)" >&2; exit 1; }
 
@@ -190,7 +202,8 @@ metrics = [
 ]
 isa = meta.get("isa", "native")
 if isa == "avx2":
-    print(f"ISA: AVX2 on both sides (Atelier ATELIER_LLM_KERNEL={meta.get('atelier_kernel')}; "
+    print(f"ISA: AVX2 on both sides (Atelier ATELIER_LLM_KERNEL={meta.get('atelier_kernel')}, "
+          f"`{meta.get('atelier_cmd', '?').split()[0]}` built for x86-64-v3 without gemm's AVX-512; "
           f"llama.cpp built without AVX-512: {meta.get('llama_cpp_system_info', '?')})")
 else:
     print("ISA: native on both sides (Atelier's best kernel; llama.cpp built with GGML_NATIVE=ON)")

@@ -90,6 +90,7 @@ impl Pieces {
     }
 
     /// Every piece, by id.
+    #[cfg(test)]
     pub(super) fn iter(&self) -> impl Iterator<Item = &str> {
         (0..self.ends.len() as u32).map(|id| piece_in(&self.text, &self.ends, id))
     }
