@@ -40,14 +40,27 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            // One line, so scripts can show it as is.
-            let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+            let line = one_line(&e);
             // Into the log file only: stderr gets the one line below.
-            tracing::error!(target: "atelier::exit", "{}", chain.join(": "));
-            eprintln!("error: {}", chain.join(": "));
+            tracing::error!(target: "atelier::exit", "{line}");
+            eprintln!("error: {line}");
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes on one line, so scripts can show it as is. A cause whose text its
+/// error already says (errors that print their source, and transparent wrappers) is not
+/// repeated.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !parts.last().is_some_and(|prev| prev.contains(&text)) {
+            parts.push(text);
+        }
+    }
+    parts.join(": ")
 }
 
 /// Opens the studio, in kiosk mode when asked on the command line or in the settings.
@@ -135,5 +148,29 @@ fn usage_error(e: clap::Error) -> std::process::ExitCode {
             eprintln!("error: {first} (see --help)");
             std::process::ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot read x.txt: {source}")]
+    struct Read {
+        #[source]
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn a_cause_its_error_already_says_is_not_repeated() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let e = anyhow::Error::from(Read { source: io }).context("loading the texts");
+        assert_eq!(
+            one_line(&e),
+            "loading the texts: cannot read x.txt: no such file"
+        );
+        let plain = anyhow::anyhow!("the disk is full").context("cannot save");
+        assert_eq!(one_line(&plain), "cannot save: the disk is full");
     }
 }

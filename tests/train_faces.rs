@@ -744,3 +744,52 @@ fn training_on_the_long_job_lane_leaves_the_worker_free_and_pauses_and_stops() {
     assert_eq!(report.step, steps);
     assert!(!report.checkpoints.is_empty());
 }
+
+/// Ctrl+C (SIGINT) stops a command-line run as the panel's Stop does: a checkpoint at the step
+/// reached, a report saying it stopped, exit status 0, and `--resume` goes on from there.
+#[test]
+fn ctrl_c_stops_a_command_line_run_with_a_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pictures = random_pictures(tmp.path(), 16);
+    let dir = tmp.path().join("run");
+    let mut args = tiny_args(&pictures, &dir);
+    args.extend(["--steps".into(), "1000000".into()]);
+    let mut child = atelier()
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Training has begun once the first checkpoint (written at the start) is on disk.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while checkpoint::list(&dir).is_empty() {
+        assert!(Instant::now() < deadline, "the run never started");
+        if child.try_wait().unwrap().is_some() {
+            report(&child.wait_with_output().unwrap());
+            panic!("the run ended by itself");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: sends a signal to the child this test spawned and still owns.
+    assert_eq!(
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) },
+        0
+    );
+    let stopped = report(&child.wait_with_output().unwrap());
+    assert_eq!(stopped["stopped"], true);
+    let step = stopped["step"].as_u64().unwrap();
+    assert!(step > 0 && step < 1_000_000, "{stopped}");
+    assert_eq!(checkpoint::list(&dir)[0].0, step);
+    let resumed = report(
+        &atelier()
+            .args(["train", "faces", "--json", "--threads", "2", "--steps"])
+            .arg((step + 2).to_string())
+            .arg("--resume")
+            .arg(&dir)
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(resumed["step"], step + 2);
+    assert_eq!(resumed["stopped"], false);
+}

@@ -6,6 +6,7 @@ pub mod faces;
 pub mod models;
 pub mod style;
 pub mod train_faces;
+mod train_job;
 pub mod train_write;
 pub mod write;
 

@@ -1,5 +1,6 @@
-//! `atelier train faces …`: the same [`super::run`] as the Train panel, with a progress bar on
-//! stderr and a report at the end (`--json`: one JSON object on stdout).
+//! `atelier train faces …`: a run on the engine's long-job lane, as the Train panel starts it
+//! ([`super::train_job`]), with a progress bar on stderr and a report at the end (`--json`: one
+//! JSON object on stdout). Ctrl+C stops it with a checkpoint.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -10,9 +11,9 @@ use clap::ValueEnum;
 use crate::features::train::faces::pictures::{PictureSource, parse_colour};
 use crate::features::train::faces::runs::{self, RunRecord};
 use crate::features::train::faces::{
-    StartFrom, TrainFacesConfig, TrainFacesEvent, TrainFacesReport, TrainSettings, run,
+    StartFrom, TrainFacesConfig, TrainFacesEvent, TrainFacesReport, TrainSettings,
 };
-use crate::long_job::LongJobControl;
+use crate::features::train::{TrainEvent, TrainRequest};
 use crate::models::gan::GanShape;
 
 /// Where the generator starts.
@@ -178,7 +179,6 @@ pub fn run_cli(a: TrainFacesArgs) -> anyhow::Result<()> {
     if threads == 0 {
         bail!("--threads must be at least 1");
     }
-    let control = LongJobControl::standalone(threads);
     let bar = indicatif::ProgressBar::new(config.steps);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
@@ -188,7 +188,7 @@ pub fn run_cli(a: TrainFacesArgs) -> anyhow::Result<()> {
         .progress_chars("=> "),
     );
     bar.enable_steady_tick(Duration::from_millis(250));
-    let mut on_event = |ev: TrainFacesEvent| match ev {
+    let on_event = |ev: TrainFacesEvent| match ev {
         TrainFacesEvent::Started {
             run_dir,
             pictures,
@@ -225,9 +225,19 @@ pub fn run_cli(a: TrainFacesArgs) -> anyhow::Result<()> {
         | TrainFacesEvent::Samples { .. }
         | TrainFacesEvent::Exported { .. } => {}
     };
-    let result = run(&config, &control, &mut on_event);
+    let mut report = None;
+    let ran = super::train_job::run(
+        TrainRequest::Faces(Box::new(config)),
+        threads,
+        |e| match e {
+            TrainEvent::Faces(e) => on_event(e),
+            TrainEvent::FacesDone(r) => report = Some(r),
+            TrainEvent::Write(_) | TrainEvent::WriteDone(_) => {}
+        },
+    );
     bar.finish_and_clear();
-    let report = result?;
+    ran?;
+    let report = report.context("the run ended without a report")?;
     if a.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {

@@ -1,5 +1,6 @@
-//! `atelier train write`: LoRA fine-tuning from the command line, on the same loop as the
-//! Train panel ([`crate::features::train::write::run`]), with a progress bar on stderr and a JSON report on request.
+//! `atelier train write`: LoRA fine-tuning from the command line, as the Train panel runs it
+//! (the engine's long-job lane, [`super::train_job`]), with a progress bar on stderr and a JSON
+//! report on request.
 //! Ctrl+C stops at the next layer, writes a checkpoint and reports; `--resume` goes on.
 
 use std::path::PathBuf;
@@ -8,8 +9,10 @@ use anyhow::Context;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::features::train::write::{TextSource, TrainWriteConfig, TrainWriteEvent};
-use crate::long_job::LongJobControl;
+use crate::features::train::write::{
+    TextSource, TrainWriteConfig, TrainWriteError, TrainWriteEvent,
+};
+use crate::features::train::{TrainEvent, TrainRequest};
 use crate::models::llm::lora::LoraTarget;
 
 /// `atelier train write`
@@ -155,38 +158,12 @@ fn config_from(args: &TrainWriteArgs) -> anyhow::Result<TrainWriteConfig> {
     Ok(c)
 }
 
-/// Stops the job on the first Ctrl+C (it checkpoints and reports); a second one is the
-/// default again... only after the job returns, so a stop is always clean.
-fn stop_on_ctrl_c(control: &LongJobControl) {
-    let control = control.clone();
-    let spawned = std::thread::Builder::new()
-        .name("atelier-train-ctrl-c".into())
-        .spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async {
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    control.stop();
-                }
-            });
-        });
-    if let Err(e) = spawned {
-        tracing::warn!("Ctrl+C will end the process without a checkpoint: {e}");
-    }
-}
-
 /// Runs `atelier train write`.
 pub fn run(args: TrainWriteArgs) -> anyhow::Result<()> {
     let config = config_from(&args)?;
     let threads = args
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-    let control = LongJobControl::standalone(threads);
-    stop_on_ctrl_c(&control);
     let bar = ProgressBar::new(0);
     bar.set_style(
         ProgressStyle::with_template("{spinner} step {pos}/{len} [{bar:30}] {msg} (eta {eta})")
@@ -202,7 +179,7 @@ pub fn run(args: TrainWriteArgs) -> anyhow::Result<()> {
             bar.println(line);
         }
     };
-    let mut on_event = |e: TrainWriteEvent| match e {
+    let on_event = |e: TrainWriteEvent| match e {
         TrainWriteEvent::Preparing { what } => bar.set_message(what),
         TrainWriteEvent::Started {
             run_dir,
@@ -258,9 +235,20 @@ pub fn run(args: TrainWriteArgs) -> anyhow::Result<()> {
         TrainWriteEvent::Sample { .. } => {}
         TrainWriteEvent::Checkpoint { .. } => {}
     };
-    let report = crate::features::train::write::run(&config, &control, &mut on_event);
+    let mut report = None;
+    let ran = super::train_job::run(
+        TrainRequest::Write(Box::new(config)),
+        threads,
+        |e| match e {
+            TrainEvent::Write(e) => on_event(*e),
+            TrainEvent::WriteDone(r) => report = Some(r),
+            TrainEvent::Faces(_) | TrainEvent::FacesDone(_) => {}
+        },
+    );
     bar.finish_and_clear();
-    let report = report?;
+    ran?;
+    // Stopped while reading or loading: nothing was trained, so there is nothing to resume.
+    let report = report.ok_or(TrainWriteError::Stopped)?;
     if args.json {
         let mut v = serde_json::to_value(&report)?;
         if let Some(peak) = crate::measure::memory_kib("VmHWM:") {
@@ -268,8 +256,14 @@ pub fn run(args: TrainWriteArgs) -> anyhow::Result<()> {
         }
         println!("{v}");
     } else {
+        // A stopped run may have trained past its last validation: say when it was measured.
+        let measured = match report.val_perplexity_step {
+            s if s == report.steps => String::new(),
+            0 => " (not measured since the start)".to_owned(),
+            s => format!(" (at step {s})"),
+        };
         println!(
-            "{} after {} steps: validation perplexity {:.2} -> {:.2}, {:.0} tokens/s; adapter {}{}",
+            "{} after {} steps: validation perplexity {:.2} -> {:.2}{measured}, {:.0} tokens/s; adapter {}{}",
             if report.stopped { "stopped" } else { "done" },
             report.steps,
             report.val_perplexity_before,

@@ -278,8 +278,11 @@ pub struct TrainWriteReport {
     pub seconds: f64,
     /// Validation perplexity of the base model.
     pub val_perplexity_before: f64,
-    /// Validation perplexity with the adapter at the end.
+    /// Validation perplexity with the adapter, as last measured.
     pub val_perplexity_after: f64,
+    /// The step it was measured at (a stopped run may have trained past its last validation;
+    /// 0: only the base model was measured).
+    pub val_perplexity_step: u64,
     /// The last step's training loss.
     pub final_train_loss: Option<f64>,
     /// The median step's seconds in this session (training only, no validation or samples).

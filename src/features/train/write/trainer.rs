@@ -667,11 +667,12 @@ impl<'a> Session<'a> {
             })?;
             adapter = out.clone();
         }
-        let after = self
+        let (after_step, after) = self
             .state
             .val_curve
             .last()
-            .map_or(self.state.base_val_loss, |&(_, l)| l);
+            .copied()
+            .unwrap_or((0, self.state.base_val_loss));
         Ok(TrainWriteReport {
             run_dir: self.dir.clone(),
             adapter,
@@ -683,6 +684,7 @@ impl<'a> Session<'a> {
             seconds: timing.seconds,
             val_perplexity_before: self.state.base_val_loss.exp(),
             val_perplexity_after: after.exp(),
+            val_perplexity_step: after_step,
             final_train_loss: self.state.train_curve.last().map(|&(_, l)| l),
             median_step_seconds: timing.median(),
         })
