@@ -3,28 +3,28 @@
 //! [`TrainEvent`]s. The first Ctrl+C stops the run the way the panel's Stop does (it writes a
 //! checkpoint and reports).
 
-use crate::engine::{Engine, Event, Outcome, WaitError};
+use crate::engine::{Engine, Event, WaitError};
 use crate::features::train::{TrainEvent, TrainRequest};
 use crate::long_job::LongJobControl;
 
-/// Runs `request` with a budget of `threads` cores, handing each progress event to
-/// `on_event`; returns whether it ran to its end or was stopped. A failed run's error keeps
-/// the trainer's message.
+/// Runs `request` to its end (or its stop) with a budget of `threads` cores, handing each
+/// progress event to `on_event`; the report is the last of them (none when a writing run was
+/// stopped before its first step). A failed run's error keeps the trainer's message.
 pub fn run(
     request: TrainRequest,
     threads: usize,
     mut on_event: impl FnMut(TrainEvent),
-) -> anyhow::Result<Outcome> {
+) -> anyhow::Result<()> {
     let engine = Engine::spawn(None, None)?;
     let (job, control) = engine.train(request, threads);
     stop_on_ctrl_c(&control);
-    let outcome = engine.wait(job.id(), crate::headless::IDLE, |event| {
+    engine.wait(job.id(), crate::headless::IDLE, |event| {
         if let Event::Train { event, .. } = event {
             on_event(*event);
         }
         Ok::<(), WaitError>(())
     })?;
-    Ok(outcome)
+    Ok(())
 }
 
 /// Stops the job on the first Ctrl+C (it checkpoints and reports); the default handling (end

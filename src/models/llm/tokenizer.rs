@@ -4,10 +4,11 @@
 //! This module owns: reading the vocabulary (pieces, types, scores, merges, special ids) from
 //! the metadata; llama.cpp's special-token partition (control tokens only when asked, user-defined
 //! tokens always); byte-level BPE for `gpt2` vocabularies (the `tokenizers` crate's
-//! pre-tokenizer with the regexes llama.cpp uses for `tokenizer.ggml.pre`, then [`bpe`]'s merges); the SentencePiece score-merge
-//! loop for `llama` vocabularies (hand-written: it is llama.cpp's own algorithm, which merges any
-//! adjacent pair whose concatenation is a piece, something a merges-list BPE cannot express);
-//! detokenization, and [`StreamDecoder`] for streaming generated text.
+//! pre-tokenizer with the regexes llama.cpp uses for `tokenizer.ggml.pre`, then [`bpe`]'s
+//! merges); the SentencePiece score-merge loop for `llama` vocabularies (hand-written: it is
+//! llama.cpp's own algorithm, which merges any adjacent pair whose concatenation is a piece,
+//! something a merges-list BPE cannot express); detokenization, and [`StreamDecoder`] for
+//! streaming generated text.
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};

@@ -37,8 +37,10 @@ struct Symbol {
 
 impl Merges {
     /// The merges of `merges` (lines "left right") over `pieces`. Lines whose parts or result
-    /// are not pieces are skipped, as is a later duplicate of a pair (llama.cpp's rank map keeps
-    /// the first); ranks follow the order of the lines kept. `Err` says what is wrong.
+    /// are not pieces are skipped (llama.cpp would fall back to bytes for them; the
+    /// `tokenizers` crate, whose results these are, refused them), as is a later duplicate of
+    /// a pair (llama.cpp's rank map keeps the first); ranks follow the order of the lines
+    /// kept. `Err` says what is wrong.
     pub(super) fn new(
         merges: &[Value],
         pieces: &Pieces,
